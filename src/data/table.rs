@@ -1,0 +1,467 @@
+//! CSV → [`RawTable`]: column kinds inferred (or taken from a saved schema), cells parsed,
+//! categorical levels interned, each row's byte offset kept. No scaling happens here:
+//! scalers are fitted later on whichever rows are the training rows.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::DataError;
+use super::source::{csv_error, csv_reader, sniff};
+
+/// Marker for a missing categorical cell in [`RawTable::categorical`].
+pub const MISSING_LEVEL: u32 = u32::MAX;
+
+/// What to do with missing cells (empty, NA, NaN, ?, null) in feature columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingPolicy {
+    /// Stop with an error naming the first missing cell.
+    #[default]
+    Error,
+    /// Numeric: the training mean; categorical: no level (all-zero one-hot).
+    Mean,
+    /// Skip rows that have any missing feature cell.
+    Drop,
+}
+
+/// The role of one CSV column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnKind {
+    Numeric,
+    Categorical,
+    /// Kept out of the features; used only for metrics.
+    Label,
+    Ignored,
+}
+
+/// Column names and kinds in header order; saved in checkpoints so new data is read the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schema {
+    pub columns: Vec<(String, ColumnKind)>,
+}
+
+impl Schema {
+    /// The kind recorded for `name`, if the schema has that column.
+    pub fn kind_of(&self, name: &str) -> Option<ColumnKind> {
+        self.columns.iter().find(|(n, _)| n == name).map(|(_, k)| *k)
+    }
+}
+
+/// Options that decide how a file becomes a table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReadOptions {
+    /// Forced delimiter; `None` sniffs it from the header.
+    pub delimiter: Option<u8>,
+    /// Label column: kept out of the features.
+    pub label: Option<String>,
+    /// Columns dropped entirely.
+    pub ignore: Vec<String>,
+    /// Columns treated as categorical even if they look numeric.
+    pub categorical: Vec<String>,
+    pub missing: MissingPolicy,
+}
+
+/// Where a data row came from, so its original text can be found again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowRef {
+    /// 1-based record number (the header is not counted).
+    pub number: u64,
+    /// 1-based physical line of the record's start.
+    pub line: u64,
+    /// Byte offset of the record's start in the decompressed text.
+    pub offset: u64,
+}
+
+/// Label column values, interned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labels {
+    pub column: String,
+    pub values: Vec<u32>,
+    pub names: Vec<String>,
+}
+
+impl Labels {
+    /// The label text of row `i`.
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[self.values[i] as usize]
+    }
+
+    /// `true` for each row whose label equals `anomaly`; an error if no row has it.
+    pub fn is_value(&self, anomaly: &str) -> Result<Vec<bool>, String> {
+        let code = self.names.iter().position(|n| n == anomaly).ok_or_else(|| {
+            let mut shown: Vec<&str> = self.names.iter().take(8).map(String::as_str).collect();
+            if self.names.len() > 8 {
+                shown.push("…");
+            }
+            format!(
+                "label column '{}' has no value '{anomaly}' (values: {})",
+                self.column,
+                shown.join(", ")
+            )
+        })? as u32;
+        Ok(self.values.iter().map(|&v| v == code).collect())
+    }
+}
+
+/// The parsed file: numeric cells as f32 (NaN when missing), categorical cells as level codes.
+#[derive(Debug, Clone)]
+pub struct RawTable {
+    pub path: PathBuf,
+    pub delimiter: u8,
+    pub schema: Schema,
+    pub numeric_columns: Vec<String>,
+    /// Row-major, `rows.len() × numeric_columns.len()`.
+    pub numeric: Vec<f32>,
+    pub categorical_columns: Vec<String>,
+    /// Row-major, `rows.len() × categorical_columns.len()`; [`MISSING_LEVEL`] when missing.
+    pub categorical: Vec<u32>,
+    /// Level texts per categorical column, in order of first appearance.
+    pub levels: Vec<Vec<String>>,
+    pub labels: Option<Labels>,
+    pub rows: Vec<RowRef>,
+    /// Things the user should know (dropped rows, extra columns), printed by the CLI.
+    pub notes: Vec<String>,
+}
+
+impl RawTable {
+    /// Number of data rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// `true` when the table has no rows (never returned by [`read_table`]).
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// `true` for the spellings of a missing value.
+pub fn is_missing(cell: &str) -> bool {
+    matches!(
+        cell.trim(),
+        "" | "NA" | "N/A" | "n/a" | "NaN" | "nan" | "NAN" | "null" | "NULL" | "?"
+    )
+}
+
+/// Parses a numeric cell; `None` when it is not a number at all.
+fn parse_number(cell: &str) -> Option<f64> {
+    let t = cell.trim();
+    // Rust accepts "inf"/"infinity"/"nan" words; treat them as numbers so they are
+    // reported as non-finite rather than silently becoming categories.
+    t.parse::<f64>().ok()
+}
+
+/// Per-column facts gathered by the first pass.
+#[derive(Default)]
+struct ColumnStats {
+    numbers: u64,
+    texts: u64,
+    first_text: Option<(u64, String)>,
+    first_non_finite: Option<(u64, String)>,
+}
+
+/// Reads `path` into a [`RawTable`]. With `schema`, column kinds come from it (scoring new
+/// data with a saved model); otherwise they are inferred from the data.
+pub fn read_table(path: &Path, opts: &ReadOptions, schema: Option<&Schema>) -> Result<RawTable, DataError> {
+    let delimiter = sniff(path, opts.delimiter)?;
+    let header = read_header(path, delimiter)?;
+    check_named_columns(path, &header, opts)?;
+    let stats = first_pass(path, delimiter, &header, opts)?;
+    let kinds = decide_kinds(path, &header, &stats, opts, schema)?;
+    second_pass(path, delimiter, &header, kinds, opts)
+}
+
+fn read_header(path: &Path, delimiter: u8) -> Result<Vec<String>, DataError> {
+    let mut reader = csv_reader(path, delimiter)?;
+    let header = reader.headers().map_err(|e| csv_error(path, &e))?.clone();
+    let names: Vec<String> = header.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_string()).collect();
+    if names.iter().all(String::is_empty) {
+        return Err(DataError::at(path, 1, None, "the header line is empty (expected column names)"));
+    }
+    let mut seen = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        if name.is_empty() {
+            return Err(DataError::at(path, 1, None, format!("header field {} has no name", i + 1)));
+        }
+        if let Some(first) = seen.insert(name.clone(), i) {
+            return Err(DataError::at(
+                path,
+                1,
+                Some(name),
+                format!("column name appears twice (fields {} and {})", first + 1, i + 1),
+            ));
+        }
+    }
+    Ok(names)
+}
+
+fn check_named_columns(path: &Path, header: &[String], opts: &ReadOptions) -> Result<(), DataError> {
+    let named = opts
+        .label
+        .iter()
+        .map(|l| ("--label", l))
+        .chain(opts.ignore.iter().map(|c| ("--ignore", c)))
+        .chain(opts.categorical.iter().map(|c| ("--categorical", c)));
+    for (flag, name) in named {
+        if !header.iter().any(|h| h == name) {
+            return Err(DataError::file(
+                path,
+                format!("{flag} names column '{name}', which is not in the header ({})", preview(header)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn preview(header: &[String]) -> String {
+    let mut shown: Vec<&str> = header.iter().take(10).map(String::as_str).collect();
+    if header.len() > 10 {
+        shown.push("…");
+    }
+    shown.join(", ")
+}
+
+fn role_from_options(name: &str, opts: &ReadOptions) -> Option<ColumnKind> {
+    if opts.label.as_deref() == Some(name) {
+        Some(ColumnKind::Label)
+    } else if opts.ignore.iter().any(|c| c == name) {
+        Some(ColumnKind::Ignored)
+    } else if opts.categorical.iter().any(|c| c == name) {
+        Some(ColumnKind::Categorical)
+    } else {
+        None
+    }
+}
+
+fn is_feature_role(role: Option<ColumnKind>) -> bool {
+    !matches!(role, Some(ColumnKind::Label) | Some(ColumnKind::Ignored))
+}
+
+fn first_pass(path: &Path, delimiter: u8, header: &[String], opts: &ReadOptions) -> Result<Vec<ColumnStats>, DataError> {
+    let mut reader = csv_reader(path, delimiter)?;
+    let roles: Vec<Option<ColumnKind>> = header.iter().map(|h| role_from_options(h, opts)).collect();
+    let mut stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
+    let mut record = csv::StringRecord::new();
+    let mut rows = 0u64;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(path, &e)),
+        }
+        rows += 1;
+        let line = record.position().map_or(0, |p| p.line());
+        for (c, cell) in record.iter().enumerate() {
+            if !is_feature_role(roles[c]) {
+                continue;
+            }
+            if is_missing(cell) {
+                if opts.missing == MissingPolicy::Error {
+                    return Err(DataError::at(
+                        path,
+                        line,
+                        Some(&header[c]),
+                        format!(
+                            "missing value {:?} (use --missing mean or --missing drop to accept missing values)",
+                            cell
+                        ),
+                    ));
+                }
+                continue;
+            }
+            let s = &mut stats[c];
+            match parse_number(cell) {
+                Some(v) => {
+                    s.numbers += 1;
+                    if !v.is_finite() && s.first_non_finite.is_none() {
+                        s.first_non_finite = Some((line, cell.to_string()));
+                    }
+                }
+                None => {
+                    s.texts += 1;
+                    if s.first_text.is_none() {
+                        s.first_text = Some((line, cell.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    if rows == 0 {
+        return Err(DataError::file(path, "the file has a header but no data rows"));
+    }
+    Ok(stats)
+}
+
+fn decide_kinds(
+    path: &Path,
+    header: &[String],
+    stats: &[ColumnStats],
+    opts: &ReadOptions,
+    schema: Option<&Schema>,
+) -> Result<Vec<ColumnKind>, DataError> {
+    let mut kinds = Vec::with_capacity(header.len());
+    if let Some(schema) = schema {
+        for (name, kind) in &schema.columns {
+            if matches!(kind, ColumnKind::Numeric | ColumnKind::Categorical) && !header.contains(name) {
+                return Err(DataError::file(
+                    path,
+                    format!("the model was trained with column '{name}', which this file does not have"),
+                ));
+            }
+        }
+    }
+    for (c, name) in header.iter().enumerate() {
+        let s = &stats[c];
+        let from_schema = schema.map(|sc| sc.kind_of(name).unwrap_or(ColumnKind::Ignored));
+        let kind = match role_from_options(name, opts).or(from_schema) {
+            Some(kind) => kind,
+            None if s.texts == 0 => ColumnKind::Numeric,
+            None if s.numbers > s.texts => {
+                let (line, value) = s.first_text.clone().unwrap_or_default();
+                return Err(DataError::at(
+                    path,
+                    line,
+                    Some(name),
+                    format!(
+                        "expected a number, found {value:?} ({} of {} values in this column are numbers; \
+                         use --categorical {name} to treat it as categorical)",
+                        s.numbers,
+                        s.numbers + s.texts
+                    ),
+                ));
+            }
+            None => ColumnKind::Categorical,
+        };
+        if kind == ColumnKind::Numeric {
+            if let Some((line, value)) = &s.first_text {
+                return Err(DataError::at(path, *line, Some(name), format!("expected a number, found {value:?}")));
+            }
+            if let Some((line, value)) = &s.first_non_finite {
+                return Err(DataError::at(
+                    path,
+                    *line,
+                    Some(name),
+                    format!("{value:?} is not a finite number"),
+                ));
+            }
+        }
+        kinds.push(kind);
+    }
+    Ok(kinds)
+}
+
+fn second_pass(
+    path: &Path,
+    delimiter: u8,
+    header: &[String],
+    kinds: Vec<ColumnKind>,
+    opts: &ReadOptions,
+) -> Result<RawTable, DataError> {
+    let schema = Schema {
+        columns: header.iter().cloned().zip(kinds.iter().copied()).collect(),
+    };
+    let pick = |want: ColumnKind| -> Vec<usize> { (0..header.len()).filter(|&c| kinds[c] == want).collect() };
+    let numeric_idx = pick(ColumnKind::Numeric);
+    let categorical_idx = pick(ColumnKind::Categorical);
+    let label_idx = pick(ColumnKind::Label).first().copied();
+
+    let mut level_maps: Vec<HashMap<String, u32>> = vec![HashMap::new(); categorical_idx.len()];
+    let mut levels: Vec<Vec<String>> = vec![Vec::new(); categorical_idx.len()];
+    let mut label_map: HashMap<String, u32> = HashMap::new();
+    let mut label_names = Vec::new();
+    let mut label_values = Vec::new();
+    let mut numeric = Vec::new();
+    let mut categorical = Vec::new();
+    let mut rows = Vec::new();
+    let mut dropped = 0u64;
+
+    let mut reader = csv_reader(path, delimiter)?;
+    let mut record = csv::StringRecord::new();
+    let mut number = 0u64;
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(path, &e)),
+        }
+        number += 1;
+        let (line, offset) = record.position().map_or((0, 0), |p| (p.line(), p.byte()));
+        if opts.missing == MissingPolicy::Drop
+            && numeric_idx.iter().chain(&categorical_idx).any(|&c| is_missing(&record[c]))
+        {
+            dropped += 1;
+            continue;
+        }
+        for &c in &numeric_idx {
+            let cell = &record[c];
+            if is_missing(cell) {
+                if opts.missing == MissingPolicy::Error {
+                    return Err(DataError::at(path, line, Some(&header[c]), format!("missing value {cell:?}")));
+                }
+                numeric.push(f32::NAN);
+                continue;
+            }
+            let value = parse_number(cell)
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| DataError::at(path, line, Some(&header[c]), format!("expected a finite number, found {cell:?}")))?;
+            numeric.push(value as f32);
+        }
+        for (j, &c) in categorical_idx.iter().enumerate() {
+            let cell = record[c].trim();
+            if is_missing(cell) {
+                if opts.missing == MissingPolicy::Error {
+                    return Err(DataError::at(path, line, Some(&header[c]), format!("missing value {cell:?}")));
+                }
+                categorical.push(MISSING_LEVEL);
+                continue;
+            }
+            let next = levels[j].len() as u32;
+            let code = *level_maps[j].entry(cell.to_string()).or_insert_with(|| {
+                levels[j].push(cell.to_string());
+                next
+            });
+            categorical.push(code);
+        }
+        if let Some(c) = label_idx {
+            let cell = record[c].trim();
+            let next = label_names.len() as u32;
+            let code = *label_map.entry(cell.to_string()).or_insert_with(|| {
+                label_names.push(cell.to_string());
+                next
+            });
+            label_values.push(code);
+        }
+        rows.push(RowRef {
+            number,
+            line,
+            offset,
+        });
+    }
+    let mut notes = Vec::new();
+    if dropped > 0 {
+        notes.push(format!("dropped {dropped} rows with missing values (--missing drop)"));
+    }
+    if rows.is_empty() {
+        return Err(DataError::file(path, "no data rows left after dropping rows with missing values"));
+    }
+    Ok(RawTable {
+        path: path.to_path_buf(),
+        delimiter,
+        numeric_columns: numeric_idx.iter().map(|&c| header[c].clone()).collect(),
+        categorical_columns: categorical_idx.iter().map(|&c| header[c].clone()).collect(),
+        schema,
+        numeric,
+        categorical,
+        levels,
+        labels: label_idx.map(|c| Labels {
+            column: header[c].clone(),
+            values: label_values,
+            names: label_names,
+        }),
+        rows,
+        notes,
+    })
+}

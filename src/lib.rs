@@ -1,0 +1,12 @@
+//! dagmm-tui: unsupervised anomaly detection on tabular data with DAGMM.
+//!
+//! `data` turns a CSV into a feature matrix, `model` holds the networks and the mixture
+//! maths, `train` runs training (on a worker thread for the UI), `triage` ranks and writes
+//! scores, `eval` runs the paper's protocol, and `cli` is the command line.
+
+pub mod cli;
+pub mod data;
+pub mod eval;
+pub mod model;
+pub mod train;
+pub mod triage;

@@ -1,0 +1,125 @@
+//! DAGMM architecture and loss weights: the default rule for any input width, and the
+//! paper's KDDCUP preset.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything that fixes the shape of a DAGMM and its objective.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DagmmConfig {
+    /// Encoded input width (numeric columns + one-hot levels).
+    pub input: usize,
+    /// Encoder hidden widths; the decoder mirrors them.
+    pub hidden: Vec<usize>,
+    /// Width of z_c, the autoencoder's code.
+    pub latent: usize,
+    /// Width of the estimation network's hidden layer.
+    pub estimation_hidden: usize,
+    /// Mixture components K.
+    pub components: usize,
+    /// Dropout probability in the estimation network (training only).
+    pub dropout: f64,
+    /// λ1, weight of the mean sample energy.
+    pub lambda_energy: f64,
+    /// λ2, weight of the covariance penalty.
+    pub lambda_cov: f64,
+    /// ε added to every covariance diagonal (a documented deviation from the paper that
+    /// keeps Cholesky well defined).
+    pub cov_eps: f64,
+}
+
+/// Named architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+pub enum Preset {
+    /// The default rule for any input width (see [`DagmmConfig::default_for`]).
+    #[default]
+    Auto,
+    /// The paper's KDDCUP99 network: 120-60-30-10-1 (+ mirror), estimation 3-10-4, K = 4.
+    Kddcup,
+}
+
+impl DagmmConfig {
+    /// The default rule for an input of width `input`:
+    /// - latent size 1 up to 150 inputs, else 2 (the paper: KDDCUP 1, Arrhythmia 2);
+    /// - hidden widths start at `clamp(input / 2, 12, 64)` and halve while ≥ 4, at most 3
+    ///   layers (120 inputs → 60, 30, 15; 6 inputs → 12, 6);
+    /// - estimation network `z → 10 → K` with dropout 0.5, K = 4, λ1 = 0.1, λ2 = 0.005.
+    pub fn default_for(input: usize) -> Self {
+        let latent = if input <= 150 { 1 } else { 2 };
+        let mut hidden = Vec::new();
+        let mut width = (input / 2).clamp(12, 64);
+        while width >= 4 && hidden.len() < 3 {
+            hidden.push(width);
+            width /= 2;
+        }
+        Self {
+            input,
+            hidden,
+            latent,
+            estimation_hidden: 10,
+            components: 4,
+            dropout: 0.5,
+            lambda_energy: 0.1,
+            lambda_cov: 0.005,
+            cov_eps: 1e-6,
+        }
+    }
+
+    /// The architecture of `preset` for an input of width `input`.
+    pub fn preset(preset: Preset, input: usize) -> Self {
+        match preset {
+            Preset::Auto => Self::default_for(input),
+            Preset::Kddcup => Self {
+                hidden: vec![60, 30, 10],
+                latent: 1,
+                components: 4,
+                ..Self::default_for(input)
+            },
+        }
+    }
+
+    /// Width of z = [z_c, relative Euclidean distance, cosine similarity].
+    pub fn z_width(&self) -> usize {
+        self.latent + 2
+    }
+
+    /// Encoder widths from input to latent.
+    pub fn encoder_widths(&self) -> Vec<usize> {
+        let mut widths = vec![self.input];
+        widths.extend(&self.hidden);
+        widths.push(self.latent);
+        widths
+    }
+
+    /// Checks sizes and weights make sense, so a bad flag is an error, not a panic.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.input == 0 {
+            return Err("the data has no usable feature columns".into());
+        }
+        if self.latent == 0 || self.components == 0 || self.estimation_hidden == 0 {
+            return Err("latent size, components and estimation width must be at least 1".into());
+        }
+        if self.hidden.contains(&0) {
+            return Err("hidden layer widths must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        if self.lambda_energy < 0.0 || self.lambda_cov < 0.0 || self.cov_eps < 0.0 {
+            return Err("λ1, λ2 and the covariance ε must not be negative".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_rule_matches_its_documentation() {
+        assert_eq!(DagmmConfig::default_for(120).hidden, vec![60, 30, 15]);
+        assert_eq!(DagmmConfig::default_for(6).hidden, vec![12, 6]);
+        assert_eq!(DagmmConfig::default_for(274).latent, 2);
+        assert_eq!(DagmmConfig::preset(Preset::Kddcup, 120).encoder_widths(), vec![120, 60, 30, 10, 1]);
+    }
+}

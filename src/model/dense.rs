@@ -1,0 +1,233 @@
+//! Dense layers whose sizes are known only at run time (dfdx 0.13's `Linear<I, O>` is
+//! compile-time sized), a parameter visitor, Adam over it (dfdx's own Adam kernel), and
+//! safetensors save/load.
+//!
+//! dfdx's `TensorCollection` cannot describe run-time shaped tensors (its `TensorOptions`
+//! constructors need `ConstShape`), so the model lists its own parameters through
+//! [`Params`], and [`Adam`] drives dfdx's `AdamConfig::try_update` on each of them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use dfdx::prelude::*;
+use dfdx::tensor::Gradients;
+use rand::{rngs::StdRng, Rng};
+
+/// The device every tensor lives on: the CPU.
+pub type Dev = Cpu;
+/// A run-time sized matrix, optionally carrying a gradient tape.
+pub type Mat<T = NoneTape> = Tensor<(usize, usize), f32, Dev, T>;
+/// A run-time sized vector, optionally carrying a gradient tape.
+pub type Vector<T = NoneTape> = Tensor<(usize,), f32, Dev, T>;
+
+/// `y = x·W + b` with `W` stored `inputs × outputs` (no transpose in the forward pass).
+#[derive(Debug, Clone)]
+pub struct Dense {
+    pub weight: Mat,
+    pub bias: Vector,
+}
+
+impl Dense {
+    /// PyTorch-style initialisation: both `W` and `b` uniform in ±1/√inputs.
+    pub fn new(dev: &Dev, inputs: usize, outputs: usize, rng: &mut StdRng) -> Self {
+        let bound = 1.0 / (inputs as f32).sqrt();
+        let mut draw = |len: usize| (0..len).map(|_| rng.gen_range(-bound..bound)).collect::<Vec<f32>>();
+        Self {
+            weight: dev.tensor_from_vec(draw(inputs * outputs), (inputs, outputs)),
+            bias: dev.tensor_from_vec(draw(outputs), (outputs,)),
+        }
+    }
+
+    /// Number of outputs.
+    pub fn outputs(&self) -> usize {
+        self.bias.shape().0
+    }
+
+    /// Applies the layer; the tape rides on `x` and records `W` and `b` too.
+    pub fn forward<T: Tape<f32, Dev>>(&self, x: Mat<T>) -> Mat<T> {
+        let shape = (x.shape().0, self.outputs());
+        let y = x.matmul(self.weight.retaped::<T>());
+        y + self.bias.retaped::<T>().broadcast_like::<_, Axis<0>>(&shape)
+    }
+}
+
+/// A stack of dense layers with tanh between them (none after the last).
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub layers: Vec<Dense>,
+}
+
+impl Mlp {
+    /// Layers `widths[0] → widths[1] → … → widths[last]`.
+    pub fn new(dev: &Dev, widths: &[usize], rng: &mut StdRng) -> Self {
+        Self {
+            layers: widths.windows(2).map(|w| Dense::new(dev, w[0], w[1], rng)).collect(),
+        }
+    }
+
+    /// Forward pass; `dropout_after_hidden` applies dropout (training only) after each hidden tanh.
+    pub fn forward<T: Tape<f32, Dev>>(&self, mut x: Mat<T>, dropout_after_hidden: Option<f64>) -> Mat<T> {
+        let last = self.layers.len() - 1;
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x);
+            if i < last {
+                x = x.tanh();
+                if let Some(p) = dropout_after_hidden {
+                    x = x.dropout(p);
+                }
+            }
+        }
+        x
+    }
+}
+
+/// Mutable access to one parameter tensor of either shape.
+pub enum ParamMut<'a> {
+    Matrix(&'a mut Mat),
+    Vector(&'a mut Vector),
+}
+
+/// Anything with named parameters: lets one optimiser and one saver serve every network.
+pub trait Params {
+    /// Calls `f` with every parameter and a stable, dotted name.
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>));
+}
+
+impl Params for Mlp {
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            f(format!("{prefix}.{i}.weight"), ParamMut::Matrix(&mut layer.weight));
+            f(format!("{prefix}.{i}.bias"), ParamMut::Vector(&mut layer.bias));
+        }
+    }
+}
+
+/// Adam (dfdx's kernel) with moments kept per parameter tensor.
+pub struct Adam {
+    pub config: AdamConfig,
+    step: i32,
+    first_moment: Gradients<f32, Dev>,
+    second_moment: Gradients<f32, Dev>,
+}
+
+impl Adam {
+    /// Adam with learning rate `lr` and PyTorch's default betas and epsilon.
+    pub fn new(lr: f64) -> Self {
+        Self {
+            config: AdamConfig {
+                lr,
+                ..Default::default()
+            },
+            step: 0,
+            first_moment: Gradients::leaky(),
+            second_moment: Gradients::leaky(),
+        }
+    }
+
+    /// One update of every parameter of `model` from `grads` (a parameter with no gradient
+    /// entry gets a zero gradient).
+    pub fn update(&mut self, model: &mut impl Params, grads: &mut Gradients<f32, Dev>) -> Result<()> {
+        self.step += 1;
+        let (step, config) = (self.step, self.config);
+        let (m1, m2) = (&mut self.first_moment, &mut self.second_moment);
+        let mut failure = None;
+        model.visit_params("", &mut |name, param| {
+            let result = match param {
+                ParamMut::Matrix(t) => update_one(&config, step, t, m1, m2, grads),
+                ParamMut::Vector(t) => update_one(&config, step, t, m1, m2, grads),
+            };
+            if let Err(e) = result {
+                failure.get_or_insert(anyhow!("Adam update of {name}: {e:?}"));
+            }
+        });
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+fn update_one<S: Shape>(
+    config: &AdamConfig,
+    step: i32,
+    param: &mut Tensor<S, f32, Dev>,
+    m1: &mut Gradients<f32, Dev>,
+    m2: &mut Gradients<f32, Dev>,
+    grads: &mut Gradients<f32, Dev>,
+) -> Result<(), <Dev as HasErr>::Err> {
+    let grad = grads.get_or_alloc_mut(&*param)?;
+    let first = m1.get_or_alloc_mut(&*param)?;
+    let second = m2.get_or_alloc_mut(&*param)?;
+    config.try_update(step, param, first, second, grad)
+}
+
+/// Every parameter's values by name (row-major), with its dimensions.
+pub fn snapshot(model: &mut impl Params) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut out = Vec::new();
+    model.visit_params("", &mut |name, param| {
+        let (dims, values) = match param {
+            ParamMut::Matrix(t) => (vec![t.shape().0, t.shape().1], t.as_vec()),
+            ParamMut::Vector(t) => (vec![t.shape().0], t.as_vec()),
+        };
+        out.push((name.trim_start_matches('.').to_string(), dims, values));
+    });
+    out
+}
+
+/// `true` when every parameter value is finite (used to detect a diverged step).
+pub fn all_finite(model: &mut impl Params) -> bool {
+    snapshot(model).iter().all(|(_, _, v)| v.iter().all(|x| x.is_finite()))
+}
+
+/// Writes all parameters to a safetensors file.
+pub fn save_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
+    let tensors = snapshot(model);
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, dims, values)| (name, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
+        .iter()
+        .map(|(name, dims, data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, dims.clone(), data)
+                .map(|view| (name.clone(), view))
+                .map_err(|e| anyhow!("tensor {name}: {e:?}"))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::tensor::serialize_to_file(views, &None, path)
+        .map_err(|e| anyhow!("writing {}: {e:?}", path.display()))
+}
+
+/// Loads parameters from a safetensors file into `model`, checking every name and shape.
+pub fn load_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("{} is not a valid safetensors file: {e:?}", path.display()))?;
+    let mut loaded: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            bail!("{}: tensor {name} is not f32", path.display());
+        }
+        let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        loaded.insert(name, (view.shape().to_vec(), values));
+    }
+    let mut failure = None;
+    model.visit_params("", &mut |name, param| {
+        let name = name.trim_start_matches('.').to_string();
+        let Some((dims, values)) = loaded.get(&name) else {
+            failure.get_or_insert(anyhow!("{}: missing tensor {name}", path.display()));
+            return;
+        };
+        let expected = match &param {
+            ParamMut::Matrix(t) => vec![t.shape().0, t.shape().1],
+            ParamMut::Vector(t) => vec![t.shape().0],
+        };
+        if &expected != dims {
+            failure.get_or_insert(anyhow!("{}: tensor {name} has shape {dims:?}, the model needs {expected:?}", path.display()));
+            return;
+        }
+        match param {
+            ParamMut::Matrix(t) => t.copy_from(values),
+            ParamMut::Vector(t) => t.copy_from(values),
+        }
+    });
+    failure.map_or(Ok(()), Err)
+}

@@ -1,0 +1,11 @@
+//! The detectors: dfdx networks, the mixture maths and losses. Nothing here knows about
+//! terminals or files (beyond weight serialisation).
+
+pub mod config;
+pub mod dagmm;
+pub mod dense;
+pub mod gmm;
+
+pub use config::{DagmmConfig, Preset};
+pub use dagmm::{Dagmm, Inference, StepLoss};
+pub use gmm::{FactorisedGmm, GmmParams};
