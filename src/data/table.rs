@@ -51,7 +51,7 @@ impl Schema {
 }
 
 /// Options that decide how a file becomes a table.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReadOptions {
     /// Forced delimiter; `None` sniffs it from the header.
     pub delimiter: Option<u8>,
@@ -259,17 +259,6 @@ fn first_pass(path: &Path, delimiter: u8, header: &[String], opts: &ReadOptions)
                 continue;
             }
             if is_missing(cell) {
-                if opts.missing == MissingPolicy::Error {
-                    return Err(DataError::at(
-                        path,
-                        line,
-                        Some(&header[c]),
-                        format!(
-                            "missing value {:?} (use --missing mean or --missing drop to accept missing values)",
-                            cell
-                        ),
-                    ));
-                }
                 continue;
             }
             let s = &mut stats[c];
@@ -360,108 +349,198 @@ fn second_pass(
     kinds: Vec<ColumnKind>,
     opts: &ReadOptions,
 ) -> Result<RawTable, DataError> {
-    let schema = Schema {
-        columns: header.iter().cloned().zip(kinds.iter().copied()).collect(),
-    };
-    let pick = |want: ColumnKind| -> Vec<usize> { (0..header.len()).filter(|&c| kinds[c] == want).collect() };
-    let numeric_idx = pick(ColumnKind::Numeric);
-    let categorical_idx = pick(ColumnKind::Categorical);
-    let label_idx = pick(ColumnKind::Label).first().copied();
-
-    let mut level_maps: Vec<HashMap<String, u32>> = vec![HashMap::new(); categorical_idx.len()];
-    let mut levels: Vec<Vec<String>> = vec![Vec::new(); categorical_idx.len()];
-    let mut label_map: HashMap<String, u32> = HashMap::new();
-    let mut label_names = Vec::new();
-    let mut label_values = Vec::new();
-    let mut numeric = Vec::new();
-    let mut categorical = Vec::new();
-    let mut rows = Vec::new();
-    let mut dropped = 0u64;
-
+    let mut builder = TableBuilder::new(path, delimiter, header, kinds, opts.missing);
     let mut reader = csv_reader(path, delimiter)?;
     let mut record = csv::StringRecord::new();
-    let mut number = 0u64;
     loop {
         match reader.read_record(&mut record) {
-            Ok(true) => {}
+            Ok(true) => builder.push(&record)?,
             Ok(false) => break,
             Err(e) => return Err(csv_error(path, &e)),
         }
-        number += 1;
-        let (line, offset) = record.position().map_or((0, 0), |p| (p.line(), p.byte()));
-        if opts.missing == MissingPolicy::Drop
-            && numeric_idx.iter().chain(&categorical_idx).any(|&c| is_missing(&record[c]))
-        {
-            dropped += 1;
-            continue;
+    }
+    let table = builder.take();
+    if table.rows.is_empty() {
+        return Err(DataError::file(path, "no data rows left after dropping rows with missing values"));
+    }
+    Ok(table)
+}
+
+/// Reads `path` with a known `schema` in chunks of at most `chunk_rows` rows, calling
+/// `each` per chunk: memory stays bounded whatever the file size (used for scoring).
+pub fn read_chunks(
+    path: &Path,
+    opts: &ReadOptions,
+    schema: &Schema,
+    chunk_rows: usize,
+    mut each: impl FnMut(RawTable) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let delimiter = sniff(path, opts.delimiter)?;
+    let header = read_header(path, delimiter)?;
+    let no_stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
+    let kinds = decide_kinds(path, &header, &no_stats, opts, Some(schema))?;
+    let mut builder = TableBuilder::new(path, delimiter, &header, kinds, opts.missing);
+    let mut reader = csv_reader(path, delimiter)?;
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => builder.push(&record)?,
+            Ok(false) => break,
+            Err(e) => return Err(csv_error(path, &e).into()),
         }
-        for &c in &numeric_idx {
+        if builder.rows.len() >= chunk_rows {
+            each(builder.take())?;
+        }
+    }
+    if builder.number == 0 {
+        return Err(DataError::file(path, "the file has a header but no data rows").into());
+    }
+    let total = builder.number;
+    if !builder.rows.is_empty() {
+        each(builder.take())?;
+    }
+    Ok(total)
+}
+
+/// Accumulates parsed records into a [`RawTable`] once column kinds are known.
+struct TableBuilder {
+    path: PathBuf,
+    delimiter: u8,
+    header: Vec<String>,
+    schema: Schema,
+    missing: MissingPolicy,
+    numeric_idx: Vec<usize>,
+    categorical_idx: Vec<usize>,
+    label_idx: Option<usize>,
+    level_maps: Vec<HashMap<String, u32>>,
+    levels: Vec<Vec<String>>,
+    label_map: HashMap<String, u32>,
+    label_names: Vec<String>,
+    label_values: Vec<u32>,
+    numeric: Vec<f32>,
+    categorical: Vec<u32>,
+    rows: Vec<RowRef>,
+    /// Records seen so far (dropped ones included): the next record's number minus one.
+    number: u64,
+    dropped: u64,
+}
+
+impl TableBuilder {
+    fn new(path: &Path, delimiter: u8, header: &[String], kinds: Vec<ColumnKind>, missing: MissingPolicy) -> Self {
+        let pick = |want: ColumnKind| -> Vec<usize> { (0..header.len()).filter(|&c| kinds[c] == want).collect() };
+        let categorical_idx = pick(ColumnKind::Categorical);
+        Self {
+            path: path.to_path_buf(),
+            delimiter,
+            header: header.to_vec(),
+            numeric_idx: pick(ColumnKind::Numeric),
+            label_idx: pick(ColumnKind::Label).first().copied(),
+            level_maps: vec![HashMap::new(); categorical_idx.len()],
+            levels: vec![Vec::new(); categorical_idx.len()],
+            categorical_idx,
+            schema: Schema {
+                columns: header.iter().cloned().zip(kinds.iter().copied()).collect(),
+            },
+            missing,
+            label_map: HashMap::new(),
+            label_names: Vec::new(),
+            label_values: Vec::new(),
+            numeric: Vec::new(),
+            categorical: Vec::new(),
+            rows: Vec::new(),
+            number: 0,
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, record: &csv::StringRecord) -> Result<(), DataError> {
+        self.number += 1;
+        let (line, offset) = record.position().map_or((0, 0), |p| (p.line(), p.byte()));
+        let features = self.numeric_idx.iter().chain(&self.categorical_idx);
+        if self.missing == MissingPolicy::Drop && features.clone().any(|&c| is_missing(&record[c])) {
+            self.dropped += 1;
+            return Ok(());
+        }
+        if self.missing == MissingPolicy::Error {
+            if let Some(&c) = features.clone().find(|&&c| is_missing(&record[c])) {
+                return Err(DataError::at(
+                    &self.path,
+                    line,
+                    Some(&self.header[c]),
+                    format!(
+                        "missing value {:?} (use --missing mean or --missing drop to accept missing values)",
+                        &record[c]
+                    ),
+                ));
+            }
+        }
+        for &c in &self.numeric_idx {
             let cell = &record[c];
             if is_missing(cell) {
-                if opts.missing == MissingPolicy::Error {
-                    return Err(DataError::at(path, line, Some(&header[c]), format!("missing value {cell:?}")));
-                }
-                numeric.push(f32::NAN);
+                self.numeric.push(f32::NAN);
                 continue;
             }
-            let value = parse_number(cell)
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| DataError::at(path, line, Some(&header[c]), format!("expected a finite number, found {cell:?}")))?;
-            numeric.push(value as f32);
+            let value = parse_number(cell).filter(|v| v.is_finite()).ok_or_else(|| {
+                DataError::at(&self.path, line, Some(&self.header[c]), format!("expected a finite number, found {cell:?}"))
+            })?;
+            self.numeric.push(value as f32);
         }
-        for (j, &c) in categorical_idx.iter().enumerate() {
+        for (j, &c) in self.categorical_idx.iter().enumerate() {
             let cell = record[c].trim();
             if is_missing(cell) {
-                if opts.missing == MissingPolicy::Error {
-                    return Err(DataError::at(path, line, Some(&header[c]), format!("missing value {cell:?}")));
-                }
-                categorical.push(MISSING_LEVEL);
+                self.categorical.push(MISSING_LEVEL);
                 continue;
             }
-            let next = levels[j].len() as u32;
-            let code = *level_maps[j].entry(cell.to_string()).or_insert_with(|| {
-                levels[j].push(cell.to_string());
-                next
-            });
-            categorical.push(code);
+            let code = intern(&mut self.level_maps[j], &mut self.levels[j], cell);
+            self.categorical.push(code);
         }
-        if let Some(c) = label_idx {
-            let cell = record[c].trim();
-            let next = label_names.len() as u32;
-            let code = *label_map.entry(cell.to_string()).or_insert_with(|| {
-                label_names.push(cell.to_string());
-                next
-            });
-            label_values.push(code);
+        if let Some(c) = self.label_idx {
+            let code = intern(&mut self.label_map, &mut self.label_names, record[c].trim());
+            self.label_values.push(code);
         }
-        rows.push(RowRef {
-            number,
+        self.rows.push(RowRef {
+            number: self.number,
             line,
             offset,
         });
+        Ok(())
     }
-    let mut notes = Vec::new();
-    if dropped > 0 {
-        notes.push(format!("dropped {dropped} rows with missing values (--missing drop)"));
+
+    /// Hands over the rows gathered so far and starts a new, empty chunk.
+    fn take(&mut self) -> RawTable {
+        let mut notes = Vec::new();
+        if self.dropped > 0 {
+            notes.push(format!("dropped {} rows with missing values (--missing drop)", self.dropped));
+            self.dropped = 0;
+        }
+        let columns = |idx: &[usize]| idx.iter().map(|&c| self.header[c].clone()).collect();
+        RawTable {
+            path: self.path.clone(),
+            delimiter: self.delimiter,
+            schema: self.schema.clone(),
+            numeric_columns: columns(&self.numeric_idx),
+            categorical_columns: columns(&self.categorical_idx),
+            numeric: std::mem::take(&mut self.numeric),
+            categorical: std::mem::take(&mut self.categorical),
+            levels: self.levels.clone(),
+            labels: self.label_idx.map(|c| Labels {
+                column: self.header[c].clone(),
+                values: std::mem::take(&mut self.label_values),
+                names: self.label_names.clone(),
+            }),
+            rows: std::mem::take(&mut self.rows),
+            notes,
+        }
     }
-    if rows.is_empty() {
-        return Err(DataError::file(path, "no data rows left after dropping rows with missing values"));
+}
+
+/// The code of `text` in `map`, adding it to `names` when new.
+fn intern(map: &mut HashMap<String, u32>, names: &mut Vec<String>, text: &str) -> u32 {
+    if let Some(&code) = map.get(text) {
+        return code;
     }
-    Ok(RawTable {
-        path: path.to_path_buf(),
-        delimiter,
-        numeric_columns: numeric_idx.iter().map(|&c| header[c].clone()).collect(),
-        categorical_columns: categorical_idx.iter().map(|&c| header[c].clone()).collect(),
-        schema,
-        numeric,
-        categorical,
-        levels,
-        labels: label_idx.map(|c| Labels {
-            column: header[c].clone(),
-            values: label_values,
-            names: label_names,
-        }),
-        rows,
-        notes,
-    })
+    let code = names.len() as u32;
+    names.push(text.to_string());
+    map.insert(text.to_string(), code);
+    code
 }

@@ -13,7 +13,7 @@ use rand::{rngs::StdRng, SeedableRng};
 
 use super::config::DagmmConfig;
 use super::dense::{Dev, Mat, Mlp, ParamMut, Params, Vector};
-use super::gmm::{self, MixtureObjective};
+use super::gmm::{self, FactorisedGmm, MixtureObjective};
 use crate::data::Matrix;
 
 /// Guards the norms in the relative distance and cosine similarity (a zero row must not make NaN).
@@ -146,6 +146,12 @@ impl Dagmm {
             out.gamma.extend(gamma.as_vec().into_iter().map(f64::from));
         }
         out
+    }
+
+    /// Sample energy of every row of `x` under the mixture `gmm` (high = anomalous).
+    pub fn energies(&self, dev: &Dev, x: &Matrix, gmm: &FactorisedGmm) -> Vec<f64> {
+        let out = self.infer(dev, x);
+        out.z.chunks(self.config.z_width()).map(|z| gmm.energy(z)).collect()
     }
 
     /// The reconstruction x' of one encoded row (for explaining a score feature by feature).

@@ -1,0 +1,11 @@
+//! Training: the loop ([`trainer`]), the worker thread and its channel protocol
+//! ([`worker`], [`events`]), and checkpoints ([`checkpoint`]).
+
+pub mod checkpoint;
+pub mod events;
+pub mod trainer;
+pub mod worker;
+
+pub use events::{Control, LossComponents, TrainEvent};
+pub use trainer::{fit_mixture, TrainConfig, Trainer};
+pub use worker::{spawn, DataContext, Trained, WorkerHandle};

@@ -1,0 +1,48 @@
+//! Ranking and writing scores: rank 1 is the highest energy, the most anomalous row.
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use crate::data::{Labels, RowRef};
+
+/// 1-based rank of every row by descending energy (ties keep file order).
+pub fn ranks(energies: &[f64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..energies.len()).collect();
+    order.sort_by(|&a, &b| energies[b].total_cmp(&energies[a]).then(a.cmp(&b)));
+    let mut rank = vec![0; energies.len()];
+    for (position, &row) in order.iter().enumerate() {
+        rank[row] = position + 1;
+    }
+    rank
+}
+
+/// Writes `row,energy,rank[,label]` for every row, in file order.
+pub fn write_scores(out: impl Write, rows: &[RowRef], energies: &[f64], labels: Option<&Labels>) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(out);
+    let mut header = vec!["row", "energy", "rank"];
+    if let Some(labels) = labels {
+        header.push(&labels.column);
+    }
+    writer.write_record(&header)?;
+    let rank = ranks(energies);
+    for (i, row) in rows.iter().enumerate() {
+        let mut record = vec![row.number.to_string(), energies[i].to_string(), rank[i].to_string()];
+        if let Some(labels) = labels {
+            record.push(labels.name(i).to_string());
+        }
+        writer.write_record(&record)?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn highest_energy_gets_rank_one_and_ties_keep_file_order() {
+        assert_eq!(ranks(&[0.5, 3.0, 0.5, -1.0]), vec![2, 1, 3, 4]);
+    }
+}

@@ -1,0 +1,73 @@
+//! Checkpoints: weights (safetensors) plus everything needed to score new data the same
+//! way — encoder (schema, scaler, levels), read options, architecture, training settings
+//! and the mixture parameters fitted over the training set. Written atomically.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::trainer::TrainConfig;
+use crate::data::{Encoder, ReadOptions};
+use crate::model::dense::{load_safetensors, save_safetensors, Dev};
+use crate::model::{Dagmm, DagmmConfig, GmmParams};
+
+/// Identifies the checkpoint layout; bumped when it changes.
+pub const FORMAT: &str = "dagmm-tui-checkpoint/1";
+const WEIGHTS: &str = "model.safetensors";
+const META: &str = "model.json";
+
+/// The JSON half of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub format: String,
+    pub read: ReadOptions,
+    pub encoder: Encoder,
+    pub model: DagmmConfig,
+    pub train: TrainConfig,
+    pub gmm: GmmParams,
+    pub epochs_done: usize,
+}
+
+/// A loaded checkpoint: ready to score.
+pub struct Checkpoint {
+    pub meta: CheckpointMeta,
+    pub dev: Dev,
+    pub model: Dagmm,
+}
+
+/// Writes `model` and `meta` into `dir` (created if needed); each file goes through a
+/// temporary name and a rename, so a crash never leaves a half-written checkpoint file.
+pub fn save(dir: &Path, model: &Dagmm, meta: &CheckpointMeta) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let weights_tmp = dir.join(format!(".{WEIGHTS}.tmp"));
+    save_safetensors(&mut model.clone(), &weights_tmp)?;
+    let meta_tmp = dir.join(format!(".{META}.tmp"));
+    fs::write(&meta_tmp, serde_json::to_vec_pretty(meta)?).with_context(|| format!("writing {}", meta_tmp.display()))?;
+    fs::rename(&weights_tmp, dir.join(WEIGHTS))?;
+    fs::rename(&meta_tmp, dir.join(META))?;
+    Ok(())
+}
+
+/// Reads a checkpoint written by [`save`].
+pub fn load(dir: &Path) -> Result<Checkpoint> {
+    let meta_path: PathBuf = dir.join(META);
+    let text = fs::read_to_string(&meta_path)
+        .with_context(|| format!("{} is not a checkpoint directory (no {META})", dir.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", meta_path.display()))?;
+    let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("unknown");
+    if format != FORMAT {
+        bail!("{}: checkpoint format '{format}', this build reads '{FORMAT}'", meta_path.display());
+    }
+    let meta: CheckpointMeta =
+        serde_json::from_value(value).with_context(|| format!("{}: malformed checkpoint", meta_path.display()))?;
+    if meta.model.input != meta.encoder.width() {
+        bail!("{}: model input width does not match the encoder", meta_path.display());
+    }
+    let dev = Dev::seed_from_u64(meta.train.seed);
+    let mut model = Dagmm::new(&dev, meta.model.clone(), meta.train.seed);
+    load_safetensors(&mut model, &dir.join(WEIGHTS))?;
+    Ok(Checkpoint { meta, dev, model })
+}

@@ -1,0 +1,58 @@
+//! The plain data types that cross the worker/UI boundary: controls in, events out.
+//! Nothing here depends on dfdx or on the terminal.
+
+use std::path::PathBuf;
+
+/// Loss components averaged over some steps.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LossComponents {
+    pub reconstruction: f64,
+    pub energy: f64,
+    pub penalty: f64,
+    pub total: f64,
+}
+
+/// Commands the worker obeys between steps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    Pause,
+    Resume,
+    /// Finish after the current step (the mixture is still fitted and the model returned).
+    Stop,
+    /// Write a checkpoint of the current weights to this directory.
+    SaveCheckpoint(PathBuf),
+}
+
+/// What the worker reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    Started {
+        rows: usize,
+        features: usize,
+        epochs: usize,
+        steps_per_epoch: usize,
+    },
+    /// Sent at most every ~100 ms during an epoch.
+    Step {
+        epoch: usize,
+        step: usize,
+        loss: LossComponents,
+    },
+    /// End of an epoch: mean loss over its applied steps, mean φ̂ per component, throughput.
+    Epoch {
+        epoch: usize,
+        loss: LossComponents,
+        phi: Vec<f64>,
+        samples_per_sec: f64,
+        elapsed_secs: f64,
+    },
+    /// Something went wrong but training continues (a dropped step, added jitter).
+    Warning(String),
+    Paused,
+    Resumed,
+    CheckpointSaved(PathBuf),
+    /// Training ended (all epochs, or stopped); the mixture over the training set is fitted.
+    Finished { epochs_done: usize, stopped_early: bool },
+    /// Training could not continue.
+    Failed(String),
+}
