@@ -1,0 +1,117 @@
+//! Bad input ends in a non-zero exit and exactly one clear line naming where the problem is.
+
+mod common;
+
+use common::{run, stderr, write};
+
+/// Runs `train` on a file with `content` and returns the single error line.
+fn error_line(name: &str, content: &[u8], extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), name, content);
+    let out_dir = dir.path().join("out");
+    let mut args = vec!["train", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--epochs", "1"];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(!out.status.success(), "expected failure for {name}");
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(lines[0].contains(name), "error should name the file: {err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn empty_file() {
+    let line = error_line("empty.csv", b"", &[]);
+    assert!(line.contains("empty"), "{line}");
+}
+
+#[test]
+fn header_only() {
+    let line = error_line("header.csv", b"a,b,c\n", &[]);
+    assert!(line.contains("no data rows"), "{line}");
+}
+
+#[test]
+fn ragged_row_names_its_line() {
+    let line = error_line("ragged.csv", b"a,b,c\n1,2,3\n4,5\n6,7,8\n", &[]);
+    assert!(line.contains("ragged.csv:3"), "{line}");
+    assert!(line.contains("2 fields") && line.contains("3"), "{line}");
+}
+
+#[test]
+fn text_in_a_numeric_column_names_line_column_and_value() {
+    let mut csv = String::from("x,y\n");
+    for i in 0..20 {
+        csv += &format!("{i},{}\n", i * 2);
+    }
+    csv += "21,oops\n";
+    let line = error_line("mixed.csv", csv.as_bytes(), &[]);
+    assert!(line.contains("mixed.csv:22"), "{line}");
+    assert!(line.contains("column 'y'") && line.contains("\"oops\""), "{line}");
+    assert!(line.contains("--categorical y"), "{line}");
+}
+
+#[test]
+fn nan_is_a_missing_value_error() {
+    let line = error_line("nan.csv", b"x,y\n1,2\n3,NaN\n5,6\n", &[]);
+    assert!(line.contains("nan.csv:3") && line.contains("column 'y'") && line.contains("missing"), "{line}");
+}
+
+#[test]
+fn infinity_is_rejected() {
+    let line = error_line("inf.csv", b"x,y\n1,2\n3,4\ninf,6\n", &[]);
+    assert!(line.contains("inf.csv:4") && line.contains("column 'x'") && line.contains("finite"), "{line}");
+    let line = error_line("huge.csv", b"x,y\n1,2\n3,4\n1e400,6\n", &[]);
+    assert!(line.contains("huge.csv:4") && line.contains("finite"), "{line}");
+}
+
+#[test]
+fn unknown_label_column() {
+    let line = error_line("nolabel.csv", b"x,y\n1,2\n3,4\n", &["--label", "attack"]);
+    assert!(line.contains("--label") && line.contains("'attack'") && line.contains("x, y"), "{line}");
+}
+
+#[test]
+fn binary_garbage() {
+    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let line = error_line("garbage.bin", &garbage, &[]);
+    assert!(line.contains("binary") || line.contains("UTF-8"), "{line}");
+}
+
+#[test]
+fn invalid_utf8_without_nul_names_its_line() {
+    let line = error_line("latin1.csv", b"x,name\n1,ok\n2,caf\xe9\n", &[]);
+    assert!(line.contains("latin1.csv:3") && line.contains("UTF-8"), "{line}");
+}
+
+#[test]
+fn missing_values_can_be_filled_or_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("x,y,kind\n");
+    for i in 0..60 {
+        let y = if i % 10 == 3 { "".to_string() } else { format!("{}", i % 7) };
+        csv += &format!("{i},{y},{}\n", ["a", "b", "c"][i % 3]);
+    }
+    let path = write(dir.path(), "gaps.csv", csv.as_bytes());
+    for policy in ["mean", "drop"] {
+        let out_dir = dir.path().join(policy);
+        let out = run(&[
+            "train",
+            path.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--batch",
+            "32",
+            "--missing",
+            policy,
+        ]);
+        assert!(out.status.success(), "{policy}: {}", stderr(&out));
+        let scores = std::fs::read_to_string(out_dir.join("scores.csv")).unwrap();
+        let expected_rows = if policy == "mean" { 60 } else { 54 };
+        assert_eq!(scores.lines().count(), expected_rows + 1, "{policy}");
+    }
+}
