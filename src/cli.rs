@@ -135,14 +135,28 @@ impl SettingsArgs {
         let Some(path) = &self.config else {
             return Ok(self.clone());
         };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let file: SettingsArgs = toml::from_str(&text).with_context(|| format!("{}: invalid settings", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let file: SettingsArgs = toml::from_str(&text)
+            .with_context(|| format!("{}: invalid settings", path.display()))?;
         macro_rules! merge {
             ($($f:ident),*) => { SettingsArgs { config: None, $($f: self.$f.clone().or(file.$f),)* } };
         }
         Ok(merge!(
-            preset, hidden, latent, components, estimation_hidden, dropout, lambda_energy, lambda_cov, cov_eps, epochs,
-            batch, lr, seed, threads
+            preset,
+            hidden,
+            latent,
+            components,
+            estimation_hidden,
+            dropout,
+            lambda_energy,
+            lambda_cov,
+            cov_eps,
+            epochs,
+            batch,
+            lr,
+            seed,
+            threads
         ))
     }
 
@@ -178,7 +192,9 @@ impl SettingsArgs {
 
     fn apply_threads(&self) {
         // Fails only if a pool exists already (tests calling twice): keep the first.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(self.threads.unwrap_or(1).max(1)).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.threads.unwrap_or(1).max(1))
+            .build_global();
     }
 }
 
@@ -294,14 +310,27 @@ fn train(cmd: &TrainCommand, data_args: &DataArgs, settings: &SettingsArgs) -> R
     for event in worker.events.iter() {
         report_progress(&event, cmd.json);
     }
-    let trained = worker.thread.join().map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
+    let trained = worker
+        .thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
     checkpoint::save(&cmd.out, &trained.model, &trained.meta(&read, &encoder))?;
     let gmm = trained.gmm.factorise().map_err(anyhow::Error::msg)?;
     let energies = trained.model.energies(&trained.dev, &matrix, &gmm);
     let scores_path = cmd.out.join("scores.csv");
-    let file = File::create(&scores_path).with_context(|| format!("creating {}", scores_path.display()))?;
-    write_scores(BufWriter::new(file), &table.rows, &energies, table.labels.as_ref())?;
-    eprintln!("wrote {} and the checkpoint in {}", scores_path.display(), cmd.out.display());
+    let file = File::create(&scores_path)
+        .with_context(|| format!("creating {}", scores_path.display()))?;
+    write_scores(
+        BufWriter::new(file),
+        &table.rows,
+        &energies,
+        table.labels.as_ref(),
+    )?;
+    eprintln!(
+        "wrote {} and the checkpoint in {}",
+        scores_path.display(),
+        cmd.out.display()
+    );
     Ok(())
 }
 
@@ -346,19 +375,26 @@ fn event_json(event: &TrainEvent) -> Option<serde_json::Value> {
             features,
             epochs,
             steps_per_epoch,
-        } => json!({"event": "started", "rows": rows, "features": features, "epochs": epochs, "steps_per_epoch": steps_per_epoch}),
+        } => {
+            json!({"event": "started", "rows": rows, "features": features, "epochs": epochs, "steps_per_epoch": steps_per_epoch})
+        }
         TrainEvent::Epoch {
             epoch,
             loss,
             phi,
             samples_per_sec,
             elapsed_secs,
-        } => json!({"event": "epoch", "epoch": epoch, "reconstruction": loss.reconstruction, "energy": loss.energy,
+        } => {
+            json!({"event": "epoch", "epoch": epoch, "reconstruction": loss.reconstruction, "energy": loss.energy,
             "penalty": loss.penalty, "total": loss.total, "phi": phi, "samples_per_sec": samples_per_sec,
-            "elapsed_secs": elapsed_secs}),
+            "elapsed_secs": elapsed_secs})
+        }
         TrainEvent::Warning(w) => json!({"event": "warning", "message": w}),
         TrainEvent::Failed(e) => json!({"event": "failed", "message": e}),
-        TrainEvent::Finished { epochs_done, stopped_early } => {
+        TrainEvent::Finished {
+            epochs_done,
+            stopped_early,
+        } => {
             json!({"event": "finished", "epochs_done": epochs_done, "stopped_early": stopped_early})
         }
         _ => return None,
@@ -369,30 +405,38 @@ fn score(cmd: &ScoreCommand) -> Result<()> {
     let ck = checkpoint::load(&cmd.model)?;
     let gmm = ck.meta.gmm.factorise().map_err(anyhow::Error::msg)?;
     let out: Box<dyn Write> = match &cmd.out {
-        Some(path) => Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        Some(path) => {
+            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+        }
         None => Box::new(std::io::stdout().lock()),
     };
     let mut writer = csv::Writer::from_writer(BufWriter::new(out));
     let mut header_written = false;
     let mut unseen = 0u64;
-    let rows = crate::data::table::read_chunks(&cmd.data, &ck.meta.read, &ck.meta.encoder.schema, 8192, |chunk| {
-        if !header_written {
-            let mut header = vec!["row".to_string(), "energy".to_string()];
-            header.extend(chunk.labels.as_ref().map(|l| l.column.clone()));
-            writer.write_record(&header)?;
-            header_written = true;
-        }
-        let all: Vec<usize> = (0..chunk.len()).collect();
-        let encoded = ck.meta.encoder.transform(&chunk, &all);
-        unseen += encoded.unseen_levels;
-        let energies = ck.model.energies(&ck.dev, &encoded.matrix, &gmm);
-        for (i, row) in chunk.rows.iter().enumerate() {
-            let mut record = vec![row.number.to_string(), energies[i].to_string()];
-            record.extend(chunk.labels.as_ref().map(|l| l.name(i).to_string()));
-            writer.write_record(&record)?;
-        }
-        Ok(())
-    })?;
+    let rows = crate::data::table::read_chunks(
+        &cmd.data,
+        &ck.meta.read,
+        &ck.meta.encoder.schema,
+        8192,
+        |chunk| {
+            if !header_written {
+                let mut header = vec!["row".to_string(), "energy".to_string()];
+                header.extend(chunk.labels.as_ref().map(|l| l.column.clone()));
+                writer.write_record(&header)?;
+                header_written = true;
+            }
+            let all: Vec<usize> = (0..chunk.len()).collect();
+            let encoded = ck.meta.encoder.transform(&chunk, &all);
+            unseen += encoded.unseen_levels;
+            let energies = ck.model.energies(&ck.dev, &encoded.matrix, &gmm);
+            for (i, row) in chunk.rows.iter().enumerate() {
+                let mut record = vec![row.number.to_string(), energies[i].to_string()];
+                record.extend(chunk.labels.as_ref().map(|l| l.name(i).to_string()));
+                writer.write_record(&record)?;
+            }
+            Ok(())
+        },
+    )?;
     writer.flush()?;
     if unseen > 0 {
         eprintln!("warning: {unseen} categorical cells had a level not seen in training (encoded as all zeros)");
@@ -416,7 +460,12 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
         scale: data_args.scale,
         train: settings.train_config()?,
     };
-    let reports = run_protocol(&table, &opts, |w| settings.model_for(w), |line| eprintln!("{line}"))?;
+    let reports = run_protocol(
+        &table,
+        &opts,
+        |w| settings.model_for(w),
+        |line| eprintln!("{line}"),
+    )?;
     let summary = Summary::of(&reports);
     if cmd.json {
         let value = serde_json::json!({
@@ -437,7 +486,18 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
 fn print_table(reports: &[RunReport], summary: &Summary) {
     println!(
         "{:>4} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>9} {:>9} | {:>8} {:>8} {:>10}",
-        "run", "seed", "P", "R", "F1", "AUROC", "AUPRC", "F1 (untr)", "AUROC (u)", "ratio", "train s", "samples/s"
+        "run",
+        "seed",
+        "P",
+        "R",
+        "F1",
+        "AUROC",
+        "AUPRC",
+        "F1 (untr)",
+        "AUROC (u)",
+        "ratio",
+        "train s",
+        "samples/s"
     );
     for r in reports {
         println!(
@@ -458,7 +518,10 @@ fn print_table(reports: &[RunReport], summary: &Summary) {
     }
     let s = summary;
     for (name, pick) in [
-        ("min", (|x: &crate::eval::Spread| x.min) as fn(&crate::eval::Spread) -> f64),
+        (
+            "min",
+            (|x: &crate::eval::Spread| x.min) as fn(&crate::eval::Spread) -> f64,
+        ),
         ("median", |x| x.median),
         ("max", |x| x.max),
     ] {

@@ -9,7 +9,14 @@ fn error_line(name: &str, content: &[u8], extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), name, content);
     let out_dir = dir.path().join("out");
-    let mut args = vec!["train", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--epochs", "1"];
+    let mut args = vec![
+        "train",
+        path.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--epochs",
+        "1",
+    ];
     args.extend_from_slice(extra);
     let out = run(&args);
     assert!(!out.status.success(), "expected failure for {name}");
@@ -49,33 +56,50 @@ fn text_in_a_numeric_column_names_line_column_and_value() {
     csv += "21,oops\n";
     let line = error_line("mixed.csv", csv.as_bytes(), &[]);
     assert!(line.contains("mixed.csv:22"), "{line}");
-    assert!(line.contains("column 'y'") && line.contains("\"oops\""), "{line}");
+    assert!(
+        line.contains("column 'y'") && line.contains("\"oops\""),
+        "{line}"
+    );
     assert!(line.contains("--categorical y"), "{line}");
 }
 
 #[test]
 fn nan_is_a_missing_value_error() {
     let line = error_line("nan.csv", b"x,y\n1,2\n3,NaN\n5,6\n", &[]);
-    assert!(line.contains("nan.csv:3") && line.contains("column 'y'") && line.contains("missing"), "{line}");
+    assert!(
+        line.contains("nan.csv:3") && line.contains("column 'y'") && line.contains("missing"),
+        "{line}"
+    );
 }
 
 #[test]
 fn infinity_is_rejected() {
     let line = error_line("inf.csv", b"x,y\n1,2\n3,4\ninf,6\n", &[]);
-    assert!(line.contains("inf.csv:4") && line.contains("column 'x'") && line.contains("finite"), "{line}");
+    assert!(
+        line.contains("inf.csv:4") && line.contains("column 'x'") && line.contains("finite"),
+        "{line}"
+    );
     let line = error_line("huge.csv", b"x,y\n1,2\n3,4\n1e400,6\n", &[]);
-    assert!(line.contains("huge.csv:4") && line.contains("finite"), "{line}");
+    assert!(
+        line.contains("huge.csv:4") && line.contains("finite"),
+        "{line}"
+    );
 }
 
 #[test]
 fn unknown_label_column() {
     let line = error_line("nolabel.csv", b"x,y\n1,2\n3,4\n", &["--label", "attack"]);
-    assert!(line.contains("--label") && line.contains("'attack'") && line.contains("x, y"), "{line}");
+    assert!(
+        line.contains("--label") && line.contains("'attack'") && line.contains("x, y"),
+        "{line}"
+    );
 }
 
 #[test]
 fn binary_garbage() {
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let line = error_line("garbage.bin", &garbage, &[]);
     assert!(line.contains("binary") || line.contains("UTF-8"), "{line}");
 }
@@ -83,7 +107,10 @@ fn binary_garbage() {
 #[test]
 fn invalid_utf8_without_nul_names_its_line() {
     let line = error_line("latin1.csv", b"x,name\n1,ok\n2,caf\xe9\n", &[]);
-    assert!(line.contains("latin1.csv:3") && line.contains("UTF-8"), "{line}");
+    assert!(
+        line.contains("latin1.csv:3") && line.contains("UTF-8"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -91,7 +118,11 @@ fn missing_values_can_be_filled_or_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let mut csv = String::from("x,y,kind\n");
     for i in 0..60 {
-        let y = if i % 10 == 3 { "".to_string() } else { format!("{}", i % 7) };
+        let y = if i % 10 == 3 {
+            "".to_string()
+        } else {
+            format!("{}", i % 7)
+        };
         csv += &format!("{i},{y},{}\n", ["a", "b", "c"][i % 3]);
     }
     let path = write(dir.path(), "gaps.csv", csv.as_bytes());

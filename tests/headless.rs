@@ -21,7 +21,8 @@ fn energies(csv_text: &str) -> HashMap<String, f64> {
 
 fn train(data: &str, out: &str, seed: &str) {
     let result = run(&[
-        "train", data, "--out", out, "--label", "attack", "--epochs", "3", "--batch", "256", "--seed", seed,
+        "train", data, "--out", out, "--label", "attack", "--epochs", "3", "--batch", "256",
+        "--seed", seed,
     ]);
     assert!(result.status.success(), "{}", stderr(&result));
 }
@@ -36,20 +37,40 @@ fn train_then_score_reproduces_the_training_energies() {
         assert!(out.join(file).exists(), "{file} missing");
     }
     let written = std::fs::read_to_string(out.join("scores.csv")).unwrap();
-    assert!(written.starts_with("row,energy,rank,attack\n"), "{written:.80}");
+    assert!(
+        written.starts_with("row,energy,rank,attack\n"),
+        "{written:.80}"
+    );
     let scored_path = dir.path().join("rescored.csv");
-    let result = run(&["score", "--model", out.to_str().unwrap(), data.to_str().unwrap(), "--out", scored_path.to_str().unwrap()]);
+    let result = run(&[
+        "score",
+        "--model",
+        out.to_str().unwrap(),
+        data.to_str().unwrap(),
+        "--out",
+        scored_path.to_str().unwrap(),
+    ]);
     assert!(result.status.success(), "{}", stderr(&result));
-    let (a, b) = (energies(&written), energies(&std::fs::read_to_string(&scored_path).unwrap()));
+    let (a, b) = (
+        energies(&written),
+        energies(&std::fs::read_to_string(&scored_path).unwrap()),
+    );
     assert_eq!(a.len(), 1200);
     assert_eq!(a.len(), b.len());
     for (row, e) in &a {
         let r = b[row];
-        assert!((e - r).abs() <= 1e-9 * e.abs().max(1.0), "row {row}: trained {e}, rescored {r}");
+        assert!(
+            (e - r).abs() <= 1e-9 * e.abs().max(1.0),
+            "row {row}: trained {e}, rescored {r}"
+        );
     }
     // KDDCUP has many duplicate rows, but the energies still spread over many values.
     let distinct: std::collections::HashSet<u64> = a.values().map(|e| e.to_bits()).collect();
-    assert!(distinct.len() > 100, "only {} distinct energies", distinct.len());
+    assert!(
+        distinct.len() > 100,
+        "only {} distinct energies",
+        distinct.len()
+    );
 }
 
 #[test]
@@ -95,7 +116,10 @@ fn eval_reports_trained_and_untrained_figures_as_json() {
         for key in ["precision", "recall", "f1", "auroc", "auprc"] {
             let trained = r["trained"][key].as_f64().unwrap();
             let untrained = r["untrained"][key].as_f64().unwrap();
-            assert!((0.0..=1.0).contains(&trained) && (0.0..=1.0).contains(&untrained), "{key}");
+            assert!(
+                (0.0..=1.0).contains(&trained) && (0.0..=1.0).contains(&untrained),
+                "{key}"
+            );
         }
         let ratio = r["test_anomaly_ratio"].as_f64().unwrap();
         assert!((0.15..0.25).contains(&ratio), "test anomaly ratio {ratio}");
@@ -111,15 +135,28 @@ fn score_rejects_a_file_without_the_trained_columns() {
     let out = dir.path().join("model");
     train(data.to_str().unwrap(), out.to_str().unwrap(), "0");
     let other = common::write(dir.path(), "other.csv", b"a,b\n1,2\n");
-    let result = run(&["score", "--model", out.to_str().unwrap(), other.to_str().unwrap()]);
+    let result = run(&[
+        "score",
+        "--model",
+        out.to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
     assert!(!result.status.success());
     let err = stderr(&result);
-    assert!(err.contains("other.csv") && err.contains("'duration'"), "{err}");
+    assert!(
+        err.contains("other.csv") && err.contains("'duration'"),
+        "{err}"
+    );
 }
 
 #[test]
 fn every_command_has_help() {
-    for args in [vec!["--help"], vec!["train", "--help"], vec!["score", "--help"], vec!["eval", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["train", "--help"],
+        vec!["score", "--help"],
+        vec!["eval", "--help"],
+    ] {
         let result = run(&args);
         assert!(result.status.success());
         assert!(String::from_utf8_lossy(&result.stdout).contains("Usage"));

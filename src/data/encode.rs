@@ -60,8 +60,12 @@ impl Encoder {
         let p = table.numeric_columns.len();
         let mut numeric = Vec::new();
         for (j, column) in table.numeric_columns.iter().enumerate() {
-            let values = rows.iter().map(|&r| table.numeric[r * p + j] as f64).filter(|v| !v.is_nan());
-            let (mut n, mut sum, mut sum_sq, mut min, mut max) = (0f64, 0f64, 0f64, f64::INFINITY, f64::NEG_INFINITY);
+            let values = rows
+                .iter()
+                .map(|&r| table.numeric[r * p + j] as f64)
+                .filter(|v| !v.is_nan());
+            let (mut n, mut sum, mut sum_sq, mut min, mut max) =
+                (0f64, 0f64, 0f64, f64::INFINITY, f64::NEG_INFINITY);
             for v in values {
                 n += 1.0;
                 sum += v;
@@ -75,7 +79,9 @@ impl Encoder {
                 ScaleKind::Zscore => (mean, ((sum_sq / n.max(1.0)) - mean * mean).max(0.0).sqrt()),
             };
             if !(width.is_finite() && width > 0.0) {
-                notes.push(format!("column '{column}' is constant in the training rows: dropped"));
+                notes.push(format!(
+                    "column '{column}' is constant in the training rows: dropped"
+                ));
                 continue;
             }
             numeric.push(NumericFeature {
@@ -102,7 +108,9 @@ impl Encoder {
                 .map(|(l, _)| l.clone())
                 .collect();
             if levels.len() < 2 {
-                notes.push(format!("column '{column}' has a single level in the training rows: dropped"));
+                notes.push(format!(
+                    "column '{column}' has a single level in the training rows: dropped"
+                ));
                 continue;
             }
             onehot.push(OneHotFeature {
@@ -116,9 +124,12 @@ impl Encoder {
                 .columns
                 .iter()
                 .map(|(name, kind)| {
-                    let used = numeric.iter().any(|f| &f.column == name) || onehot.iter().any(|f| &f.column == name);
+                    let used = numeric.iter().any(|f| &f.column == name)
+                        || onehot.iter().any(|f| &f.column == name);
                     let kind = match kind {
-                        ColumnKind::Numeric | ColumnKind::Categorical if !used => ColumnKind::Ignored,
+                        ColumnKind::Numeric | ColumnKind::Categorical if !used => {
+                            ColumnKind::Ignored
+                        }
                         k => *k,
                     };
                     (name.clone(), kind)
@@ -157,7 +168,13 @@ impl Encoder {
         let numeric_src: Vec<usize> = self
             .numeric
             .iter()
-            .map(|f| table.numeric_columns.iter().position(|n| n == &f.column).expect("schema checked at read"))
+            .map(|f| {
+                table
+                    .numeric_columns
+                    .iter()
+                    .position(|n| n == &f.column)
+                    .expect("schema checked at read")
+            })
             .collect();
         // For each one-hot column: its source column and a table-code → level-index map.
         let onehot_src: Vec<(usize, Vec<Option<usize>>)> = self
@@ -169,8 +186,16 @@ impl Encoder {
                     .iter()
                     .position(|n| n == &f.column)
                     .expect("schema checked at read");
-                let index: HashMap<&str, usize> = f.levels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
-                let map = table.levels[j].iter().map(|l| index.get(l.as_str()).copied()).collect();
+                let index: HashMap<&str, usize> = f
+                    .levels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.as_str(), i))
+                    .collect();
+                let map = table.levels[j]
+                    .iter()
+                    .map(|l| index.get(l.as_str()).copied())
+                    .collect();
                 (j, map)
             })
             .collect();

@@ -8,7 +8,9 @@ pub mod table;
 
 pub use encode::{Encoded, Encoder, ScaleKind};
 pub use error::DataError;
-pub use table::{read_table, ColumnKind, Labels, MissingPolicy, RawTable, ReadOptions, RowRef, Schema};
+pub use table::{
+    read_table, ColumnKind, Labels, MissingPolicy, RawTable, ReadOptions, RowRef, Schema,
+};
 
 /// A dense row-major f32 matrix: the form in which data meets the model.
 #[derive(Debug, Clone, PartialEq)]

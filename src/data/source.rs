@@ -46,7 +46,10 @@ fn leading_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
 pub fn sniff(path: &Path, forced: Option<u8>) -> Result<u8, DataError> {
     let head = leading_bytes(path)?;
     if head.is_empty() {
-        return Err(DataError::file(path, "the file is empty (expected a header line)"));
+        return Err(DataError::file(
+            path,
+            "the file is empty (expected a header line)",
+        ));
     }
     if let Some(pos) = head.iter().position(|&b| b == 0) {
         return Err(DataError::file(
@@ -71,7 +74,11 @@ pub fn sniff(path: &Path, forced: Option<u8>) -> Result<u8, DataError> {
     }
     let candidates = [b',', b';', b'\t'];
     let best = (0..3).max_by_key(|&i| (counts[i], 3 - i)).unwrap_or(0);
-    Ok(if counts[best] == 0 { b',' } else { candidates[best] })
+    Ok(if counts[best] == 0 {
+        b','
+    } else {
+        candidates[best]
+    })
 }
 
 /// Parses a `--delimiter` value: one ASCII character, or the words `tab`/`comma`/`semicolon`.
@@ -81,12 +88,17 @@ pub fn parse_delimiter(text: &str) -> Result<u8, String> {
         "comma" => Ok(b','),
         "semicolon" => Ok(b';'),
         s if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
-        s => Err(format!("delimiter must be one ASCII character or 'tab', got '{s}'")),
+        s => Err(format!(
+            "delimiter must be one ASCII character or 'tab', got '{s}'"
+        )),
     }
 }
 
 /// A `csv` reader over the decompressed text with strict row lengths.
-pub fn csv_reader(path: &Path, delimiter: u8) -> Result<csv::Reader<Box<dyn BufRead + Send>>, DataError> {
+pub fn csv_reader(
+    path: &Path,
+    delimiter: u8,
+) -> Result<csv::Reader<Box<dyn BufRead + Send>>, DataError> {
     Ok(csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
@@ -98,11 +110,16 @@ pub fn csv_reader(path: &Path, delimiter: u8) -> Result<csv::Reader<Box<dyn BufR
 pub fn csv_error(path: &Path, err: &csv::Error) -> DataError {
     let line = err.position().map(|p| p.line());
     let message = match err.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("row has {len} fields, the header has {expected_len}")
         }
         csv::ErrorKind::Utf8 { err, .. } => {
-            format!("field {} is not valid UTF-8 text (binary data?)", err.field() + 1)
+            format!(
+                "field {} is not valid UTF-8 text (binary data?)",
+                err.field() + 1
+            )
         }
         csv::ErrorKind::Io(e) => format!("read error: {e}"),
         _ => err.to_string(),

@@ -46,7 +46,10 @@ pub struct Schema {
 impl Schema {
     /// The kind recorded for `name`, if the schema has that column.
     pub fn kind_of(&self, name: &str) -> Option<ColumnKind> {
-        self.columns.iter().find(|(n, _)| n == name).map(|(_, k)| *k)
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| *k)
     }
 }
 
@@ -91,17 +94,21 @@ impl Labels {
 
     /// `true` for each row whose label equals `anomaly`; an error if no row has it.
     pub fn is_value(&self, anomaly: &str) -> Result<Vec<bool>, String> {
-        let code = self.names.iter().position(|n| n == anomaly).ok_or_else(|| {
-            let mut shown: Vec<&str> = self.names.iter().take(8).map(String::as_str).collect();
-            if self.names.len() > 8 {
-                shown.push("…");
-            }
-            format!(
-                "label column '{}' has no value '{anomaly}' (values: {})",
-                self.column,
-                shown.join(", ")
-            )
-        })? as u32;
+        let code = self
+            .names
+            .iter()
+            .position(|n| n == anomaly)
+            .ok_or_else(|| {
+                let mut shown: Vec<&str> = self.names.iter().take(8).map(String::as_str).collect();
+                if self.names.len() > 8 {
+                    shown.push("…");
+                }
+                format!(
+                    "label column '{}' has no value '{anomaly}' (values: {})",
+                    self.column,
+                    shown.join(", ")
+                )
+            })? as u32;
         Ok(self.values.iter().map(|&v| v == code).collect())
     }
 }
@@ -165,7 +172,11 @@ struct ColumnStats {
 
 /// Reads `path` into a [`RawTable`]. With `schema`, column kinds come from it (scoring new
 /// data with a saved model); otherwise they are inferred from the data.
-pub fn read_table(path: &Path, opts: &ReadOptions, schema: Option<&Schema>) -> Result<RawTable, DataError> {
+pub fn read_table(
+    path: &Path,
+    opts: &ReadOptions,
+    schema: Option<&Schema>,
+) -> Result<RawTable, DataError> {
     let delimiter = sniff(path, opts.delimiter)?;
     let header = read_header(path, delimiter)?;
     check_named_columns(path, &header, opts)?;
@@ -177,28 +188,49 @@ pub fn read_table(path: &Path, opts: &ReadOptions, schema: Option<&Schema>) -> R
 fn read_header(path: &Path, delimiter: u8) -> Result<Vec<String>, DataError> {
     let mut reader = csv_reader(path, delimiter)?;
     let header = reader.headers().map_err(|e| csv_error(path, &e))?.clone();
-    let names: Vec<String> = header.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_string()).collect();
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
+        .collect();
     if names.iter().all(String::is_empty) {
-        return Err(DataError::at(path, 1, None, "the header line is empty (expected column names)"));
+        return Err(DataError::at(
+            path,
+            1,
+            None,
+            "the header line is empty (expected column names)",
+        ));
     }
     let mut seen = HashMap::new();
     for (i, name) in names.iter().enumerate() {
         if name.is_empty() {
-            return Err(DataError::at(path, 1, None, format!("header field {} has no name", i + 1)));
+            return Err(DataError::at(
+                path,
+                1,
+                None,
+                format!("header field {} has no name", i + 1),
+            ));
         }
         if let Some(first) = seen.insert(name.clone(), i) {
             return Err(DataError::at(
                 path,
                 1,
                 Some(name),
-                format!("column name appears twice (fields {} and {})", first + 1, i + 1),
+                format!(
+                    "column name appears twice (fields {} and {})",
+                    first + 1,
+                    i + 1
+                ),
             ));
         }
     }
     Ok(names)
 }
 
-fn check_named_columns(path: &Path, header: &[String], opts: &ReadOptions) -> Result<(), DataError> {
+fn check_named_columns(
+    path: &Path,
+    header: &[String],
+    opts: &ReadOptions,
+) -> Result<(), DataError> {
     let named = opts
         .label
         .iter()
@@ -209,7 +241,10 @@ fn check_named_columns(path: &Path, header: &[String], opts: &ReadOptions) -> Re
         if !header.iter().any(|h| h == name) {
             return Err(DataError::file(
                 path,
-                format!("{flag} names column '{name}', which is not in the header ({})", preview(header)),
+                format!(
+                    "{flag} names column '{name}', which is not in the header ({})",
+                    preview(header)
+                ),
             ));
         }
     }
@@ -240,9 +275,15 @@ fn is_feature_role(role: Option<ColumnKind>) -> bool {
     !matches!(role, Some(ColumnKind::Label) | Some(ColumnKind::Ignored))
 }
 
-fn first_pass(path: &Path, delimiter: u8, header: &[String], opts: &ReadOptions) -> Result<Vec<ColumnStats>, DataError> {
+fn first_pass(
+    path: &Path,
+    delimiter: u8,
+    header: &[String],
+    opts: &ReadOptions,
+) -> Result<Vec<ColumnStats>, DataError> {
     let mut reader = csv_reader(path, delimiter)?;
-    let roles: Vec<Option<ColumnKind>> = header.iter().map(|h| role_from_options(h, opts)).collect();
+    let roles: Vec<Option<ColumnKind>> =
+        header.iter().map(|h| role_from_options(h, opts)).collect();
     let mut stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
     let mut record = csv::StringRecord::new();
     let mut rows = 0u64;
@@ -279,7 +320,10 @@ fn first_pass(path: &Path, delimiter: u8, header: &[String], opts: &ReadOptions)
         }
     }
     if rows == 0 {
-        return Err(DataError::file(path, "the file has a header but no data rows"));
+        return Err(DataError::file(
+            path,
+            "the file has a header but no data rows",
+        ));
     }
     Ok(stats)
 }
@@ -294,10 +338,14 @@ fn decide_kinds(
     let mut kinds = Vec::with_capacity(header.len());
     if let Some(schema) = schema {
         for (name, kind) in &schema.columns {
-            if matches!(kind, ColumnKind::Numeric | ColumnKind::Categorical) && !header.contains(name) {
+            if matches!(kind, ColumnKind::Numeric | ColumnKind::Categorical)
+                && !header.contains(name)
+            {
                 return Err(DataError::file(
                     path,
-                    format!("the model was trained with column '{name}', which this file does not have"),
+                    format!(
+                        "the model was trained with column '{name}', which this file does not have"
+                    ),
                 ));
             }
         }
@@ -326,7 +374,12 @@ fn decide_kinds(
         };
         if kind == ColumnKind::Numeric {
             if let Some((line, value)) = &s.first_text {
-                return Err(DataError::at(path, *line, Some(name), format!("expected a number, found {value:?}")));
+                return Err(DataError::at(
+                    path,
+                    *line,
+                    Some(name),
+                    format!("expected a number, found {value:?}"),
+                ));
             }
             if let Some((line, value)) = &s.first_non_finite {
                 return Err(DataError::at(
@@ -361,7 +414,10 @@ fn second_pass(
     }
     let table = builder.take();
     if table.rows.is_empty() {
-        return Err(DataError::file(path, "no data rows left after dropping rows with missing values"));
+        return Err(DataError::file(
+            path,
+            "no data rows left after dropping rows with missing values",
+        ));
     }
     Ok(table)
 }
@@ -426,8 +482,16 @@ struct TableBuilder {
 }
 
 impl TableBuilder {
-    fn new(path: &Path, delimiter: u8, header: &[String], kinds: Vec<ColumnKind>, missing: MissingPolicy) -> Self {
-        let pick = |want: ColumnKind| -> Vec<usize> { (0..header.len()).filter(|&c| kinds[c] == want).collect() };
+    fn new(
+        path: &Path,
+        delimiter: u8,
+        header: &[String],
+        kinds: Vec<ColumnKind>,
+        missing: MissingPolicy,
+    ) -> Self {
+        let pick = |want: ColumnKind| -> Vec<usize> {
+            (0..header.len()).filter(|&c| kinds[c] == want).collect()
+        };
         let categorical_idx = pick(ColumnKind::Categorical);
         Self {
             path: path.to_path_buf(),
@@ -457,7 +521,8 @@ impl TableBuilder {
         self.number += 1;
         let (line, offset) = record.position().map_or((0, 0), |p| (p.line(), p.byte()));
         let features = self.numeric_idx.iter().chain(&self.categorical_idx);
-        if self.missing == MissingPolicy::Drop && features.clone().any(|&c| is_missing(&record[c])) {
+        if self.missing == MissingPolicy::Drop && features.clone().any(|&c| is_missing(&record[c]))
+        {
             self.dropped += 1;
             return Ok(());
         }
@@ -480,9 +545,16 @@ impl TableBuilder {
                 self.numeric.push(f32::NAN);
                 continue;
             }
-            let value = parse_number(cell).filter(|v| v.is_finite()).ok_or_else(|| {
-                DataError::at(&self.path, line, Some(&self.header[c]), format!("expected a finite number, found {cell:?}"))
-            })?;
+            let value = parse_number(cell)
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| {
+                    DataError::at(
+                        &self.path,
+                        line,
+                        Some(&self.header[c]),
+                        format!("expected a finite number, found {cell:?}"),
+                    )
+                })?;
             self.numeric.push(value as f32);
         }
         for (j, &c) in self.categorical_idx.iter().enumerate() {
@@ -510,7 +582,10 @@ impl TableBuilder {
     fn take(&mut self) -> RawTable {
         let mut notes = Vec::new();
         if self.dropped > 0 {
-            notes.push(format!("dropped {} rows with missing values (--missing drop)", self.dropped));
+            notes.push(format!(
+                "dropped {} rows with missing values (--missing drop)",
+                self.dropped
+            ));
             self.dropped = 0;
         }
         let columns = |idx: &[usize]| idx.iter().map(|&c| self.header[c].clone()).collect();

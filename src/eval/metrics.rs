@@ -24,8 +24,16 @@ pub fn evaluate(scores: &[f64], truth: &[bool], contamination: f64) -> Detection
     let flagged = ((contamination * n as f64).round() as usize).min(n);
     let positives = truth.iter().filter(|&&t| t).count();
     let hits = order[..flagged].iter().filter(|&&i| truth[i]).count();
-    let precision = if flagged > 0 { hits as f64 / flagged as f64 } else { 0.0 };
-    let recall = if positives > 0 { hits as f64 / positives as f64 } else { 0.0 };
+    let precision = if flagged > 0 {
+        hits as f64 / flagged as f64
+    } else {
+        0.0
+    };
+    let recall = if positives > 0 {
+        hits as f64 / positives as f64
+    } else {
+        0.0
+    };
     let f1 = if precision + recall > 0.0 {
         2.0 * precision * recall / (precision + recall)
     } else {
@@ -93,7 +101,10 @@ mod tests {
         let truth = [true, true, false, false, false];
         let good = [5.0, 4.0, 1.0, 2.0, 3.0];
         let d = evaluate(&good, &truth, 0.4);
-        assert_eq!((d.precision, d.recall, d.f1, d.auroc, d.auprc), (1.0, 1.0, 1.0, 1.0, 1.0));
+        assert_eq!(
+            (d.precision, d.recall, d.f1, d.auroc, d.auprc),
+            (1.0, 1.0, 1.0, 1.0, 1.0)
+        );
         let bad: Vec<f64> = good.iter().map(|v| -v).collect();
         let d = evaluate(&bad, &truth, 0.4);
         assert_eq!((d.f1, d.auroc), (0.0, 0.0));
@@ -103,7 +114,10 @@ mod tests {
     fn auroc_counts_ties_half_and_matches_a_hand_computed_case() {
         assert_eq!(auroc(&[1.0, 1.0], &[true, false]), 0.5);
         // positives at 0.8, 0.4; negatives 0.6, 0.2: pairs won 3 of 4.
-        assert_eq!(auroc(&[0.8, 0.4, 0.6, 0.2], &[true, true, false, false]), 0.75);
+        assert_eq!(
+            auroc(&[0.8, 0.4, 0.6, 0.2], &[true, true, false, false]),
+            0.75
+        );
     }
 
     #[test]

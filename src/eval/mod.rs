@@ -131,7 +131,11 @@ pub fn run_protocol(
         let mut rows: Vec<usize> = (0..table.len()).collect();
         rows.shuffle(&mut StdRng::seed_from_u64(seed));
         let (train_half, test_half) = rows.split_at(rows.len() / 2);
-        let train_rows: Vec<usize> = train_half.iter().copied().filter(|&r| !is_anomaly[r]).collect();
+        let train_rows: Vec<usize> = train_half
+            .iter()
+            .copied()
+            .filter(|&r| !is_anomaly[r])
+            .collect();
         if train_rows.len() < 2 || test_half.is_empty() {
             bail!("too few rows for a 50/50 split with normal training rows");
         }
@@ -146,7 +150,14 @@ pub fn run_protocol(
             ..opts.train.clone()
         };
         let mut trainer = Trainer::new(model_config, config, train_x.rows);
-        let untrained = detect(&trainer.model, &trainer.dev, &train_x, &test_x, &truth, contamination)?;
+        let untrained = detect(
+            &trainer.model,
+            &trainer.dev,
+            &train_x,
+            &test_x,
+            &truth,
+            contamination,
+        )?;
         let started = Instant::now();
         let (mut samples, mut final_loss) = (0usize, f64::NAN);
         for epoch in 1..=opts.train.epochs {
@@ -166,7 +177,14 @@ pub fn run_protocol(
             ));
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        let trained = detect(&trainer.model, &trainer.dev, &train_x, &test_x, &truth, contamination)?;
+        let trained = detect(
+            &trainer.model,
+            &trainer.dev,
+            &train_x,
+            &test_x,
+            &truth,
+            contamination,
+        )?;
         let report = RunReport {
             run: run + 1,
             seed,
@@ -205,7 +223,9 @@ fn detect(
     truth: &[bool],
     contamination: f64,
 ) -> Result<Detection> {
-    let gmm = fit_mixture(model, dev, train_x).factorise().map_err(anyhow::Error::msg)?;
+    let gmm = fit_mixture(model, dev, train_x)
+        .factorise()
+        .map_err(anyhow::Error::msg)?;
     let energies = model.energies(dev, test_x, &gmm);
     Ok(evaluate(&energies, truth, contamination))
 }

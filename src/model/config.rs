@@ -120,6 +120,9 @@ mod tests {
         assert_eq!(DagmmConfig::default_for(120).hidden, vec![60, 30, 15]);
         assert_eq!(DagmmConfig::default_for(6).hidden, vec![12, 6]);
         assert_eq!(DagmmConfig::default_for(274).latent, 2);
-        assert_eq!(DagmmConfig::preset(Preset::Kddcup, 120).encoder_widths(), vec![120, 60, 30, 10, 1]);
+        assert_eq!(
+            DagmmConfig::preset(Preset::Kddcup, 120).encoder_widths(),
+            vec![120, 60, 30, 10, 1]
+        );
     }
 }

@@ -62,7 +62,11 @@ impl Dagmm {
         let mut rng = StdRng::seed_from_u64(seed);
         let encoder_widths = config.encoder_widths();
         let decoder_widths: Vec<usize> = encoder_widths.iter().rev().copied().collect();
-        let estimation_widths = [config.z_width(), config.estimation_hidden, config.components];
+        let estimation_widths = [
+            config.z_width(),
+            config.estimation_hidden,
+            config.components,
+        ];
         Self {
             encoder: Mlp::new(dev, &encoder_widths, &mut rng),
             decoder: Mlp::new(dev, &decoder_widths, &mut rng),
@@ -78,9 +82,13 @@ impl Dagmm {
         let z_c = self.encoder.forward(x, None);
         let x_hat = self.decoder.forward(z_c.with_empty_tape(), None);
 
-        let sq_err = (x_hat.with_empty_tape() - x_plain.clone()).square().sum::<(usize,), Axis<1>>();
+        let sq_err = (x_hat.with_empty_tape() - x_plain.clone())
+            .square()
+            .sum::<(usize,), Axis<1>>();
         let x_norm = x_plain.clone().square().sum::<(usize,), Axis<1>>().sqrt() + NORM_EPS;
-        let x_hat_norm = (x_hat.with_empty_tape().square().sum::<(usize,), Axis<1>>() + NORM_EPS * NORM_EPS).sqrt();
+        let x_hat_norm = (x_hat.with_empty_tape().square().sum::<(usize,), Axis<1>>()
+            + NORM_EPS * NORM_EPS)
+            .sqrt();
         let relative = (sq_err.with_empty_tape() + NORM_EPS * NORM_EPS).sqrt() / x_norm.clone();
         let dot = (x_hat * x_plain).sum::<(usize,), Axis<1>>();
         let cosine = dot / (x_hat_norm * x_norm);
@@ -88,7 +96,10 @@ impl Dagmm {
         let z = (z_c, relative.reshape_like(&(n, 1usize))).concat_along(Axis::<1>);
         let z = (z, cosine.reshape_like(&(n, 1usize))).concat_along(Axis::<1>);
         let dropout = training.then_some(self.config.dropout).filter(|&p| p > 0.0);
-        let gamma = self.estimation.forward(z.with_empty_tape(), dropout).softmax::<Axis<1>>();
+        let gamma = self
+            .estimation
+            .forward(z.with_empty_tape(), dropout)
+            .softmax::<Axis<1>>();
         (z, gamma, sq_err)
     }
 
@@ -109,8 +120,16 @@ impl Dagmm {
             grad_z,
             grad_gamma,
             jitter,
-        } = gmm::mixture_objective(&z_values, &gamma_values, d, k, c.lambda_energy, c.lambda_cov, c.cov_eps)
-            .map_err(|e| anyhow!(e))?;
+        } = gmm::mixture_objective(
+            &z_values,
+            &gamma_values,
+            d,
+            k,
+            c.lambda_energy,
+            c.lambda_cov,
+            c.cov_eps,
+        )
+        .map_err(|e| anyhow!(e))?;
         let to_tensor = |g: Vec<f64>, cols: usize| -> Mat {
             dev.tensor_from_vec(g.into_iter().map(|v| v as f32).collect(), (n, cols))
         };
@@ -140,7 +159,10 @@ impl Dagmm {
         };
         for start in (0..x.rows).step_by(INFER_CHUNK) {
             let end = (start + INFER_CHUNK).min(x.rows);
-            let chunk: Mat = dev.tensor_from_vec(x.data[start * x.cols..end * x.cols].to_vec(), (end - start, x.cols));
+            let chunk: Mat = dev.tensor_from_vec(
+                x.data[start * x.cols..end * x.cols].to_vec(),
+                (end - start, x.cols),
+            );
             let (z, gamma, _) = self.forward(chunk, false);
             out.z.extend(z.as_vec().into_iter().map(f64::from));
             out.gamma.extend(gamma.as_vec().into_iter().map(f64::from));
@@ -151,13 +173,18 @@ impl Dagmm {
     /// Sample energy of every row of `x` under the mixture `gmm` (high = anomalous).
     pub fn energies(&self, dev: &Dev, x: &Matrix, gmm: &FactorisedGmm) -> Vec<f64> {
         let out = self.infer(dev, x);
-        out.z.chunks(self.config.z_width()).map(|z| gmm.energy(z)).collect()
+        out.z
+            .chunks(self.config.z_width())
+            .map(|z| gmm.energy(z))
+            .collect()
     }
 
     /// The reconstruction x' of one encoded row (for explaining a score feature by feature).
     pub fn reconstruct(&self, dev: &Dev, row: &[f32]) -> Vec<f32> {
         let x: Mat = dev.tensor_from_vec(row.to_vec(), (1, row.len()));
-        self.decoder.forward(self.encoder.forward(x, None), None).as_vec()
+        self.decoder
+            .forward(self.encoder.forward(x, None), None)
+            .as_vec()
     }
 }
 
@@ -172,11 +199,17 @@ impl Params for Dagmm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::dense::{snapshot, Adam};
+    use crate::model::dense::Adam;
 
     fn toy_batch(n: usize, cols: usize) -> Matrix {
-        let data = (0..n * cols).map(|i| ((i * 37 % 101) as f32) / 101.0).collect();
-        Matrix { rows: n, cols, data }
+        let data = (0..n * cols)
+            .map(|i| ((i * 37 % 101) as f32) / 101.0)
+            .collect();
+        Matrix {
+            rows: n,
+            cols,
+            data,
+        }
     }
 
     #[test]
@@ -188,9 +221,6 @@ mod tests {
         let batch = toy_batch(64, 8);
         let mut adam = Adam::new(1e-2);
         let (first, mut grads) = model.train_step(&dev, &batch).unwrap();
-        for (name, _, _) in snapshot(&mut model) {
-            let _ = name; // every name is visited below through the gradient map
-        }
         let mut nonzero = 0;
         let mut total = 0;
         model.visit_params("", &mut |_, p| {
@@ -211,7 +241,11 @@ mod tests {
             adam.update(&mut model, &mut grads).unwrap();
             last = loss.total;
         }
-        assert!(last < first.total, "loss went from {} to {last}", first.total);
+        assert!(
+            last < first.total,
+            "loss went from {} to {last}",
+            first.total
+        );
     }
 
     #[test]

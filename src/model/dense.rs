@@ -32,7 +32,11 @@ impl Dense {
     /// PyTorch-style initialisation: both `W` and `b` uniform in ±1/√inputs.
     pub fn new(dev: &Dev, inputs: usize, outputs: usize, rng: &mut StdRng) -> Self {
         let bound = 1.0 / (inputs as f32).sqrt();
-        let mut draw = |len: usize| (0..len).map(|_| rng.gen_range(-bound..bound)).collect::<Vec<f32>>();
+        let mut draw = |len: usize| {
+            (0..len)
+                .map(|_| rng.gen_range(-bound..bound))
+                .collect::<Vec<f32>>()
+        };
         Self {
             weight: dev.tensor_from_vec(draw(inputs * outputs), (inputs, outputs)),
             bias: dev.tensor_from_vec(draw(outputs), (outputs,)),
@@ -48,7 +52,10 @@ impl Dense {
     pub fn forward<T: Tape<f32, Dev>>(&self, x: Mat<T>) -> Mat<T> {
         let shape = (x.shape().0, self.outputs());
         let y = x.matmul(self.weight.retaped::<T>());
-        y + self.bias.retaped::<T>().broadcast_like::<_, Axis<0>>(&shape)
+        y + self
+            .bias
+            .retaped::<T>()
+            .broadcast_like::<_, Axis<0>>(&shape)
     }
 }
 
@@ -62,12 +69,19 @@ impl Mlp {
     /// Layers `widths[0] → widths[1] → … → widths[last]`.
     pub fn new(dev: &Dev, widths: &[usize], rng: &mut StdRng) -> Self {
         Self {
-            layers: widths.windows(2).map(|w| Dense::new(dev, w[0], w[1], rng)).collect(),
+            layers: widths
+                .windows(2)
+                .map(|w| Dense::new(dev, w[0], w[1], rng))
+                .collect(),
         }
     }
 
     /// Forward pass; `dropout_after_hidden` applies dropout (training only) after each hidden tanh.
-    pub fn forward<T: Tape<f32, Dev>>(&self, mut x: Mat<T>, dropout_after_hidden: Option<f64>) -> Mat<T> {
+    pub fn forward<T: Tape<f32, Dev>>(
+        &self,
+        mut x: Mat<T>,
+        dropout_after_hidden: Option<f64>,
+    ) -> Mat<T> {
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
@@ -97,8 +111,14 @@ pub trait Params {
 impl Params for Mlp {
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            f(format!("{prefix}.{i}.weight"), ParamMut::Matrix(&mut layer.weight));
-            f(format!("{prefix}.{i}.bias"), ParamMut::Vector(&mut layer.bias));
+            f(
+                format!("{prefix}.{i}.weight"),
+                ParamMut::Matrix(&mut layer.weight),
+            );
+            f(
+                format!("{prefix}.{i}.bias"),
+                ParamMut::Vector(&mut layer.bias),
+            );
         }
     }
 }
@@ -127,7 +147,11 @@ impl Adam {
 
     /// One update of every parameter of `model` from `grads` (a parameter with no gradient
     /// entry gets a zero gradient).
-    pub fn update(&mut self, model: &mut impl Params, grads: &mut Gradients<f32, Dev>) -> Result<()> {
+    pub fn update(
+        &mut self,
+        model: &mut impl Params,
+        grads: &mut Gradients<f32, Dev>,
+    ) -> Result<()> {
         self.step += 1;
         let (step, config) = (self.step, self.config);
         let (m1, m2) = (&mut self.first_moment, &mut self.second_moment);
@@ -174,7 +198,9 @@ pub fn snapshot(model: &mut impl Params) -> Vec<(String, Vec<usize>, Vec<f32>)> 
 
 /// `true` when every parameter value is finite (used to detect a diverged step).
 pub fn all_finite(model: &mut impl Params) -> bool {
-    snapshot(model).iter().all(|(_, _, v)| v.iter().all(|x| x.is_finite()))
+    snapshot(model)
+        .iter()
+        .all(|(_, _, v)| v.iter().all(|x| x.is_finite()))
 }
 
 /// Writes all parameters to a safetensors file.
@@ -182,7 +208,13 @@ pub fn save_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
     let tensors = snapshot(model);
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
-        .map(|(name, dims, values)| (name, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .map(|(name, dims, values)| {
+            (
+                name,
+                dims,
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = bytes
         .iter()
@@ -206,7 +238,11 @@ pub fn load_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
         if view.dtype() != safetensors::Dtype::F32 {
             bail!("{}: tensor {name} is not f32", path.display());
         }
-        let values = view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let values = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         loaded.insert(name, (view.shape().to_vec(), values));
     }
     let mut failure = None;
@@ -221,7 +257,10 @@ pub fn load_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
             ParamMut::Vector(t) => vec![t.shape().0],
         };
         if &expected != dims {
-            failure.get_or_insert(anyhow!("{}: tensor {name} has shape {dims:?}, the model needs {expected:?}", path.display()));
+            failure.get_or_insert(anyhow!(
+                "{}: tensor {name} has shape {dims:?}, the model needs {expected:?}",
+                path.display()
+            ));
             return;
         }
         match param {

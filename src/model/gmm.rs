@@ -7,6 +7,9 @@
 //! network as constant gradients (see `model::dagmm`). Sums are in f64: in f32, Σ̂ over
 //! hundreds of thousands of rows loses positive definiteness.
 
+// Small dense linear algebra reads best with explicit indices.
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -82,7 +85,10 @@ impl GmmParams {
     /// The covariance penalty `P = Σ_k Σ_j 1 / Σ̂_k[j,j]`.
     pub fn penalty(&self) -> f64 {
         let d = self.d;
-        (0..self.k).flat_map(|c| (0..d).map(move |j| (c, j))).map(|(c, j)| 1.0 / self.cov[c * d * d + j * d + j]).sum()
+        (0..self.k)
+            .flat_map(|c| (0..d).map(move |j| (c, j)))
+            .map(|(c, j)| 1.0 / self.cov[c * d * d + j * d + j])
+            .sum()
     }
 
     /// Factorises every covariance (adding growing jitter where Cholesky fails).
@@ -93,7 +99,12 @@ impl GmmParams {
         let mut jitter = 0f64;
         for c in 0..self.k {
             let (l, added) = cholesky_with_jitter(&self.cov[c * d * d..(c + 1) * d * d], d)
-                .ok_or_else(|| format!("covariance of component {} is not usable (non-finite values)", c + 1))?;
+                .ok_or_else(|| {
+                    format!(
+                        "covariance of component {} is not usable (non-finite values)",
+                        c + 1
+                    )
+                })?;
             jitter = jitter.max(added);
             let log_det: f64 = (0..d).map(|j| 2.0 * l[j * d + j].ln()).sum();
             log_norm.push(self.phi[c].max(1e-300).ln() - 0.5 * (d as f64 * LN_2PI + log_det));
@@ -193,7 +204,9 @@ pub fn mixture_objective(
     let params = GmmParams::fit(z, gamma, d, k, eps);
     let factors = params.factorise()?;
     let dd = d * d;
-    let inv: Vec<f64> = (0..k).flat_map(|c| inverse_from_cholesky(&factors.chol[c * dd..(c + 1) * dd], d)).collect();
+    let inv: Vec<f64> = (0..k)
+        .flat_map(|c| inverse_from_cholesky(&factors.chol[c * dd..(c + 1) * dd], d))
+        .collect();
     let mass: Vec<f64> = params.phi.iter().map(|p| p * n as f64).collect();
 
     // Forward: energies and posteriors.
@@ -369,7 +382,9 @@ fn inverse_from_cholesky(l: &[f64], d: usize) -> Vec<f64> {
     let mut inv = vec![0f64; d * d];
     let mut col = vec![0f64; d];
     for j in 0..d {
-        col.iter_mut().enumerate().for_each(|(i, v)| *v = if i == j { 1.0 } else { 0.0 });
+        col.iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = if i == j { 1.0 } else { 0.0 });
         for i in 0..d {
             let mut s = col[i];
             for p in 0..i {
@@ -433,8 +448,16 @@ mod tests {
     }
 
     fn max_relative_error(analytic: &[f64], numeric: &[f64]) -> f64 {
-        let scale = numeric.iter().map(|v| v.abs()).fold(0.0, f64::max).max(1e-8);
-        analytic.iter().zip(numeric).map(|(a, n)| (a - n).abs() / scale).fold(0.0, f64::max)
+        let scale = numeric
+            .iter()
+            .map(|v| v.abs())
+            .fold(0.0, f64::max)
+            .max(1e-8);
+        analytic
+            .iter()
+            .zip(numeric)
+            .map(|(a, n)| (a - n).abs() / scale)
+            .fold(0.0, f64::max)
     }
 
     #[test]
@@ -482,7 +505,8 @@ mod tests {
         };
         let f = params.factorise().unwrap();
         let z = [3.0, -0.5];
-        let expected = 0.5 * (4.0 / 4.0 + 0.25 / 0.25) + 0.5 * (2.0 * LN_2PI + (4.0f64 * 0.25).ln());
+        let expected =
+            0.5 * (4.0 / 4.0 + 0.25 / 0.25) + 0.5 * (2.0 * LN_2PI + (4.0f64 * 0.25).ln());
         assert!((f.energy(&z) - expected).abs() < 1e-12);
         assert_eq!(f.jitter, 0.0);
     }

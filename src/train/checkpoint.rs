@@ -44,7 +44,8 @@ pub fn save(dir: &Path, model: &Dagmm, meta: &CheckpointMeta) -> Result<()> {
     let weights_tmp = dir.join(format!(".{WEIGHTS}.tmp"));
     save_safetensors(&mut model.clone(), &weights_tmp)?;
     let meta_tmp = dir.join(format!(".{META}.tmp"));
-    fs::write(&meta_tmp, serde_json::to_vec_pretty(meta)?).with_context(|| format!("writing {}", meta_tmp.display()))?;
+    fs::write(&meta_tmp, serde_json::to_vec_pretty(meta)?)
+        .with_context(|| format!("writing {}", meta_tmp.display()))?;
     fs::rename(&weights_tmp, dir.join(WEIGHTS))?;
     fs::rename(&meta_tmp, dir.join(META))?;
     Ok(())
@@ -53,18 +54,31 @@ pub fn save(dir: &Path, model: &Dagmm, meta: &CheckpointMeta) -> Result<()> {
 /// Reads a checkpoint written by [`save`].
 pub fn load(dir: &Path) -> Result<Checkpoint> {
     let meta_path: PathBuf = dir.join(META);
-    let text = fs::read_to_string(&meta_path)
-        .with_context(|| format!("{} is not a checkpoint directory (no {META})", dir.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", meta_path.display()))?;
-    let format = value.get("format").and_then(|f| f.as_str()).unwrap_or("unknown");
+    let text = fs::read_to_string(&meta_path).with_context(|| {
+        format!(
+            "{} is not a checkpoint directory (no {META})",
+            dir.display()
+        )
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", meta_path.display()))?;
+    let format = value
+        .get("format")
+        .and_then(|f| f.as_str())
+        .unwrap_or("unknown");
     if format != FORMAT {
-        bail!("{}: checkpoint format '{format}', this build reads '{FORMAT}'", meta_path.display());
+        bail!(
+            "{}: checkpoint format '{format}', this build reads '{FORMAT}'",
+            meta_path.display()
+        );
     }
-    let meta: CheckpointMeta =
-        serde_json::from_value(value).with_context(|| format!("{}: malformed checkpoint", meta_path.display()))?;
+    let meta: CheckpointMeta = serde_json::from_value(value)
+        .with_context(|| format!("{}: malformed checkpoint", meta_path.display()))?;
     if meta.model.input != meta.encoder.width() {
-        bail!("{}: model input width does not match the encoder", meta_path.display());
+        bail!(
+            "{}: model input width does not match the encoder",
+            meta_path.display()
+        );
     }
     let dev = Dev::seed_from_u64(meta.train.seed);
     let mut model = Dagmm::new(&dev, meta.model.clone(), meta.train.seed);

@@ -52,7 +52,10 @@ pub enum TrainEvent {
     Resumed,
     CheckpointSaved(PathBuf),
     /// Training ended (all epochs, or stopped); the mixture over the training set is fitted.
-    Finished { epochs_done: usize, stopped_early: bool },
+    Finished {
+        epochs_done: usize,
+        stopped_early: bool,
+    },
     /// Training could not continue.
     Failed(String),
 }

@@ -96,7 +96,8 @@ impl Trainer {
         let k = self.model.config.components;
         let mut sum = LossComponents::default();
         let mut phi = vec![0f64; k];
-        let (mut applied, mut samples, mut dropped, mut max_jitter) = (0usize, 0usize, 0usize, 0f64);
+        let (mut applied, mut samples, mut dropped, mut max_jitter) =
+            (0usize, 0usize, 0usize, 0f64);
         let steps = self.steps_per_epoch();
         let order = std::mem::take(&mut self.order);
         for (step, rows) in order.chunks(self.config.batch).take(steps).enumerate() {

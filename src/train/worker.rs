@@ -58,7 +58,12 @@ pub struct WorkerHandle {
 }
 
 /// Starts training `data` on a new thread.
-pub fn spawn(model: DagmmConfig, train: TrainConfig, data: Arc<Matrix>, context: DataContext) -> WorkerHandle {
+pub fn spawn(
+    model: DagmmConfig,
+    train: TrainConfig,
+    data: Arc<Matrix>,
+    context: DataContext,
+) -> WorkerHandle {
     let (event_tx, events) = channel();
     let (controls, control_rx) = channel();
     let thread = std::thread::Builder::new()
@@ -101,7 +106,11 @@ fn run(
         let summary = trainer.epoch(data, |step, loss| {
             if last_event.elapsed() >= STEP_EVENT_INTERVAL {
                 last_event = Instant::now();
-                let _ = events.send(TrainEvent::Step { epoch, step, loss: *loss });
+                let _ = events.send(TrainEvent::Step {
+                    epoch,
+                    step,
+                    loss: *loss,
+                });
             }
             inbox.drain(controls, events);
             !inbox.stop
@@ -167,7 +176,12 @@ impl Inbox {
         }
     }
 
-    fn take(&mut self, control: Control, controls: &Receiver<Control>, events: &Sender<TrainEvent>) {
+    fn take(
+        &mut self,
+        control: Control,
+        controls: &Receiver<Control>,
+        events: &Sender<TrainEvent>,
+    ) {
         match control {
             Control::Stop => self.stop = true,
             Control::SaveCheckpoint(dir) => self.saves.push(dir),
@@ -193,7 +207,13 @@ impl Inbox {
     }
 }
 
-fn save_now(trainer: &Trainer, data: &Matrix, context: &DataContext, dir: &Path, events: &Sender<TrainEvent>) {
+fn save_now(
+    trainer: &Trainer,
+    data: &Matrix,
+    context: &DataContext,
+    dir: &Path,
+    events: &Sender<TrainEvent>,
+) {
     let trained = Trained {
         gmm: trainer.fit_mixture(data),
         model: trainer.model.clone(),
@@ -201,7 +221,11 @@ fn save_now(trainer: &Trainer, data: &Matrix, context: &DataContext, dir: &Path,
         train: trainer.config.clone(),
         epochs_done: trainer.epochs_done,
     };
-    let event = match checkpoint::save(dir, &trained.model, &trained.meta(&context.read, &context.encoder)) {
+    let event = match checkpoint::save(
+        dir,
+        &trained.model,
+        &trained.meta(&context.read, &context.encoder),
+    ) {
         Ok(()) => TrainEvent::CheckpointSaved(dir.to_path_buf()),
         Err(e) => TrainEvent::Warning(format!("checkpoint not saved: {e:#}")),
     };

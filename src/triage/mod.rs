@@ -18,7 +18,12 @@ pub fn ranks(energies: &[f64]) -> Vec<usize> {
 }
 
 /// Writes `row,energy,rank[,label]` for every row, in file order.
-pub fn write_scores(out: impl Write, rows: &[RowRef], energies: &[f64], labels: Option<&Labels>) -> Result<()> {
+pub fn write_scores(
+    out: impl Write,
+    rows: &[RowRef],
+    energies: &[f64],
+    labels: Option<&Labels>,
+) -> Result<()> {
     let mut writer = csv::Writer::from_writer(out);
     let mut header = vec!["row", "energy", "rank"];
     if let Some(labels) = labels {
@@ -27,7 +32,11 @@ pub fn write_scores(out: impl Write, rows: &[RowRef], energies: &[f64], labels: 
     writer.write_record(&header)?;
     let rank = ranks(energies);
     for (i, row) in rows.iter().enumerate() {
-        let mut record = vec![row.number.to_string(), energies[i].to_string(), rank[i].to_string()];
+        let mut record = vec![
+            row.number.to_string(),
+            energies[i].to_string(),
+            rank[i].to_string(),
+        ];
         if let Some(labels) = labels {
             record.push(labels.name(i).to_string());
         }
