@@ -27,7 +27,10 @@ fn kddcup_shaped(rows: usize) -> Matrix {
 }
 
 fn measure(threads: usize, data: &Matrix) {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
     pool.install(|| {
         let model = DagmmConfig::preset(Preset::Kddcup, data.cols);
         let config = TrainConfig {
@@ -65,7 +68,10 @@ fn measure(threads: usize, data: &Matrix) {
 
 fn main() {
     let data = kddcup_shaped(200_000);
-    println!("KDDCUP shape: {} rows × {} features, paper architecture, K = 4", data.rows, data.cols);
+    println!(
+        "KDDCUP shape: {} rows × {} features, paper architecture, K = 4",
+        data.rows, data.cols
+    );
     for threads in [1, 2] {
         measure(threads, &data);
     }

@@ -238,6 +238,9 @@ pub struct EvalCommand {
     /// Share of test rows to flag; default: the file's anomaly ratio.
     #[arg(long)]
     pub contamination: Option<f64>,
+    /// Models per run, trained from different seeds, whose standardised energies are averaged.
+    #[arg(long, default_value_t = 1)]
+    pub restarts: usize,
     /// One JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -459,6 +462,7 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
         contamination: cmd.contamination,
         scale: data_args.scale,
         train: settings.train_config()?,
+        restarts: cmd.restarts,
     };
     let reports = run_protocol(
         &table,

@@ -12,7 +12,8 @@ use anyhow::{bail, Result};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use serde::Serialize;
 
-use crate::data::{Encoder, RawTable, ScaleKind};
+use crate::data::{Encoder, Matrix, RawTable, ScaleKind};
+use crate::model::dense::Dev;
 use crate::model::{Dagmm, DagmmConfig};
 use crate::train::{fit_mixture, TrainConfig, Trainer};
 pub use metrics::{evaluate, Detection};
@@ -27,6 +28,9 @@ pub struct ProtocolOptions {
     pub scale: ScaleKind,
     /// Run `r` uses seed `train.seed + r` for the split, the weights and the batches.
     pub train: TrainConfig,
+    /// Independently initialised models per run whose standardised energies are averaged
+    /// (1 = a single model). No labels involved: every member counts equally.
+    pub restarts: usize,
 }
 
 /// One run of the protocol.
@@ -149,42 +153,51 @@ pub fn run_protocol(
             seed,
             ..opts.train.clone()
         };
-        let mut trainer = Trainer::new(model_config, config, train_x.rows);
-        let untrained = detect(
-            &trainer.model,
-            &trainer.dev,
-            &train_x,
-            &test_x,
-            &truth,
-            contamination,
-        )?;
+        let (mut untrained_scores, mut trained_scores) = (Vec::new(), Vec::new());
         let started = Instant::now();
-        let (mut samples, mut final_loss) = (0usize, f64::NAN);
-        for epoch in 1..=opts.train.epochs {
-            let summary = trainer.epoch(&train_x, |_, _| true)?;
-            samples += summary.samples;
-            final_loss = summary.loss.total;
-            progress(&format!(
-                "run {}/{} seed {seed} epoch {epoch}/{} loss {:.4} (recon {:.4} energy {:.3} cov {:.3}) {:.0} samples/s",
-                run + 1,
-                opts.runs,
-                opts.train.epochs,
-                summary.loss.total,
-                summary.loss.reconstruction,
-                summary.loss.energy,
-                summary.loss.penalty,
-                summary.samples as f64 / summary.seconds.max(1e-9)
-            ));
+        let (mut samples, mut final_loss) = (0usize, 0f64);
+        for member in 0..opts.restarts.max(1) {
+            let member_config = TrainConfig {
+                seed: config.seed + 1000 * member as u64,
+                ..config.clone()
+            };
+            let mut trainer = Trainer::new(model_config.clone(), member_config, train_x.rows);
+            untrained_scores.push(standardised_energies(
+                &trainer.model,
+                &trainer.dev,
+                &train_x,
+                &test_x,
+            )?);
+            let mut last = 0f64;
+            for epoch in 1..=opts.train.epochs {
+                let summary = trainer.epoch(&train_x, |_, _| true)?;
+                samples += summary.samples;
+                last = summary.loss.total;
+                progress(&format!(
+                    "run {}/{} seed {seed} model {}/{} epoch {epoch}/{} loss {:.4} (recon {:.4} energy {:.3} cov {:.3}) {:.0} samples/s",
+                    run + 1,
+                    opts.runs,
+                    member + 1,
+                    opts.restarts.max(1),
+                    opts.train.epochs,
+                    summary.loss.total,
+                    summary.loss.reconstruction,
+                    summary.loss.energy,
+                    summary.loss.penalty,
+                    summary.samples as f64 / summary.seconds.max(1e-9)
+                ));
+            }
+            final_loss += last / opts.restarts.max(1) as f64;
+            trained_scores.push(standardised_energies(
+                &trainer.model,
+                &trainer.dev,
+                &train_x,
+                &test_x,
+            )?);
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        let trained = detect(
-            &trainer.model,
-            &trainer.dev,
-            &train_x,
-            &test_x,
-            &truth,
-            contamination,
-        )?;
+        let untrained = evaluate(&average(&untrained_scores), &truth, contamination);
+        let trained = evaluate(&average(&trained_scores), &truth, contamination);
         let report = RunReport {
             run: run + 1,
             seed,
@@ -214,18 +227,32 @@ pub fn run_protocol(
     Ok(reports)
 }
 
-/// Fits the mixture on the training rows and scores the test rows.
-fn detect(
+/// Test energies of one model, standardised by the median and interquartile range of its
+/// own training-row energies, so that members of an ensemble weigh the same.
+fn standardised_energies(
     model: &Dagmm,
-    dev: &crate::model::dense::Dev,
-    train_x: &crate::data::Matrix,
-    test_x: &crate::data::Matrix,
-    truth: &[bool],
-    contamination: f64,
-) -> Result<Detection> {
+    dev: &Dev,
+    train_x: &Matrix,
+    test_x: &Matrix,
+) -> Result<Vec<f64>> {
     let gmm = fit_mixture(model, dev, train_x)
         .factorise()
         .map_err(anyhow::Error::msg)?;
-    let energies = model.energies(dev, test_x, &gmm);
-    Ok(evaluate(&energies, truth, contamination))
+    let mut reference = model.energies(dev, train_x, &gmm);
+    reference.sort_by(f64::total_cmp);
+    let quantile = |q: f64| reference[((reference.len() - 1) as f64 * q).round() as usize];
+    let (median, spread) = (quantile(0.5), (quantile(0.75) - quantile(0.25)).max(1e-12));
+    Ok(model
+        .energies(dev, test_x, &gmm)
+        .into_iter()
+        .map(|e| (e - median) / spread)
+        .collect())
+}
+
+/// Element-wise mean of equally long score vectors.
+fn average(members: &[Vec<f64>]) -> Vec<f64> {
+    let n = members.len() as f64;
+    (0..members[0].len())
+        .map(|i| members.iter().map(|m| m[i]).sum::<f64>() / n)
+        .collect()
 }
