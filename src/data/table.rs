@@ -281,25 +281,15 @@ fn first_pass(
     header: &[String],
     opts: &ReadOptions,
 ) -> Result<Vec<ColumnStats>, DataError> {
-    let mut reader = csv_reader(path, delimiter)?;
     let roles: Vec<Option<ColumnKind>> =
         header.iter().map(|h| role_from_options(h, opts)).collect();
     let mut stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
-    let mut record = csv::StringRecord::new();
     let mut rows = 0u64;
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => return Err(csv_error(path, &e)),
-        }
+    for_each_record(path, delimiter, |record| {
         rows += 1;
         let line = record.position().map_or(0, |p| p.line());
         for (c, cell) in record.iter().enumerate() {
-            if !is_feature_role(roles[c]) {
-                continue;
-            }
-            if is_missing(cell) {
+            if !is_feature_role(roles[c]) || is_missing(cell) {
                 continue;
             }
             let s = &mut stats[c];
@@ -318,7 +308,8 @@ fn first_pass(
                 }
             }
         }
-    }
+        Ok::<(), DataError>(())
+    })?;
     if rows == 0 {
         return Err(DataError::file(
             path,
@@ -403,15 +394,7 @@ fn second_pass(
     opts: &ReadOptions,
 ) -> Result<RawTable, DataError> {
     let mut builder = TableBuilder::new(path, delimiter, header, kinds, opts.missing);
-    let mut reader = csv_reader(path, delimiter)?;
-    let mut record = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(true) => builder.push(&record)?,
-            Ok(false) => break,
-            Err(e) => return Err(csv_error(path, &e)),
-        }
-    }
+    for_each_record(path, delimiter, |record| builder.push(record))?;
     let table = builder.take();
     if table.rows.is_empty() {
         return Err(DataError::file(
@@ -420,6 +403,23 @@ fn second_pass(
         ));
     }
     Ok(table)
+}
+
+/// Calls `f` on every data record of `path`, turning reader errors into located ones.
+fn for_each_record<E: From<DataError>>(
+    path: &Path,
+    delimiter: u8,
+    mut f: impl FnMut(&csv::StringRecord) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut reader = csv_reader(path, delimiter)?;
+    let mut record = csv::StringRecord::new();
+    loop {
+        match reader.read_record(&mut record) {
+            Ok(true) => f(&record)?,
+            Ok(false) => return Ok(()),
+            Err(e) => return Err(csv_error(path, &e).into()),
+        }
+    }
 }
 
 /// Reads `path` with a known `schema` in chunks of at most `chunk_rows` rows, calling
@@ -436,18 +436,13 @@ pub fn read_chunks(
     let no_stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
     let kinds = decide_kinds(path, &header, &no_stats, opts, Some(schema))?;
     let mut builder = TableBuilder::new(path, delimiter, &header, kinds, opts.missing);
-    let mut reader = csv_reader(path, delimiter)?;
-    let mut record = csv::StringRecord::new();
-    loop {
-        match reader.read_record(&mut record) {
-            Ok(true) => builder.push(&record)?,
-            Ok(false) => break,
-            Err(e) => return Err(csv_error(path, &e).into()),
-        }
+    for_each_record(path, delimiter, |record| {
+        builder.push(record)?;
         if builder.rows.len() >= chunk_rows {
             each(builder.take())?;
         }
-    }
+        anyhow::Ok(())
+    })?;
     if builder.number == 0 {
         return Err(DataError::file(path, "the file has a header but no data rows").into());
     }
