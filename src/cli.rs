@@ -238,8 +238,9 @@ pub struct EvalCommand {
     /// Share of test rows to flag; default: the file's anomaly ratio.
     #[arg(long)]
     pub contamination: Option<f64>,
-    /// Models per run, trained from different seeds, whose standardised energies are averaged.
-    #[arg(long, default_value_t = 1)]
+    /// Models per run, trained from different seeds, whose standardised energies are averaged
+    /// (every member counts equally: no labels involved). 3 makes the typical run good.
+    #[arg(long, default_value_t = 3)]
     pub restarts: usize,
     /// One JSON object on stdout instead of a table.
     #[arg(long)]
@@ -475,7 +476,6 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
         let value = serde_json::json!({
             "data": cmd.data.display().to_string(),
             "anomaly": cmd.anomaly,
-            "model": settings.model_for(0).hidden,
             "train": opts.train,
             "runs": reports,
             "summary": summary,

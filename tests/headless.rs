@@ -106,6 +106,8 @@ fn eval_reports_trained_and_untrained_figures_as_json() {
         "2",
         "--batch",
         "256",
+        "--restarts",
+        "2",
         "--json",
     ]);
     assert!(result.status.success(), "{}", stderr(&result));
@@ -125,6 +127,8 @@ fn eval_reports_trained_and_untrained_figures_as_json() {
         assert!((0.15..0.25).contains(&ratio), "test anomaly ratio {ratio}");
     }
     assert_ne!(runs[0]["seed"], runs[1]["seed"]);
+    assert_eq!(runs[0]["restarts"], 2);
+    assert_eq!(runs[0]["model"]["components"], 4);
     assert!(value["summary"]["f1"]["median"].is_number());
 }
 

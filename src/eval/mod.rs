@@ -38,6 +38,10 @@ pub struct ProtocolOptions {
 pub struct RunReport {
     pub run: usize,
     pub seed: u64,
+    /// The architecture trained (its input width is the encoded width of this split).
+    pub model: DagmmConfig,
+    /// Models averaged in this run.
+    pub restarts: usize,
     pub train_rows: usize,
     pub test_rows: usize,
     /// Share of anomalies in the test half (F1 moves with it).
@@ -201,6 +205,8 @@ pub fn run_protocol(
         let report = RunReport {
             run: run + 1,
             seed,
+            model: model_config.clone(),
+            restarts: opts.restarts.max(1),
             train_rows: train_x.rows,
             test_rows: test_x.rows,
             test_anomaly_ratio: truth.iter().filter(|&&t| t).count() as f64 / truth.len() as f64,
