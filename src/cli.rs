@@ -124,7 +124,7 @@ pub struct SettingsArgs {
     /// Seed for weights, batches, dropout (and the split in eval).
     #[arg(long, global = true)]
     pub seed: Option<u64>,
-    /// Compute threads (default 1: fastest for these small layers on this kind of machine).
+    /// Compute threads (default 1, leaving a core for reading and the UI; 2 gains little in training).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
 }
