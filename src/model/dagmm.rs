@@ -178,14 +178,6 @@ impl Dagmm {
             .map(|z| gmm.energy(z))
             .collect()
     }
-
-    /// The reconstruction x' of one encoded row (for explaining a score feature by feature).
-    pub fn reconstruct(&self, dev: &Dev, row: &[f32]) -> Vec<f32> {
-        let x: Mat = dev.tensor_from_vec(row.to_vec(), (1, row.len()));
-        self.decoder
-            .forward(self.encoder.forward(x, None), None)
-            .as_vec()
-    }
 }
 
 impl Params for Dagmm {

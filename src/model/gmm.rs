@@ -154,15 +154,6 @@ impl FactorisedGmm {
         self.log_terms(z, &mut terms, &mut work);
         -log_sum_exp(&terms)
     }
-
-    /// Posterior responsibilities of each component for `z` (the GMM's own view, for display).
-    pub fn responsibilities(&self, z: &[f64]) -> Vec<f64> {
-        let mut terms = vec![0f64; self.k];
-        let mut work = vec![0f64; self.d];
-        self.log_terms(z, &mut terms, &mut work);
-        let lse = log_sum_exp(&terms);
-        terms.iter().map(|t| (t - lse).exp()).collect()
-    }
 }
 
 /// Value and gradients of the mixture part of the DAGMM objective over one batch.

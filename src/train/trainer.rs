@@ -164,3 +164,33 @@ fn mean(sum: &LossComponents, count: usize) -> LossComponents {
         total: sum.total / n,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::dense::snapshot;
+
+    #[test]
+    fn non_finite_steps_are_dropped_and_weights_stay_untouched() {
+        let rows = 64;
+        let data = Matrix {
+            rows,
+            cols: 6,
+            data: (0..rows * 6)
+                .map(|i| if i % 7 == 0 { f32::NAN } else { 0.5 })
+                .collect(),
+        };
+        let config = TrainConfig {
+            epochs: 1,
+            batch: 32,
+            lr: 1e-3,
+            seed: 0,
+        };
+        let mut trainer = Trainer::new(DagmmConfig::default_for(6), config, rows);
+        let before = snapshot(&mut trainer.model);
+        let summary = trainer.epoch(&data, |_, _| true).unwrap();
+        assert_eq!(summary.dropped_steps, 2);
+        assert_eq!(summary.samples, 0);
+        assert_eq!(snapshot(&mut trainer.model), before);
+    }
+}
