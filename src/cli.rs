@@ -14,7 +14,7 @@ use crate::data::source::parse_delimiter;
 use crate::data::{read_table, Encoder, MissingPolicy, ReadOptions, ScaleKind};
 use crate::eval::{run_protocol, ProtocolOptions, RunReport, Summary};
 use crate::model::{DagmmConfig, Preset};
-use crate::train::{checkpoint, DataContext, TrainConfig, TrainEvent};
+use crate::train::{checkpoint, default_epochs, DataContext, TrainConfig, TrainEvent};
 use crate::triage::write_scores;
 
 /// Unsupervised anomaly detection on tabular data with DAGMM.
@@ -112,7 +112,7 @@ pub struct SettingsArgs {
     /// ε added to covariance diagonals.
     #[arg(long, global = true)]
     pub cov_eps: Option<f64>,
-    /// Training epochs.
+    /// Training epochs (default: 20, more for small files so that training gets ≥ 2,000 steps).
     #[arg(long, global = true)]
     pub epochs: Option<usize>,
     /// Mini-batch size.
@@ -173,11 +173,13 @@ impl SettingsArgs {
         c
     }
 
-    fn train_config(&self) -> Result<TrainConfig> {
+    /// Training settings for about `rows` training rows (which sets the default epochs).
+    fn train_config(&self, rows: usize) -> Result<TrainConfig> {
         let d = TrainConfig::default();
+        let batch = self.batch.unwrap_or(d.batch);
         let config = TrainConfig {
-            epochs: self.epochs.unwrap_or(d.epochs),
-            batch: self.batch.unwrap_or(d.batch),
+            epochs: self.epochs.unwrap_or_else(|| default_epochs(rows, batch)),
+            batch,
             lr: self.lr.unwrap_or(d.lr),
             seed: self.seed.unwrap_or(d.seed),
         };
@@ -300,7 +302,7 @@ fn train(cmd: &TrainCommand, data_args: &DataArgs, settings: &SettingsArgs) -> R
     }
     let model = settings.model_for(encoder.width());
     model.validate().map_err(anyhow::Error::msg)?;
-    let train_config = settings.train_config()?;
+    let train_config = settings.train_config(table.len())?;
     let matrix = Arc::new(encoder.transform(&table, &all).matrix);
     let worker = crate::train::spawn(
         model,
@@ -462,7 +464,8 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
         runs: cmd.runs,
         contamination: cmd.contamination,
         scale: data_args.scale,
-        train: settings.train_config()?,
+        // The training half: at most half the rows (its anomalies are left out too).
+        train: settings.train_config(table.len() / 2)?,
         restarts: cmd.restarts,
     };
     let reports = run_protocol(

@@ -45,6 +45,13 @@ pub struct EpochSummary {
     pub max_jitter: f64,
 }
 
+/// Default epoch count for `rows` training rows: 20 (enough for KDDCUP's ~200 steps per
+/// epoch), raised so that small files still get at least 2,000 optimisation steps.
+pub fn default_epochs(rows: usize, batch: usize) -> usize {
+    let steps_per_epoch = rows.div_ceil(batch.max(1)).max(1);
+    20usize.max(2000usize.div_ceil(steps_per_epoch))
+}
+
 /// Model, optimiser and data order: everything needed to resume training where it stopped.
 pub struct Trainer {
     pub dev: Dev,
@@ -169,6 +176,13 @@ fn mean(sum: &LossComponents, count: usize) -> LossComponents {
 mod tests {
     use super::*;
     use crate::model::dense::snapshot;
+
+    #[test]
+    fn default_epochs_give_small_files_enough_steps() {
+        assert_eq!(default_epochs(198_000, 1024), 20);
+        assert_eq!(default_epochs(5_011, 1024), 400);
+        assert_eq!(default_epochs(10, 1024), 2000);
+    }
 
     #[test]
     fn non_finite_steps_are_dropped_and_weights_stay_untouched() {
