@@ -307,7 +307,7 @@ fn train(cmd: &TrainCommand, data_args: &DataArgs, settings: &SettingsArgs) -> R
     let worker = crate::train::spawn(
         model,
         train_config,
-        matrix.clone(),
+        matrix,
         DataContext {
             read: read.clone(),
             encoder: encoder.clone(),
@@ -321,15 +321,13 @@ fn train(cmd: &TrainCommand, data_args: &DataArgs, settings: &SettingsArgs) -> R
         .join()
         .map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
     checkpoint::save(&cmd.out, &trained.model, &trained.meta(&read, &encoder))?;
-    let gmm = trained.gmm.factorise().map_err(anyhow::Error::msg)?;
-    let energies = trained.model.energies(&trained.dev, &matrix, &gmm);
     let scores_path = cmd.out.join("scores.csv");
     let file = File::create(&scores_path)
         .with_context(|| format!("creating {}", scores_path.display()))?;
     write_scores(
         BufWriter::new(file),
         &table.rows,
-        &energies,
+        &trained.energies,
         table.labels.as_ref(),
     )?;
     eprintln!(

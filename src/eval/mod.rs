@@ -241,10 +241,9 @@ fn standardised_energies(
     train_x: &Matrix,
     test_x: &Matrix,
 ) -> Result<Vec<f64>> {
-    let gmm = fit_mixture(model, dev, train_x)
-        .factorise()
-        .map_err(anyhow::Error::msg)?;
-    let mut reference = model.energies(dev, train_x, &gmm);
+    let fit = fit_mixture(model, dev, train_x)?;
+    let gmm = fit.gmm.factorise().map_err(anyhow::Error::msg)?;
+    let mut reference = fit.energies;
     reference.sort_by(f64::total_cmp);
     let quantile = |q: f64| reference[((reference.len() - 1) as f64 * q).round() as usize];
     let (median, spread) = (quantile(0.5), (quantile(0.75) - quantile(0.25)).max(1e-12));

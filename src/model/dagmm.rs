@@ -105,9 +105,10 @@ impl Dagmm {
 
     /// One forward + backward pass on a batch: the loss components and the gradients of
     /// every parameter. The caller decides whether to apply them (a non-finite loss is not).
-    pub fn train_step(&self, dev: &Dev, batch: &Matrix) -> Result<(StepLoss, Gradients<f32, Dev>)> {
+    /// Takes the batch by value: its buffer becomes the input tensor without a copy.
+    pub fn train_step(&self, dev: &Dev, batch: Matrix) -> Result<(StepLoss, Gradients<f32, Dev>)> {
         let (n, d, k) = (batch.rows, self.config.z_width(), self.config.components);
-        let x: Mat = dev.tensor_from_vec(batch.data.clone(), (n, batch.cols));
+        let x: Mat = dev.tensor_from_vec(batch.data, (n, batch.cols));
         let (z, gamma, sq_err) = self.forward(x.leaky_trace(), true);
         let z_values: Vec<f64> = z.as_vec().into_iter().map(f64::from).collect();
         let gamma_values: Vec<f64> = gamma.as_vec().into_iter().map(f64::from).collect();
@@ -212,7 +213,7 @@ mod tests {
         let mut model = Dagmm::new(&dev, config, 3);
         let batch = toy_batch(64, 8);
         let mut adam = Adam::new(1e-2);
-        let (first, mut grads) = model.train_step(&dev, &batch).unwrap();
+        let (first, mut grads) = model.train_step(&dev, batch.clone()).unwrap();
         let mut nonzero = 0;
         let mut total = 0;
         model.visit_params("", &mut |_, p| {
@@ -229,7 +230,7 @@ mod tests {
         adam.update(&mut model, &mut grads).unwrap();
         let mut last = first.total;
         for _ in 0..200 {
-            let (loss, mut grads) = model.train_step(&dev, &batch).unwrap();
+            let (loss, mut grads) = model.train_step(&dev, batch.clone()).unwrap();
             adam.update(&mut model, &mut grads).unwrap();
             last = loss.total;
         }

@@ -7,5 +7,5 @@ pub mod trainer;
 pub mod worker;
 
 pub use events::{Control, LossComponents, TrainEvent};
-pub use trainer::{default_epochs, fit_mixture, TrainConfig, Trainer};
+pub use trainer::{default_epochs, fit_mixture, MixtureFit, TrainConfig, Trainer};
 pub use worker::{spawn, DataContext, Trained, WorkerHandle};

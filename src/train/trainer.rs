@@ -109,7 +109,7 @@ impl Trainer {
         let order = std::mem::take(&mut self.order);
         for (step, rows) in order.chunks(self.config.batch).take(steps).enumerate() {
             let batch = data.gather(rows);
-            let outcome = self.model.train_step(&self.dev, &batch);
+            let outcome = self.model.train_step(&self.dev, batch);
             match outcome {
                 Ok((loss, mut grads)) if loss.total.is_finite() => {
                     let previous = self.model.clone();
@@ -147,19 +147,28 @@ impl Trainer {
             max_jitter,
         })
     }
-
-    /// Fits φ̂, μ̂, Σ̂ over all of `data` with the current networks (in f64).
-    pub fn fit_mixture(&self, data: &Matrix) -> GmmParams {
-        fit_mixture(&self.model, &self.dev, data)
-    }
 }
 
-/// Fits the mixture parameters of `model` over every row of `data`: the parameters that
-/// scoring uses after training.
-pub fn fit_mixture(model: &Dagmm, dev: &Dev, data: &Matrix) -> GmmParams {
+/// The mixture fitted over some rows and those rows' energies under it.
+pub struct MixtureFit {
+    pub gmm: GmmParams,
+    pub energies: Vec<f64>,
+}
+
+/// Fits φ̂, μ̂, Σ̂ of `model` over every row of `data` (in f64) and scores those rows, from a
+/// single inference pass: the parameters scoring uses after training, and the training
+/// rows' energies that come with them.
+pub fn fit_mixture(model: &Dagmm, dev: &Dev, data: &Matrix) -> Result<MixtureFit> {
     let out = model.infer(dev, data);
     let c = &model.config;
-    GmmParams::fit(&out.z, &out.gamma, c.z_width(), c.components, c.cov_eps)
+    let gmm = GmmParams::fit(&out.z, &out.gamma, c.z_width(), c.components, c.cov_eps);
+    let factors = gmm.factorise().map_err(anyhow::Error::msg)?;
+    let energies = out
+        .z
+        .chunks(c.z_width())
+        .map(|z| factors.energy(z))
+        .collect();
+    Ok(MixtureFit { gmm, energies })
 }
 
 fn mean(sum: &LossComponents, count: usize) -> LossComponents {

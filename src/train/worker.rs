@@ -11,7 +11,7 @@ use anyhow::Result;
 
 use super::checkpoint::{self, CheckpointMeta};
 use super::events::{Control, TrainEvent};
-use super::trainer::{TrainConfig, Trainer};
+use super::trainer::{fit_mixture, TrainConfig, Trainer};
 use crate::data::{Encoder, Matrix, ReadOptions};
 use crate::model::{Dagmm, DagmmConfig, GmmParams};
 
@@ -24,6 +24,8 @@ pub struct Trained {
     pub dev: crate::model::dense::Dev,
     /// Mixture fitted over all training rows with the final networks.
     pub gmm: GmmParams,
+    /// Energy of every training row under that mixture (file order).
+    pub energies: Vec<f64>,
     pub train: TrainConfig,
     pub epochs_done: usize,
 }
@@ -142,13 +144,14 @@ fn run(
             break;
         }
     }
-    let gmm = trainer.fit_mixture(data);
+    let fit = fit_mixture(&trainer.model, &trainer.dev, data)?;
     let _ = events.send(TrainEvent::Finished {
         epochs_done: trainer.epochs_done,
         stopped_early: inbox.stop,
     });
     Ok(Trained {
-        gmm,
+        gmm: fit.gmm,
+        energies: fit.energies,
         train: trainer.config.clone(),
         epochs_done: trainer.epochs_done,
         dev: trainer.dev,
@@ -214,18 +217,22 @@ fn save_now(
     dir: &Path,
     events: &Sender<TrainEvent>,
 ) {
-    let trained = Trained {
-        gmm: trainer.fit_mixture(data),
-        model: trainer.model.clone(),
-        dev: trainer.dev.clone(),
-        train: trainer.config.clone(),
-        epochs_done: trainer.epochs_done,
-    };
-    let event = match checkpoint::save(
-        dir,
-        &trained.model,
-        &trained.meta(&context.read, &context.encoder),
-    ) {
+    let saved = fit_mixture(&trainer.model, &trainer.dev, data).and_then(|fit| {
+        let trained = Trained {
+            gmm: fit.gmm,
+            energies: fit.energies,
+            model: trainer.model.clone(),
+            dev: trainer.dev.clone(),
+            train: trainer.config.clone(),
+            epochs_done: trainer.epochs_done,
+        };
+        checkpoint::save(
+            dir,
+            &trained.model,
+            &trained.meta(&context.read, &context.encoder),
+        )
+    });
+    let event = match saved {
         Ok(()) => TrainEvent::CheckpointSaved(dir.to_path_buf()),
         Err(e) => TrainEvent::Warning(format!("checkpoint not saved: {e:#}")),
     };
