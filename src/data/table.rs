@@ -99,14 +99,10 @@ impl Labels {
             .iter()
             .position(|n| n == anomaly)
             .ok_or_else(|| {
-                let mut shown: Vec<&str> = self.names.iter().take(8).map(String::as_str).collect();
-                if self.names.len() > 8 {
-                    shown.push("…");
-                }
                 format!(
                     "label column '{}' has no value '{anomaly}' (values: {})",
                     self.column,
-                    shown.join(", ")
+                    preview(&self.names)
                 )
             })? as u32;
         Ok(self.values.iter().map(|&v| v == code).collect())
@@ -251,9 +247,10 @@ fn check_named_columns(
     Ok(())
 }
 
-fn preview(header: &[String]) -> String {
-    let mut shown: Vec<&str> = header.iter().take(10).map(String::as_str).collect();
-    if header.len() > 10 {
+/// The first ten `names`, comma separated, with "…" when there are more.
+fn preview(names: &[String]) -> String {
+    let mut shown: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+    if names.len() > 10 {
         shown.push("…");
     }
     shown.join(", ")
