@@ -40,10 +40,10 @@ fn measure(threads: usize, data: &Matrix) {
             seed: 0,
         };
         let mut trainer = Trainer::new(model, config, data.rows);
-        trainer.epoch(data, |_, _| true).unwrap(); // warm-up: allocator caches, page faults
+        trainer.epoch(data, |_| true).unwrap(); // warm-up: allocator caches, page faults
         let mut rates = Vec::new();
         for _ in 0..3 {
-            let summary = trainer.epoch(data, |_, _| true).unwrap();
+            let summary = trainer.epoch(data, |_| true).unwrap();
             rates.push(summary.samples as f64 / summary.seconds);
         }
         rates.sort_by(f64::total_cmp);

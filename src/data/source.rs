@@ -4,6 +4,8 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
@@ -12,10 +14,33 @@ use super::error::DataError;
 /// How many leading bytes are inspected for NUL bytes and the delimiter.
 const SNIFF_BYTES: usize = 64 * 1024;
 
+/// Counts the bytes read from the file on disk (before decompression), so progress is a
+/// fraction of the file size for plain and gzip files alike.
+struct CountingFile {
+    file: File,
+    read: Arc<AtomicU64>,
+}
+
+impl Read for CountingFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// Opens `path` as decompressed text (gzip is detected by its magic bytes, not the name).
 pub fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
+    open_text_counted(path, Arc::default())
+}
+
+/// [`open_text`], adding every byte read from disk to `read`.
+fn open_text_counted(
+    path: &Path,
+    read: Arc<AtomicU64>,
+) -> Result<Box<dyn BufRead + Send>, DataError> {
     let file = File::open(path).map_err(|e| DataError::file(path, format!("cannot open: {e}")))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = BufReader::with_capacity(1 << 20, CountingFile { file, read });
     let head = reader
         .fill_buf()
         .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
@@ -99,11 +124,20 @@ pub fn csv_reader(
     path: &Path,
     delimiter: u8,
 ) -> Result<csv::Reader<Box<dyn BufRead + Send>>, DataError> {
+    csv_reader_counted(path, delimiter, Arc::default())
+}
+
+/// [`csv_reader`], adding every byte read from disk to `read` (for progress reports).
+pub fn csv_reader_counted(
+    path: &Path,
+    delimiter: u8,
+    read: Arc<AtomicU64>,
+) -> Result<csv::Reader<Box<dyn BufRead + Send>>, DataError> {
     Ok(csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(true)
         .flexible(false)
-        .from_reader(open_text(path)?))
+        .from_reader(open_text_counted(path, read)?))
 }
 
 /// Turns a `csv` error into a located [`DataError`].

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::error::DataError;
-use super::source::{csv_error, csv_reader, sniff};
+use super::source::{csv_error, csv_reader, csv_reader_counted, sniff};
 
 /// Marker for a missing categorical cell in [`RawTable::categorical`].
 pub const MISSING_LEVEL: u32 = u32::MAX;
@@ -166,6 +166,36 @@ struct ColumnStats {
     first_non_finite: Option<(u64, String)>,
 }
 
+/// How far reading a file has got: sent to the workbench's loading gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LoadProgress {
+    /// 1 while gathering column statistics, 2 while building the table.
+    pub pass: u8,
+    /// Bytes of the file on disk read so far in this pass (compressed bytes for gzip).
+    pub bytes_read: u64,
+    /// Size of the file on disk.
+    pub file_bytes: u64,
+    /// Data records read so far in this pass.
+    pub records: u64,
+}
+
+impl LoadProgress {
+    /// Passes over the file a full read makes.
+    pub const PASSES: u8 = 2;
+
+    /// Overall completion in [0, 1] across both passes.
+    pub fn fraction(&self) -> f64 {
+        let within = self.bytes_read as f64 / self.file_bytes.max(1) as f64;
+        ((f64::from(self.pass.max(1)) - 1.0 + within.min(1.0)) / f64::from(Self::PASSES)).min(1.0)
+    }
+}
+
+/// Receives [`LoadProgress`] every few thousand records.
+pub type ProgressSink<'a> = &'a mut dyn FnMut(LoadProgress);
+
+/// Records between two progress reports.
+const REPORT_EVERY: u64 = 16_384;
+
 /// Reads `path` into a [`RawTable`]. With `schema`, column kinds come from it (scoring new
 /// data with a saved model); otherwise they are inferred from the data.
 pub fn read_table(
@@ -173,12 +203,22 @@ pub fn read_table(
     opts: &ReadOptions,
     schema: Option<&Schema>,
 ) -> Result<RawTable, DataError> {
+    read_table_reporting(path, opts, schema, &mut |_| {})
+}
+
+/// [`read_table`], reporting progress to `sink` as it goes (the workbench's gauge).
+pub fn read_table_reporting(
+    path: &Path,
+    opts: &ReadOptions,
+    schema: Option<&Schema>,
+    sink: ProgressSink<'_>,
+) -> Result<RawTable, DataError> {
     let delimiter = sniff(path, opts.delimiter)?;
     let header = read_header(path, delimiter)?;
     check_named_columns(path, &header, opts)?;
-    let stats = first_pass(path, delimiter, &header, opts)?;
+    let stats = first_pass(path, delimiter, &header, opts, sink)?;
     let kinds = decide_kinds(path, &header, &stats, opts, schema)?;
-    second_pass(path, delimiter, &header, kinds, opts)
+    second_pass(path, delimiter, &header, kinds, opts, sink)
 }
 
 fn read_header(path: &Path, delimiter: u8) -> Result<Vec<String>, DataError> {
@@ -277,12 +317,13 @@ fn first_pass(
     delimiter: u8,
     header: &[String],
     opts: &ReadOptions,
+    sink: ProgressSink<'_>,
 ) -> Result<Vec<ColumnStats>, DataError> {
     let roles: Vec<Option<ColumnKind>> =
         header.iter().map(|h| role_from_options(h, opts)).collect();
     let mut stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
     let mut rows = 0u64;
-    for_each_record(path, delimiter, |record| {
+    for_each_record(path, delimiter, Some((1, sink)), |record| {
         rows += 1;
         let line = record.position().map_or(0, |p| p.line());
         for (c, cell) in record.iter().enumerate() {
@@ -389,9 +430,12 @@ fn second_pass(
     header: &[String],
     kinds: Vec<ColumnKind>,
     opts: &ReadOptions,
+    sink: ProgressSink<'_>,
 ) -> Result<RawTable, DataError> {
     let mut builder = TableBuilder::new(path, delimiter, header, kinds, opts.missing);
-    for_each_record(path, delimiter, |record| builder.push(record))?;
+    for_each_record(path, delimiter, Some((2, sink)), |record| {
+        builder.push(record)
+    })?;
     let table = builder.take();
     if table.rows.is_empty() {
         return Err(DataError::file(
@@ -403,17 +447,42 @@ fn second_pass(
 }
 
 /// Calls `f` on every data record of `path`, turning reader errors into located ones.
+/// With `progress = Some((pass, sink))`, reports to `sink` every [`REPORT_EVERY`] records
+/// and at the end.
 fn for_each_record<E: From<DataError>>(
     path: &Path,
     delimiter: u8,
+    mut progress: Option<(u8, ProgressSink<'_>)>,
     mut f: impl FnMut(&csv::StringRecord) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut reader = csv_reader(path, delimiter)?;
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut reader = csv_reader_counted(path, delimiter, read.clone())?;
     let mut record = csv::StringRecord::new();
+    let mut records = 0u64;
+    let mut report = |records: u64| {
+        if let Some((pass, sink)) = progress.as_mut() {
+            sink(LoadProgress {
+                pass: *pass,
+                bytes_read: read.load(std::sync::atomic::Ordering::Relaxed),
+                file_bytes,
+                records,
+            });
+        }
+    };
     loop {
         match reader.read_record(&mut record) {
-            Ok(true) => f(&record)?,
-            Ok(false) => return Ok(()),
+            Ok(true) => {
+                f(&record)?;
+                records += 1;
+                if records % REPORT_EVERY == 0 {
+                    report(records);
+                }
+            }
+            Ok(false) => {
+                report(records);
+                return Ok(());
+            }
             Err(e) => return Err(csv_error(path, &e).into()),
         }
     }
@@ -433,7 +502,7 @@ pub fn read_chunks(
     let no_stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
     let kinds = decide_kinds(path, &header, &no_stats, opts, Some(schema))?;
     let mut builder = TableBuilder::new(path, delimiter, &header, kinds, opts.missing);
-    for_each_record(path, delimiter, |record| {
+    for_each_record(path, delimiter, None, |record| {
         builder.push(record)?;
         if builder.rows.len() >= chunk_rows {
             each(builder.take())?;

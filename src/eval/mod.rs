@@ -174,7 +174,7 @@ pub fn run_protocol(
             )?);
             let mut last = 0f64;
             for epoch in 1..=opts.train.epochs {
-                let summary = trainer.epoch(&train_x, |_, _| true)?;
+                let summary = trainer.epoch(&train_x, |_| true)?;
                 samples += summary.samples;
                 last = summary.loss.total;
                 progress(&format!(

@@ -77,6 +77,21 @@ impl DagmmConfig {
         }
     }
 
+    /// One line naming the architecture, for status lines and logs.
+    pub fn describe(&self) -> String {
+        let widths: Vec<String> = self
+            .encoder_widths()
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
+        format!(
+            "DAGMM {} K={} est {}",
+            widths.join("-"),
+            self.components,
+            self.estimation_hidden
+        )
+    }
+
     /// Width of z = [z_c, relative Euclidean distance, cosine similarity].
     pub fn z_width(&self) -> usize {
         self.latent + 2

@@ -171,6 +171,14 @@ impl Dagmm {
         out
     }
 
+    /// The reconstruction x̂ of one encoded row (evaluation mode): the inspect view compares
+    /// it with the row feature by feature.
+    pub fn reconstruct(&self, dev: &Dev, row: &[f32]) -> Vec<f32> {
+        let x: Mat = dev.tensor_from_vec(row.to_vec(), (1, row.len()));
+        let z_c = self.encoder.forward(x, None);
+        self.decoder.forward(z_c, None).as_vec()
+    }
+
     /// Sample energy of every row of `x` under the mixture `gmm` (high = anomalous).
     pub fn energies(&self, dev: &Dev, x: &Matrix, gmm: &FactorisedGmm) -> Vec<f64> {
         let out = self.infer(dev, x);

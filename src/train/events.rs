@@ -2,6 +2,10 @@
 //! Nothing here depends on dfdx or on the terminal.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::scoring::Scoring;
+use crate::data::{LoadProgress, RawTable};
 
 /// Loss components averaged over some steps.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -19,13 +23,33 @@ pub enum Control {
     Resume,
     /// Finish after the current step (the mixture is still fitted and the model returned).
     Stop,
-    /// Write a checkpoint of the current weights to this directory.
+    /// Write a checkpoint of the current weights to this directory (served between steps).
     SaveCheckpoint(PathBuf),
+    /// Score every row with the current weights now (served between steps).
+    Rescore,
+}
+
+/// The data as read and encoded, for the UI to show beside the scores.
+#[derive(Debug)]
+pub struct LoadedData {
+    pub table: RawTable,
+    /// Names of the encoded features (`column` or `column=level`), for reconstruction errors.
+    pub feature_names: Vec<String>,
+    /// Things the user should know about the file (dropped rows, constant columns).
+    pub notes: Vec<String>,
+    /// One-line description of the model, e.g. `DAGMM 120-60-30-10-1 K=4`.
+    pub model: String,
+    /// Where the model comes from: trained here, or the checkpoint directory.
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// What the worker reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum TrainEvent {
+    /// Reading the file (workbench sessions only).
+    Loading(LoadProgress),
+    /// The file is read and encoded (workbench sessions only).
+    Loaded(Arc<LoadedData>),
     Started {
         rows: usize,
         features: usize,
@@ -56,6 +80,8 @@ pub enum TrainEvent {
         epochs_done: usize,
         stopped_early: bool,
     },
+    /// Every row scored with the weights after `epoch` epochs (workbench sessions only).
+    Scored(Arc<Scoring>),
     /// Training could not continue.
     Failed(String),
 }

@@ -1,11 +1,16 @@
 //! Training: the loop ([`trainer`]), the worker thread and its channel protocol
-//! ([`worker`], [`events`]), and checkpoints ([`checkpoint`]).
+//! ([`worker`], [`events`]), the workbench's loading-and-training session ([`session`]),
+//! per-row results as plain data ([`scoring`]) and checkpoints ([`checkpoint`]).
 
 pub mod checkpoint;
 pub mod events;
+pub mod scoring;
+pub mod session;
 pub mod trainer;
 pub mod worker;
 
-pub use events::{Control, LossComponents, TrainEvent};
+pub use events::{Control, LoadedData, LossComponents, TrainEvent};
+pub use scoring::{Explain, Scoring};
+pub use session::{spawn_session, ModelSource, SessionPlan};
 pub use trainer::{default_epochs, fit_mixture, MixtureFit, TrainConfig, Trainer};
-pub use worker::{spawn, DataContext, Trained, WorkerHandle};
+pub use worker::{spawn, DataContext, Trained, WorkerHandle, WorkerOptions};

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::events::LossComponents;
 use crate::data::Matrix;
 use crate::model::dense::{all_finite, Adam, Dev};
-use crate::model::{Dagmm, DagmmConfig, GmmParams};
+use crate::model::{Dagmm, DagmmConfig, GmmParams, Inference};
 
 /// Optimisation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,6 +63,19 @@ pub struct Trainer {
     pub epochs_done: usize,
 }
 
+/// The trainer as seen between two steps of an epoch.
+pub struct StepView<'a> {
+    /// 0-based step within the epoch.
+    pub step: usize,
+    /// Mean loss over the epoch's applied steps so far.
+    pub loss: LossComponents,
+    pub model: &'a Dagmm,
+    pub dev: &'a Dev,
+    pub config: &'a TrainConfig,
+    /// Epochs completed before this one.
+    pub epochs_done: usize,
+}
+
 /// Drops a last partial batch smaller than this (its covariance estimate would be noise).
 fn min_batch(model: &DagmmConfig) -> usize {
     (4 * model.z_width()).max(16)
@@ -84,6 +97,18 @@ impl Trainer {
         }
     }
 
+    /// The trainer between epochs, as [`Trainer::epoch`] shows it between steps.
+    pub fn view(&self) -> StepView<'_> {
+        StepView {
+            step: 0,
+            loss: LossComponents::default(),
+            model: &self.model,
+            dev: &self.dev,
+            config: &self.config,
+            epochs_done: self.epochs_done,
+        }
+    }
+
     /// Batches per epoch for the row count given at construction.
     pub fn steps_per_epoch(&self) -> usize {
         let full = self.order.len() / self.config.batch;
@@ -91,12 +116,13 @@ impl Trainer {
         full + usize::from(rest >= min_batch(&self.model.config) || full == 0)
     }
 
-    /// Runs one epoch over `data`. `between_steps(step, running_loss)` is called after
-    /// every step and may return `false` to stop the epoch early.
+    /// Runs one epoch over `data`. `between_steps` is called after every step with the
+    /// running loss and the current networks (so the worker can save or rescore mid-epoch),
+    /// and may return `false` to stop the epoch early.
     pub fn epoch(
         &mut self,
         data: &Matrix,
-        mut between_steps: impl FnMut(usize, &LossComponents) -> bool,
+        mut between_steps: impl FnMut(&StepView<'_>) -> bool,
     ) -> Result<EpochSummary> {
         let started = Instant::now();
         self.order.shuffle(&mut self.rng);
@@ -130,8 +156,15 @@ impl Trainer {
                 }
                 _ => dropped += 1,
             }
-            let running = mean(&sum, applied);
-            if !between_steps(step, &running) {
+            let view = StepView {
+                step,
+                loss: mean(&sum, applied),
+                model: &self.model,
+                dev: &self.dev,
+                config: &self.config,
+                epochs_done: self.epochs_done,
+            };
+            if !between_steps(&view) {
                 break;
             }
         }
@@ -149,10 +182,12 @@ impl Trainer {
     }
 }
 
-/// The mixture fitted over some rows and those rows' energies under it.
+/// The mixture fitted over some rows, those rows' energies under it, and the z and γ̂ the
+/// networks gave them (the inspect view shows both).
 pub struct MixtureFit {
     pub gmm: GmmParams,
     pub energies: Vec<f64>,
+    pub inference: Inference,
 }
 
 /// Fits φ̂, μ̂, Σ̂ of `model` over every row of `data` (in f64) and scores those rows, from a
@@ -168,7 +203,11 @@ pub fn fit_mixture(model: &Dagmm, dev: &Dev, data: &Matrix) -> Result<MixtureFit
         .chunks(c.z_width())
         .map(|z| factors.energy(z))
         .collect();
-    Ok(MixtureFit { gmm, energies })
+    Ok(MixtureFit {
+        gmm,
+        energies,
+        inference: out,
+    })
 }
 
 fn mean(sum: &LossComponents, count: usize) -> LossComponents {
@@ -211,7 +250,7 @@ mod tests {
         };
         let mut trainer = Trainer::new(DagmmConfig::default_for(6), config, rows);
         let before = snapshot(&mut trainer.model);
-        let summary = trainer.epoch(&data, |_, _| true).unwrap();
+        let summary = trainer.epoch(&data, |_| true).unwrap();
         assert_eq!(summary.dropped_steps, 2);
         assert_eq!(summary.samples, 0);
         assert_eq!(snapshot(&mut trainer.model), before);

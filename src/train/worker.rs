@@ -1,7 +1,7 @@
 //! Training on its own thread: the UI (or the CLI) sends [`Control`]s and receives
 //! [`TrainEvent`]s, and never waits on a training step.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -11,8 +11,10 @@ use anyhow::Result;
 
 use super::checkpoint::{self, CheckpointMeta};
 use super::events::{Control, TrainEvent};
-use super::trainer::{fit_mixture, TrainConfig, Trainer};
+use super::scoring::Scoring;
+use super::trainer::{fit_mixture, MixtureFit, StepView, TrainConfig, Trainer};
 use crate::data::{Encoder, Matrix, ReadOptions};
+use crate::model::dense::Dev;
 use crate::model::{Dagmm, DagmmConfig, GmmParams};
 
 /// Minimum time between two `Step` events.
@@ -21,7 +23,7 @@ const STEP_EVENT_INTERVAL: Duration = Duration::from_millis(100);
 /// What a finished training run hands back.
 pub struct Trained {
     pub model: Dagmm,
-    pub dev: crate::model::dense::Dev,
+    pub dev: Dev,
     /// Mixture fitted over all training rows with the final networks.
     pub gmm: GmmParams,
     /// Energy of every training row under that mixture (file order).
@@ -33,15 +35,33 @@ pub struct Trained {
 impl Trained {
     /// The checkpoint metadata for this model with the data transformation that fed it.
     pub fn meta(&self, read: &ReadOptions, encoder: &Encoder) -> CheckpointMeta {
-        CheckpointMeta {
-            format: checkpoint::FORMAT.to_string(),
-            read: read.clone(),
-            encoder: encoder.clone(),
-            model: self.model.config.clone(),
-            train: self.train.clone(),
-            gmm: self.gmm.clone(),
-            epochs_done: self.epochs_done,
-        }
+        checkpoint_meta(
+            &self.model,
+            &self.train,
+            self.epochs_done,
+            self.gmm.clone(),
+            read,
+            encoder,
+        )
+    }
+}
+
+fn checkpoint_meta(
+    model: &Dagmm,
+    train: &TrainConfig,
+    epochs_done: usize,
+    gmm: GmmParams,
+    read: &ReadOptions,
+    encoder: &Encoder,
+) -> CheckpointMeta {
+    CheckpointMeta {
+        format: checkpoint::FORMAT.to_string(),
+        read: read.clone(),
+        encoder: encoder.clone(),
+        model: model.config.clone(),
+        train: train.clone(),
+        gmm,
+        epochs_done,
     }
 }
 
@@ -52,6 +72,16 @@ pub struct DataContext {
     pub encoder: Encoder,
 }
 
+/// What the worker does besides training.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerOptions {
+    /// Score every row and send [`TrainEvent::Scored`] every this many epochs and at the
+    /// end (`None`: never; headless training scores once itself).
+    pub rescore_every: Option<usize>,
+    /// Wait for [`Control::Resume`] before the first step.
+    pub start_paused: bool,
+}
+
 /// The caller's side of a running worker.
 pub struct WorkerHandle {
     pub events: Receiver<TrainEvent>,
@@ -59,19 +89,37 @@ pub struct WorkerHandle {
     pub thread: JoinHandle<Result<Trained>>,
 }
 
-/// Starts training `data` on a new thread.
+/// Starts training `data` on a new thread (headless: no scoring events).
 pub fn spawn(
     model: DagmmConfig,
     train: TrainConfig,
     data: Arc<Matrix>,
     context: DataContext,
 ) -> WorkerHandle {
+    spawn_thread(move |events, controls| {
+        train_loop(
+            model,
+            train,
+            data,
+            &context,
+            WorkerOptions::default(),
+            events,
+            controls,
+        )
+    })
+}
+
+/// Runs `body` on the training thread with a fresh channel pair; an error is also sent
+/// as [`TrainEvent::Failed`].
+pub(crate) fn spawn_thread(
+    body: impl FnOnce(&Sender<TrainEvent>, &Receiver<Control>) -> Result<Trained> + Send + 'static,
+) -> WorkerHandle {
     let (event_tx, events) = channel();
     let (controls, control_rx) = channel();
     let thread = std::thread::Builder::new()
         .name("dagmm-train".into())
         .spawn(move || {
-            let result = run(model, train, &data, &context, &event_tx, &control_rx);
+            let result = body(&event_tx, &control_rx);
             if let Err(e) = &result {
                 let _ = event_tx.send(TrainEvent::Failed(format!("{e:#}")));
             }
@@ -85,11 +133,13 @@ pub fn spawn(
     }
 }
 
-fn run(
+/// The training loop of a worker: epochs with events, controls served between steps.
+pub(crate) fn train_loop(
     model: DagmmConfig,
     train: TrainConfig,
-    data: &Matrix,
+    data: Arc<Matrix>,
     context: &DataContext,
+    options: WorkerOptions,
     events: &Sender<TrainEvent>,
     controls: &Receiver<Control>,
 ) -> Result<Trained> {
@@ -103,18 +153,32 @@ fn run(
     });
     let started = Instant::now();
     let mut inbox = Inbox::default();
+    let scorer = Scorer {
+        data: &data,
+        context,
+        events,
+    };
+    if options.start_paused {
+        inbox.take(Control::Pause, events);
+        inbox.settle(controls, events, |inbox| {
+            scorer.serve(inbox, &trainer.view())
+        });
+    }
     for epoch in 1..=epochs {
+        if inbox.stop {
+            break;
+        }
         let mut last_event = Instant::now();
-        let summary = trainer.epoch(data, |step, loss| {
+        let summary = trainer.epoch(&data, |view| {
             if last_event.elapsed() >= STEP_EVENT_INTERVAL {
                 last_event = Instant::now();
                 let _ = events.send(TrainEvent::Step {
                     epoch,
-                    step,
-                    loss: *loss,
+                    step: view.step,
+                    loss: view.loss,
                 });
             }
-            inbox.drain(controls, events);
+            inbox.settle(controls, events, |inbox| scorer.serve(inbox, view));
             !inbox.stop
         })?;
         if summary.dropped_steps > 0 {
@@ -136,22 +200,30 @@ fn run(
             samples_per_sec: summary.samples as f64 / summary.seconds.max(1e-9),
             elapsed_secs: started.elapsed().as_secs_f64(),
         });
-        inbox.drain(controls, events);
-        for dir in std::mem::take(&mut inbox.saves) {
-            save_now(&trainer, data, context, &dir, events);
-        }
-        if inbox.stop {
-            break;
-        }
+        let due = options
+            .rescore_every
+            .is_some_and(|n| n > 0 && epoch % n == 0 && epoch < epochs);
+        inbox.rescore |= due;
+        inbox.settle(controls, events, |inbox| {
+            inbox.rescore &= !inbox.stop;
+            scorer.serve(inbox, &trainer.view())
+        });
     }
-    let fit = fit_mixture(&trainer.model, &trainer.dev, data)?;
+    let fit = fit_mixture(&trainer.model, &trainer.dev, &data)?;
     let _ = events.send(TrainEvent::Finished {
         epochs_done: trainer.epochs_done,
         stopped_early: inbox.stop,
     });
+    let gmm = fit.gmm.clone();
+    let energies = fit.energies.clone();
+    if options.rescore_every.is_some() {
+        scorer.send_scoring(fit, &trainer.view());
+    }
+    // Saves asked for while the last epoch ran (e.g. on quit) are written now.
+    scorer.serve(&mut inbox, &trainer.view());
     Ok(Trained {
-        gmm: fit.gmm,
-        energies: fit.energies,
+        gmm,
+        energies,
         train: trainer.config.clone(),
         epochs_done: trainer.epochs_done,
         dev: trainer.dev,
@@ -159,82 +231,117 @@ fn run(
     })
 }
 
+/// Serves checkpoint and rescore requests with the networks of the moment.
+struct Scorer<'a> {
+    data: &'a Arc<Matrix>,
+    context: &'a DataContext,
+    events: &'a Sender<TrainEvent>,
+}
+
+impl Scorer<'_> {
+    fn serve(&self, inbox: &mut Inbox, view: &StepView<'_>) {
+        if inbox.saves.is_empty() && !inbox.rescore {
+            return;
+        }
+        let fit = match fit_mixture(view.model, view.dev, self.data) {
+            Ok(fit) => fit,
+            Err(e) => {
+                let _ = self.events.send(TrainEvent::Warning(format!(
+                    "cannot score the rows now: {e:#}"
+                )));
+                inbox.saves.clear();
+                inbox.rescore = false;
+                return;
+            }
+        };
+        for dir in std::mem::take(&mut inbox.saves) {
+            self.save(&dir, &fit, view);
+        }
+        if std::mem::take(&mut inbox.rescore) {
+            self.send_scoring(fit, view);
+        }
+    }
+
+    fn save(&self, dir: &Path, fit: &MixtureFit, view: &StepView<'_>) {
+        let meta = checkpoint_meta(
+            view.model,
+            view.config,
+            view.epochs_done,
+            fit.gmm.clone(),
+            &self.context.read,
+            &self.context.encoder,
+        );
+        let event = match checkpoint::save(dir, view.model, &meta) {
+            Ok(()) => TrainEvent::CheckpointSaved(dir.to_path_buf()),
+            Err(e) => TrainEvent::Warning(format!("checkpoint not saved: {e:#}")),
+        };
+        let _ = self.events.send(event);
+    }
+
+    fn send_scoring(&self, fit: MixtureFit, view: &StepView<'_>) {
+        let scoring = Scoring::new(
+            view.epochs_done,
+            fit,
+            view.model,
+            view.dev,
+            self.data.clone(),
+        );
+        let _ = self.events.send(TrainEvent::Scored(Arc::new(scoring)));
+    }
+}
+
 /// Controls received and not yet acted on.
 #[derive(Default)]
 struct Inbox {
     stop: bool,
-    /// Checkpoint directories requested; served between epochs, when the mixture is refitted.
-    saves: Vec<std::path::PathBuf>,
+    paused: bool,
+    rescore: bool,
+    /// Checkpoint directories requested, served at the next step boundary.
+    saves: Vec<PathBuf>,
 }
 
 impl Inbox {
-    /// Reads every waiting control; a pause blocks here until resume or stop.
-    fn drain(&mut self, controls: &Receiver<Control>, events: &Sender<TrainEvent>) {
+    /// Reads every waiting control and lets `serve` act on saves and rescores; while
+    /// paused, keeps waiting (and serving) until resume or stop.
+    fn settle(
+        &mut self,
+        controls: &Receiver<Control>,
+        events: &Sender<TrainEvent>,
+        mut serve: impl FnMut(&mut Inbox),
+    ) {
         loop {
-            match controls.try_recv() {
-                Ok(control) => self.take(control, controls, events),
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Disconnected) => return,
+            loop {
+                match controls.try_recv() {
+                    Ok(control) => self.take(control, events),
+                    Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
+                }
+            }
+            serve(self);
+            if self.stop || !self.paused {
+                return;
+            }
+            match controls.recv_timeout(Duration::from_millis(250)) {
+                Ok(control) => self.take(control, events),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.stop = true,
             }
         }
     }
 
-    fn take(
-        &mut self,
-        control: Control,
-        controls: &Receiver<Control>,
-        events: &Sender<TrainEvent>,
-    ) {
+    fn take(&mut self, control: Control, events: &Sender<TrainEvent>) {
         match control {
             Control::Stop => self.stop = true,
             Control::SaveCheckpoint(dir) => self.saves.push(dir),
-            Control::Resume => {}
-            Control::Pause => {
+            Control::Rescore => self.rescore = true,
+            Control::Pause if !self.paused => {
+                self.paused = true;
                 let _ = events.send(TrainEvent::Paused);
-                loop {
-                    match controls.recv_timeout(Duration::from_millis(250)) {
-                        Ok(Control::Resume) => {
-                            let _ = events.send(TrainEvent::Resumed);
-                            return;
-                        }
-                        Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                            self.stop = true;
-                            return;
-                        }
-                        Ok(Control::SaveCheckpoint(dir)) => self.saves.push(dir),
-                        Ok(Control::Pause) | Err(RecvTimeoutError::Timeout) => {}
-                    }
-                }
             }
+            Control::Resume if self.paused => {
+                self.paused = false;
+                let _ = events.send(TrainEvent::Resumed);
+            }
+            Control::Pause | Control::Resume => {}
         }
     }
-}
-
-fn save_now(
-    trainer: &Trainer,
-    data: &Matrix,
-    context: &DataContext,
-    dir: &Path,
-    events: &Sender<TrainEvent>,
-) {
-    let saved = fit_mixture(&trainer.model, &trainer.dev, data).and_then(|fit| {
-        let trained = Trained {
-            gmm: fit.gmm,
-            energies: fit.energies,
-            model: trainer.model.clone(),
-            dev: trainer.dev.clone(),
-            train: trainer.config.clone(),
-            epochs_done: trainer.epochs_done,
-        };
-        checkpoint::save(
-            dir,
-            &trained.model,
-            &trained.meta(&context.read, &context.encoder),
-        )
-    });
-    let event = match saved {
-        Ok(()) => TrainEvent::CheckpointSaved(dir.to_path_buf()),
-        Err(e) => TrainEvent::Warning(format!("checkpoint not saved: {e:#}")),
-    };
-    let _ = events.send(event);
 }
