@@ -9,8 +9,8 @@ pub mod table;
 pub use encode::{Encoded, Encoder, ScaleKind};
 pub use error::DataError;
 pub use table::{
-    read_table, read_table_reporting, ColumnKind, Labels, LoadProgress, MissingPolicy, RawTable,
-    ReadOptions, RowRef, Schema,
+    read_records, read_table, read_table_reporting, ColumnKind, Labels, LoadProgress,
+    MissingPolicy, RawTable, ReadOptions, RowRef, Schema,
 };
 
 /// A dense row-major f32 matrix: the form in which data meets the model.

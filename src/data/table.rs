@@ -488,6 +488,44 @@ fn for_each_record<E: From<DataError>>(
     }
 }
 
+/// The column names and the original records numbered in `wanted` (1-based data record
+/// numbers, as in [`RowRef::number`]), read again from the file: exports carry the exact
+/// original text, not the parsed values.
+pub fn read_records(
+    path: &Path,
+    delimiter: u8,
+    wanted: &std::collections::BTreeSet<u64>,
+) -> Result<(Vec<String>, HashMap<u64, csv::StringRecord>), DataError> {
+    /// Ends the pass once the last wanted record is read.
+    enum Scan {
+        Complete,
+        Failed(DataError),
+    }
+    impl From<DataError> for Scan {
+        fn from(e: DataError) -> Self {
+            Scan::Failed(e)
+        }
+    }
+    let header = read_header(path, delimiter)?;
+    let last = wanted.last().copied().unwrap_or(0);
+    let mut found = HashMap::with_capacity(wanted.len());
+    let mut number = 0u64;
+    let scanned = for_each_record(path, delimiter, None, |record| {
+        number += 1;
+        if wanted.contains(&number) {
+            found.insert(number, record.clone());
+        }
+        if number >= last {
+            return Err(Scan::Complete);
+        }
+        Ok(())
+    });
+    match scanned {
+        Ok(()) | Err(Scan::Complete) => Ok((header, found)),
+        Err(Scan::Failed(e)) => Err(e),
+    }
+}
+
 /// Reads `path` with a known `schema` in chunks of at most `chunk_rows` rows, calling
 /// `each` per chunk: memory stays bounded whatever the file size (used for scoring).
 pub fn read_chunks(

@@ -24,6 +24,20 @@ pub fn evaluate(scores: &[f64], truth: &[bool], contamination: f64) -> Detection
     let flagged = ((contamination * n as f64).round() as usize).min(n);
     let positives = truth.iter().filter(|&&t| t).count();
     let hits = order[..flagged].iter().filter(|&&i| truth[i]).count();
+    let (precision, recall, f1) = precision_recall_f1(hits, flagged, positives);
+    Detection {
+        precision,
+        recall,
+        f1,
+        auroc: auroc(scores, truth),
+        auprc: average_precision(scores, truth, &order),
+        flagged,
+    }
+}
+
+/// Precision, recall and F1 when `flagged` rows are flagged, `hits` of them anomalies,
+/// out of `positives` anomalies in all (each 0 when undefined).
+pub fn precision_recall_f1(hits: usize, flagged: usize, positives: usize) -> (f64, f64, f64) {
     let precision = if flagged > 0 {
         hits as f64 / flagged as f64
     } else {
@@ -39,14 +53,7 @@ pub fn evaluate(scores: &[f64], truth: &[bool], contamination: f64) -> Detection
     } else {
         0.0
     };
-    Detection {
-        precision,
-        recall,
-        f1,
-        auroc: auroc(scores, truth),
-        auprc: average_precision(scores, truth, &order),
-        flagged,
-    }
+    (precision, recall, f1)
 }
 
 /// Area under the ROC curve by the Mann–Whitney statistic, ties counted half.

@@ -1,4 +1,11 @@
-//! Ranking and writing scores: rank 1 is the highest energy, the most anomalous row.
+//! Triage: ranking and writing scores (rank 1 is the highest energy, the most anomalous
+//! row), the marks a person gives rows and their journal, and exports.
+
+pub mod export;
+pub mod marks;
+
+pub use export::{export, ExportFormat, ExportRow};
+pub use marks::{data_state_dir, Journal, Mark, Marks};
 
 use std::io::Write;
 

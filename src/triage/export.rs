@@ -1,0 +1,171 @@
+//! Exporting triaged rows: the original record text plus energy, rank and mark, as CSV or
+//! JSON lines, written to a temporary file and renamed so a crash never leaves half a file.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::marks::Mark;
+use crate::data::read_records;
+
+/// Output format, chosen by the file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    JsonLines,
+}
+
+impl ExportFormat {
+    /// `.jsonl`/`.ndjson`/`.json` give JSON lines; anything else CSV.
+    pub fn from_path(path: &Path) -> Self {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl" | "ndjson" | "json") => ExportFormat::JsonLines,
+            _ => ExportFormat::Csv,
+        }
+    }
+}
+
+/// One row to export, in the order it is to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRow {
+    /// 1-based data record number in the source file.
+    pub record: u64,
+    pub rank: usize,
+    pub energy: f64,
+    pub mark: Option<Mark>,
+}
+
+/// Writes `rows` of the CSV `data` to `out` and returns how many were written.
+pub fn export(data: &Path, delimiter: u8, rows: &[ExportRow], out: &Path) -> Result<usize> {
+    let wanted: BTreeSet<u64> = rows.iter().map(|r| r.record).collect();
+    let (header, records) = read_records(data, delimiter, &wanted)?;
+    let found: Vec<(&ExportRow, &csv::StringRecord)> = rows
+        .iter()
+        .filter_map(|row| records.get(&row.record).map(|rec| (row, rec)))
+        .collect();
+    let tmp = temporary_path(out);
+    let written = File::create(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))
+        .and_then(|file| {
+            let mut file = BufWriter::new(file);
+            match ExportFormat::from_path(out) {
+                ExportFormat::Csv => write_csv(&mut file, &header, &found)?,
+                ExportFormat::JsonLines => write_json_lines(&mut file, &header, &found)?,
+            }
+            let file = file.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            Ok(())
+        });
+    match written {
+        Ok(()) => {
+            fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))?;
+            Ok(found.len())
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e.context(format!("writing {}", out.display())))
+        }
+    }
+}
+
+/// A hidden sibling of `out`, so the final rename stays on one file system.
+fn temporary_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    out.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+fn write_csv(
+    out: &mut impl Write,
+    header: &[String],
+    rows: &[(&ExportRow, &csv::StringRecord)],
+) -> Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    let extra = ["energy", "rank", "mark"];
+    w.write_record(header.iter().map(String::as_str).chain(extra))?;
+    for (row, record) in rows {
+        let extra = [
+            row.energy.to_string(),
+            row.rank.to_string(),
+            row.mark.map_or("", Mark::name).to_string(),
+        ];
+        w.write_record(record.iter().chain(extra.iter().map(String::as_str)))?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn write_json_lines(
+    out: &mut impl Write,
+    header: &[String],
+    rows: &[(&ExportRow, &csv::StringRecord)],
+) -> Result<()> {
+    for (row, record) in rows {
+        let mut object = serde_json::Map::new();
+        for (name, value) in header.iter().zip(record.iter()) {
+            object.insert(name.clone(), value.into());
+        }
+        // JSON has no NaN/inf: a non-finite energy becomes null.
+        let energy =
+            serde_json::Number::from_f64(row.energy).map_or(serde_json::Value::Null, Into::into);
+        object.insert("energy".into(), energy);
+        object.insert("rank".into(), row.rank.into());
+        object.insert("mark".into(), row.mark.map(Mark::name).into());
+        serde_json::to_writer(&mut *out, &object)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_and_json_lines_carry_original_text_in_the_given_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d.csv");
+        fs::write(&data, "a,b\n1.50,x\n2,\"y,z\"\n3,w\n").unwrap();
+        let rows = vec![
+            ExportRow {
+                record: 2,
+                rank: 1,
+                energy: 9.5,
+                mark: Some(Mark::Anomaly),
+            },
+            ExportRow {
+                record: 1,
+                rank: 2,
+                energy: 3.0,
+                mark: None,
+            },
+        ];
+        let out = dir.path().join("out.csv");
+        assert_eq!(export(&data, b',', &rows, &out).unwrap(), 2);
+        assert_eq!(
+            fs::read_to_string(&out).unwrap(),
+            "a,b,energy,rank,mark\n2,\"y,z\",9.5,1,anomaly\n1.50,x,3,2,\n"
+        );
+        let out = dir.path().join("out.jsonl");
+        export(&data, b',', &rows, &out).unwrap();
+        let lines: Vec<serde_json::Value> = fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["b"], "y,z");
+        assert_eq!(lines[0]["mark"], "anomaly");
+        assert_eq!(lines[1]["a"], "1.50");
+        assert_eq!(lines[1]["mark"], serde_json::Value::Null);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            3,
+            "no temporary file left"
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! Triage marks and their journal: every mark is appended to a file in the state
+//! directory the moment it is made, and replayed when the same data file is opened again.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// A person's verdict on a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mark {
+    Anomaly,
+    Normal,
+    Unsure,
+}
+
+impl Mark {
+    /// The word used in exports and the journal.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mark::Anomaly => "anomaly",
+            Mark::Normal => "normal",
+            Mark::Unsure => "unsure",
+        }
+    }
+}
+
+/// One journal line: `mark: null` clears the row's mark.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    row: u64,
+    mark: Option<Mark>,
+    /// Seconds since the Unix epoch, for the record.
+    at: u64,
+}
+
+/// The marks of one data file, keyed by 1-based data record number (stable across runs,
+/// unlike positions in a ranking).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Marks {
+    by_row: HashMap<u64, Mark>,
+}
+
+impl Marks {
+    /// The mark of record `row`, if any.
+    pub fn get(&self, row: u64) -> Option<Mark> {
+        self.by_row.get(&row).copied()
+    }
+
+    /// Sets (or with `None` clears) the mark of record `row`.
+    pub fn set(&mut self, row: u64, mark: Option<Mark>) {
+        match mark {
+            Some(m) => self.by_row.insert(row, m),
+            None => self.by_row.remove(&row),
+        };
+    }
+
+    /// Number of marked rows.
+    pub fn len(&self) -> usize {
+        self.by_row.len()
+    }
+
+    /// `true` when nothing is marked.
+    pub fn is_empty(&self) -> bool {
+        self.by_row.is_empty()
+    }
+
+    /// Marked record numbers with their marks, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, Mark)> + '_ {
+        self.by_row.iter().map(|(&r, &m)| (r, m))
+    }
+}
+
+/// The append-only journal file of one data file.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+/// The directory holding the state of `data` under `state_dir`: named after the file and a
+/// hash of its absolute path, so two `flows.csv` in different folders keep apart.
+pub fn data_state_dir(state_dir: &Path, data: &Path) -> PathBuf {
+    let absolute = fs::canonicalize(data).unwrap_or_else(|_| data.to_path_buf());
+    let stem: String = data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    state_dir.join(format!(
+        "{stem}-{:016x}",
+        fnv1a(absolute.to_string_lossy().as_bytes())
+    ))
+}
+
+/// FNV-1a: a stable hash (std's hasher may change between Rust releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Journal {
+    /// Opens (creating if needed) `dir/marks.jsonl` and replays it. Lines that cannot be
+    /// read (a torn last line after a crash) are skipped and reported in the warnings.
+    pub fn open(dir: &Path) -> Result<(Journal, Marks, Vec<String>)> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("marks.jsonl");
+        let mut marks = Marks::default();
+        let mut warnings = Vec::new();
+        let mut ends_with_newline = true;
+        if let Ok(existing) = File::open(&path) {
+            let mut reader = BufReader::new(existing);
+            let mut line = Vec::new();
+            let mut number = 0u64;
+            loop {
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if n == 0 {
+                    break;
+                }
+                number += 1;
+                ends_with_newline = line.ends_with(b"\n");
+                match serde_json::from_slice::<Entry>(line.trim_ascii()) {
+                    Ok(entry) => marks.set(entry.row, entry.mark),
+                    Err(_) if line.trim_ascii().is_empty() => {}
+                    Err(e) => warnings.push(format!(
+                        "{}: line {number} skipped (unreadable: {e})",
+                        path.display()
+                    )),
+                }
+            }
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if !ends_with_newline {
+            // A torn last line: start the next entry on a line of its own.
+            file.write_all(b"\n")?;
+        }
+        Ok((Journal { path, file }, marks, warnings))
+    }
+
+    /// Appends one mark change and pushes it to the disk before returning.
+    pub fn record(&mut self, row: u64, mark: Option<Mark>) -> Result<()> {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut line = serde_json::to_vec(&Entry { row, mark, at })?;
+        line.push(b'\n');
+        self.file
+            .write_all(&line)
+            .and_then(|()| self.file.sync_data())
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
+
+    /// Where the journal lives (shown in the help screen).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_are_replayed_and_a_torn_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut journal, marks, warnings) = Journal::open(dir.path()).unwrap();
+            assert!(marks.is_empty() && warnings.is_empty());
+            journal.record(7, Some(Mark::Anomaly)).unwrap();
+            journal.record(9, Some(Mark::Unsure)).unwrap();
+            journal.record(7, Some(Mark::Normal)).unwrap();
+            journal.record(9, None).unwrap();
+            journal.record(3, Some(Mark::Anomaly)).unwrap();
+        }
+        let path = dir.path().join("marks.jsonl");
+        let mut text = fs::read(&path).unwrap();
+        text.extend_from_slice(br#"{"row":5,"ma"#);
+        fs::write(&path, text).unwrap();
+        let (mut journal, marks, warnings) = Journal::open(dir.path()).unwrap();
+        assert_eq!(marks.get(7), Some(Mark::Normal));
+        assert_eq!(marks.get(9), None);
+        assert_eq!(marks.get(3), Some(Mark::Anomaly));
+        assert_eq!(marks.len(), 2);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        journal.record(11, Some(Mark::Unsure)).unwrap();
+        drop(journal);
+        let (_, marks, warnings) = Journal::open(dir.path()).unwrap();
+        assert_eq!(marks.get(11), Some(Mark::Unsure));
+        assert_eq!(
+            warnings.len(),
+            1,
+            "the torn line stays skipped, nothing else breaks"
+        );
+    }
+
+    #[test]
+    fn state_dirs_differ_for_same_name_in_different_folders() {
+        let root = Path::new("/state");
+        let a = data_state_dir(root, Path::new("/a/flows.csv"));
+        let b = data_state_dir(root, Path::new("/b/flows.csv"));
+        assert_ne!(a, b);
+        assert!(a
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("flows.csv-"));
+    }
+}
