@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -14,8 +14,12 @@ use crate::data::source::parse_delimiter;
 use crate::data::{read_table, Encoder, MissingPolicy, ReadOptions, ScaleKind};
 use crate::eval::{run_protocol, ProtocolOptions, RunReport, Summary};
 use crate::model::{DagmmConfig, Preset};
-use crate::train::{checkpoint, default_epochs, DataContext, TrainConfig, TrainEvent};
+use crate::train::{
+    checkpoint, default_epochs, DataContext, ModelSource, SessionPlan, TrainConfig, TrainEvent,
+    WorkerOptions,
+};
 use crate::triage::write_scores;
+use crate::ui::WorkbenchOptions;
 
 /// Unsupervised anomaly detection on tabular data with DAGMM.
 #[derive(Debug, Parser)]
@@ -26,9 +30,43 @@ pub struct Cli {
     /// CSV file (.csv or .csv.gz) to open in the workbench.
     pub data: Option<PathBuf>,
     #[command(flatten)]
+    pub workbench: WorkbenchArgs,
+    #[command(flatten)]
     pub data_args: DataArgs,
     #[command(flatten)]
     pub settings: SettingsArgs,
+}
+
+/// Options of the terminal workbench (`dagmm-tui DATA`).
+#[derive(Debug, Args, Clone)]
+pub struct WorkbenchArgs {
+    /// Open a checkpoint written by `train` (or `s` in the workbench) instead of training.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Load the data but wait for space before training.
+    #[arg(long)]
+    pub paused: bool,
+    /// Rescore every row every N epochs (default: about ten times per run) and at the end.
+    #[arg(long)]
+    pub rescore_every: Option<usize>,
+    /// Share of rows flagged at start, in percent (+/- change it).
+    #[arg(long, default_value_t = 5.0)]
+    pub flag_percent: f64,
+    /// Label value counted as the anomaly class in live metrics (default: the rarest value).
+    #[arg(long)]
+    pub anomaly: Option<String>,
+    /// Colour theme: dark, light, high-contrast, monochrome, or a path to a .toml theme.
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// Draw charts with half blocks instead of braille (for fonts without braille).
+    #[arg(long)]
+    pub no_braille: bool,
+    /// Keymap file laid over the defaults (default: ~/.config/dagmm-tui/keymap.toml).
+    #[arg(long)]
+    pub keymap: Option<PathBuf>,
+    /// Where marks, checkpoints and the log are kept (default: ~/.local/state/dagmm-tui).
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The headless commands.
@@ -270,26 +308,59 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Score(cmd)) => score(&cmd),
         Some(Command::Eval(cmd)) => eval(&cmd, &cli.data_args, &settings),
         None => match cli.data {
-            Some(data) => workbench(&data, &cli.data_args),
+            Some(data) => workbench(data, &cli.workbench, &cli.data_args, settings),
             None => bail!("no data file given; try 'dagmm-tui --help'"),
         },
     }
 }
 
-fn workbench(data: &Path, data_args: &DataArgs) -> Result<()> {
-    let table = read_table(data, &data_args.read_options(), None)?;
-    let all: Vec<usize> = (0..table.len()).collect();
-    let (encoder, _) = Encoder::fit(&table, &all, data_args.scale);
-    eprintln!(
-        "{}: {} rows × {} features. The terminal workbench is not built yet; train headless with\n  dagmm-tui train {} --out runs/{}{}",
-        data.display(),
-        table.len(),
-        encoder.width(),
-        data.display(),
-        data.file_stem().and_then(|s| s.to_str()).unwrap_or("model"),
-        data_args.label.as_ref().map(|l| format!(" --label {l}")).unwrap_or_default()
-    );
-    Ok(())
+fn workbench(
+    data: PathBuf,
+    args: &WorkbenchArgs,
+    data_args: &DataArgs,
+    settings: SettingsArgs,
+) -> Result<()> {
+    if !data.is_file() {
+        bail!("{}: no such file", data.display());
+    }
+    if !(0.0..=100.0).contains(&args.flag_percent) {
+        bail!("--flag-percent must be between 0 and 100");
+    }
+    let rescore_every = args.rescore_every;
+    if rescore_every == Some(0) {
+        bail!("--rescore-every must be at least 1");
+    }
+    let model = match &args.model {
+        Some(dir) => ModelSource::Checkpoint(dir.clone()),
+        None => ModelSource::Train(Box::new(move |width, rows| {
+            Ok((settings.model_for(width), settings.train_config(rows)?))
+        })),
+    };
+    let plan = SessionPlan {
+        data,
+        read: data_args.read_options(),
+        scale: data_args.scale,
+        model,
+        options: WorkerOptions {
+            // 0: about ten times per run, decided once the epoch count is known.
+            rescore_every: Some(rescore_every.unwrap_or(0)),
+            start_paused: args.paused,
+        },
+    };
+    crate::ui::run(
+        plan,
+        WorkbenchOptions {
+            theme: args.theme.clone(),
+            braille: !args.no_braille,
+            keymap: args.keymap.clone(),
+            state_dir: args
+                .state_dir
+                .clone()
+                .unwrap_or_else(crate::ui::runtime::default_state_dir),
+            anomaly: args.anomaly.clone(),
+            contamination: args.flag_percent / 100.0,
+        },
+    )
 }
 
 fn train(cmd: &TrainCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Result<()> {
@@ -379,6 +450,7 @@ fn event_json(event: &TrainEvent) -> Option<serde_json::Value> {
             features,
             epochs,
             steps_per_epoch,
+            ..
         } => {
             json!({"event": "started", "rows": rows, "features": features, "epochs": epochs, "steps_per_epoch": steps_per_epoch})
         }

@@ -7,6 +7,8 @@
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod logging;
 pub mod model;
 pub mod train;
 pub mod triage;
+pub mod ui;

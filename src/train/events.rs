@@ -55,6 +55,8 @@ pub enum TrainEvent {
         features: usize,
         epochs: usize,
         steps_per_epoch: usize,
+        /// Epochs between two scorings of every row (`None`: no scoring events).
+        rescore_every: Option<usize>,
     },
     /// Sent at most every ~100 ms during an epoch.
     Step {

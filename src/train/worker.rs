@@ -76,7 +76,8 @@ pub struct DataContext {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerOptions {
     /// Score every row and send [`TrainEvent::Scored`] every this many epochs and at the
-    /// end (`None`: never; headless training scores once itself).
+    /// end; `Some(0)` picks about ten rescores per run; `None` never (headless training
+    /// scores once itself).
     pub rescore_every: Option<usize>,
     /// Wait for [`Control::Resume`] before the first step.
     pub start_paused: bool,
@@ -145,11 +146,19 @@ pub(crate) fn train_loop(
 ) -> Result<Trained> {
     let mut trainer = Trainer::new(model, train, data.rows);
     let epochs = trainer.config.epochs;
+    let rescore_every = options.rescore_every.map(|n| {
+        if n == 0 {
+            epochs.div_ceil(10).max(1)
+        } else {
+            n
+        }
+    });
     let _ = events.send(TrainEvent::Started {
         rows: data.rows,
         features: data.cols,
         epochs,
         steps_per_epoch: trainer.steps_per_epoch(),
+        rescore_every,
     });
     let started = Instant::now();
     let mut inbox = Inbox::default();
@@ -200,9 +209,7 @@ pub(crate) fn train_loop(
             samples_per_sec: summary.samples as f64 / summary.seconds.max(1e-9),
             elapsed_secs: started.elapsed().as_secs_f64(),
         });
-        let due = options
-            .rescore_every
-            .is_some_and(|n| n > 0 && epoch % n == 0 && epoch < epochs);
+        let due = rescore_every.is_some_and(|n| epoch % n == 0 && epoch < epochs);
         inbox.rescore |= due;
         inbox.settle(controls, events, |inbox| {
             inbox.rescore &= !inbox.stop;
@@ -216,7 +223,7 @@ pub(crate) fn train_loop(
     });
     let gmm = fit.gmm.clone();
     let energies = fit.energies.clone();
-    if options.rescore_every.is_some() {
+    if rescore_every.is_some() {
         scorer.send_scoring(fit, &trainer.view());
     }
     // Saves asked for while the last epoch ran (e.g. on quit) are written now.

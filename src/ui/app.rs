@@ -1,0 +1,1182 @@
+//! The workbench's state and its one update function: messages (keys, training events,
+//! export results) come in, state changes, and [`Effect`]s for the outside world come out.
+//! Nothing here draws or blocks, which is what makes it testable without a terminal.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::action::Action;
+use super::keymap::{KeyMode, Keymap};
+use super::text::{thousands, visible};
+use crate::data::{ColumnKind, LoadProgress, RawTable};
+use crate::eval::metrics::{auroc, precision_recall_f1};
+use crate::logging;
+use crate::train::{Control, LoadedData, LossComponents, Scoring, TrainEvent};
+use crate::triage::{ExportRow, Journal, Mark, Marks};
+
+/// How long a status message stays in the footer.
+const MESSAGE_SECS: u64 = 8;
+
+/// What the workbench is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    Loading,
+    Training,
+    Paused,
+    /// Training finished (or the model came from a checkpoint).
+    Done,
+    Failed(String),
+}
+
+/// Which rows the table lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    All,
+    Flagged,
+    Marked,
+    Unmarked,
+}
+
+impl Filter {
+    fn next(self) -> Filter {
+        match self {
+            Filter::All => Filter::Flagged,
+            Filter::Flagged => Filter::Marked,
+            Filter::Marked => Filter::Unmarked,
+            Filter::Unmarked => Filter::All,
+        }
+    }
+
+    /// The word shown in the table title.
+    pub fn name(self) -> &'static str {
+        match self {
+            Filter::All => "all",
+            Filter::Flagged => "flagged",
+            Filter::Marked => "marked",
+            Filter::Unmarked => "unmarked",
+        }
+    }
+}
+
+/// A line of text being typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub kind: PromptKind,
+    pub input: String,
+    /// Cursor position in characters.
+    pub cursor: usize,
+}
+
+/// What a prompt asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromptKind {
+    Search,
+    ExportPath,
+}
+
+/// A yes/no question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirm {
+    Quit,
+    Overwrite(PathBuf),
+}
+
+/// Which view has the keyboard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    Inspect,
+    Help { from_inspect: bool },
+    Prompt(Prompt),
+    Confirm(Confirm),
+}
+
+/// How serious a footer message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+/// A footer message and when it appeared.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub text: String,
+    pub level: Level,
+    pub at: Instant,
+}
+
+/// Something the runtime must do for the app.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Control(Control),
+    Export { path: PathBuf, rows: Vec<ExportRow> },
+    Quit,
+}
+
+/// Input to [`App::update`].
+#[derive(Debug)]
+pub enum Msg {
+    Key(KeyEvent),
+    Train(TrainEvent),
+    /// An export finished: the path and row count, or the error.
+    Exported(Result<(PathBuf, usize), String>),
+}
+
+/// Training progress as the status line shows it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Progress {
+    pub epochs: usize,
+    pub epochs_done: usize,
+    pub step: usize,
+    pub steps_per_epoch: usize,
+    pub samples_per_sec: f64,
+    pub elapsed_secs: f64,
+    /// Epochs between two scorings of every row.
+    pub rescore_every: Option<usize>,
+}
+
+/// One displayed column of the original data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnView {
+    /// Escaped for display.
+    pub name: String,
+    pub source: ColumnSource,
+}
+
+/// Where a displayed column's values live in the [`RawTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnSource {
+    Numeric(usize),
+    Categorical(usize),
+}
+
+/// The loaded data and everything derived from it once.
+pub struct DataView {
+    pub loaded: Arc<LoadedData>,
+    pub columns: Vec<ColumnView>,
+    /// Categorical levels escaped for display, per categorical column.
+    pub levels: Vec<Vec<String>>,
+    /// Label names escaped for display.
+    pub label_names: Vec<String>,
+    /// Which label value counts as an anomaly, and the truth per row.
+    pub truth: Option<Truth>,
+}
+
+/// The label column as ground truth for live metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Truth {
+    /// Escaped label value of the anomaly class.
+    pub positive: String,
+    pub is_anomaly: Vec<bool>,
+    pub positives: usize,
+}
+
+/// Detection quality at the current threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiveMetrics {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub auroc: f64,
+}
+
+/// The scores the table shows, with what is derived from them per scoring.
+pub struct Shown {
+    pub scoring: Arc<Scoring>,
+    pub at: Instant,
+    /// Anomalies among the first i rows of the ranking (prefix counts), with labels.
+    hits: Vec<u32>,
+    pub auroc: Option<f64>,
+}
+
+/// Loss chart options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChartOptions {
+    /// Reconstruction, energy, penalty, total.
+    pub shown: [bool; 4],
+    pub log_scale: bool,
+}
+
+/// Settings the app starts with.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// File name as shown (escaped).
+    pub file: String,
+    /// Stem for the default export name.
+    pub export_stem: String,
+    /// Label value of the anomaly class (`None`: the rarer value of a two-valued label).
+    pub anomaly: Option<String>,
+    pub contamination: f64,
+    pub checkpoint_dir: PathBuf,
+    /// Whether the model is trained here (saving makes sense) or loaded from a checkpoint.
+    pub training: bool,
+}
+
+/// The whole state of the workbench.
+pub struct App {
+    pub config: AppConfig,
+    pub keymap: Keymap,
+    pub phase: Phase,
+    pub now: Instant,
+    pub load: Option<(LoadProgress, Instant)>,
+    pub data: Option<DataView>,
+    pub progress: Progress,
+    /// Mean loss of every finished epoch.
+    pub loss_history: Vec<LossComponents>,
+    /// Running mean of the epoch in progress.
+    pub loss_live: Option<LossComponents>,
+    /// Mean φ̂ of every finished epoch.
+    pub phi_history: Vec<Vec<f64>>,
+    pub shown: Option<Shown>,
+    /// A newer scoring held back while the table is frozen.
+    pub pending: Option<Arc<Scoring>>,
+    pub frozen: bool,
+    pub marks: Marks,
+    journal: Option<Journal>,
+    pub filter: Filter,
+    /// Row indices (into the table) listed, most anomalous first.
+    pub visible: Vec<u32>,
+    /// The selected row, by row index: stays on the same row when the ranking changes.
+    pub selected: Option<u32>,
+    /// First listed row drawn (kept by the table pane so the selection stays in view).
+    pub offset: std::cell::Cell<usize>,
+    /// Rows the table pane showed last frame (for page up/down).
+    pub page: std::cell::Cell<usize>,
+    pub inspect_scroll: usize,
+    pub help_scroll: usize,
+    pub contamination: f64,
+    pub metrics: Option<LiveMetrics>,
+    pub chart: ChartOptions,
+    pub mode: Mode,
+    pub message: Option<Message>,
+    last_search: Option<String>,
+    /// Epochs done when the model was last saved.
+    saved_epoch: Option<usize>,
+    quit_after_save: bool,
+    pub checkpoint_pending: bool,
+}
+
+impl App {
+    /// A fresh app: loading, nothing scored yet.
+    pub fn new(
+        config: AppConfig,
+        keymap: Keymap,
+        marks: Marks,
+        journal: Option<Journal>,
+        now: Instant,
+    ) -> Self {
+        App {
+            contamination: config.contamination,
+            config,
+            keymap,
+            phase: Phase::Loading,
+            now,
+            load: None,
+            data: None,
+            progress: Progress::default(),
+            loss_history: Vec::new(),
+            loss_live: None,
+            phi_history: Vec::new(),
+            shown: None,
+            pending: None,
+            frozen: false,
+            marks,
+            journal,
+            filter: Filter::All,
+            visible: Vec::new(),
+            selected: None,
+            offset: Default::default(),
+            page: std::cell::Cell::new(10),
+            inspect_scroll: 0,
+            help_scroll: 0,
+            metrics: None,
+            chart: ChartOptions {
+                shown: [true; 4],
+                log_scale: false,
+            },
+            mode: Mode::Normal,
+            message: None,
+            last_search: None,
+            saved_epoch: None,
+            quit_after_save: false,
+            checkpoint_pending: false,
+        }
+    }
+
+    /// Advances the app's clock (the runtime calls this before each update and frame).
+    pub fn tick(&mut self, now: Instant) {
+        self.now = now;
+        if self
+            .message
+            .as_ref()
+            .is_some_and(|m| now.duration_since(m.at).as_secs() >= MESSAGE_SECS)
+        {
+            self.message = None;
+        }
+    }
+
+    /// Handles one message; returns what the runtime must do.
+    pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
+        match msg {
+            Msg::Key(key) => self.key(key),
+            Msg::Train(event) => self.train_event(event),
+            Msg::Exported(Ok((path, rows))) => {
+                self.say(
+                    Level::Info,
+                    format!(
+                        "wrote {} rows to {}",
+                        thousands(rows),
+                        visible(&path.display().to_string())
+                    ),
+                );
+                Vec::new()
+            }
+            Msg::Exported(Err(e)) => {
+                self.say(Level::Error, format!("export failed: {e}"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// Shows a message in the footer (and logs warnings and errors).
+    pub fn say(&mut self, level: Level, text: String) {
+        if level != Level::Info {
+            logging::log(
+                if level == Level::Error {
+                    "ERROR"
+                } else {
+                    "WARN"
+                },
+                &text,
+            );
+        }
+        self.message = Some(Message {
+            text,
+            level,
+            at: self.now,
+        });
+    }
+
+    /// `true` while the worker is training (running or paused).
+    pub fn training_active(&self) -> bool {
+        matches!(self.phase, Phase::Training | Phase::Paused | Phase::Loading)
+    }
+
+    /// `true` when quitting now would lose a trained model.
+    pub fn unsaved(&self) -> bool {
+        self.config.training
+            && self.progress.epochs_done > 0
+            && self.saved_epoch != Some(self.progress.epochs_done)
+    }
+
+    /// Rows flagged at the current threshold.
+    pub fn flagged_count(&self) -> usize {
+        self.shown.as_ref().map_or(0, |s| {
+            ((self.contamination * s.scoring.len() as f64).round() as usize).min(s.scoring.len())
+        })
+    }
+
+    /// `true` when `row` is within the flagged share.
+    pub fn is_flagged(&self, row: usize) -> bool {
+        self.shown
+            .as_ref()
+            .is_some_and(|s| (s.scoring.position[row] as usize) < self.flagged_count())
+    }
+
+    /// The mark of table row `row`.
+    pub fn mark_of(&self, row: usize) -> Option<Mark> {
+        let table = &self.data.as_ref()?.loaded.table;
+        self.marks.get(table.rows[row].number)
+    }
+
+    /// Display text of column `c` of table row `row`.
+    pub fn cell(&self, row: usize, column: &ColumnView) -> String {
+        let Some(data) = &self.data else {
+            return String::new();
+        };
+        let table = &data.loaded.table;
+        match column.source {
+            ColumnSource::Numeric(i) => {
+                let v = table.numeric[row * table.numeric_columns.len() + i];
+                if v.is_nan() {
+                    String::new()
+                } else {
+                    v.to_string()
+                }
+            }
+            ColumnSource::Categorical(j) => {
+                let code = table.categorical[row * table.categorical_columns.len() + j];
+                data.levels[j]
+                    .get(code as usize)
+                    .cloned()
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        match self.mode.clone() {
+            Mode::Prompt(prompt) => self.prompt_key(prompt, key),
+            Mode::Confirm(question) => self.confirm_key(question, key),
+            Mode::Normal => self.act_on(KeyMode::Normal, key),
+            Mode::Inspect => self.act_on(KeyMode::Inspect, key),
+            Mode::Help { .. } => self.act_on(KeyMode::Help, key),
+        }
+    }
+
+    fn act_on(&mut self, mode: KeyMode, key: KeyEvent) -> Vec<Effect> {
+        match self.keymap.action(mode, &key) {
+            Some(action) => self.apply(action),
+            None => Vec::new(),
+        }
+    }
+
+    /// Carries out one action.
+    pub fn apply(&mut self, action: Action) -> Vec<Effect> {
+        let in_inspect = self.mode == Mode::Inspect;
+        let in_help = matches!(self.mode, Mode::Help { .. });
+        match action {
+            Action::Quit => return self.request_quit(),
+            Action::Help => {
+                self.help_scroll = 0;
+                self.mode = Mode::Help {
+                    from_inspect: in_inspect,
+                };
+            }
+            Action::Back => {
+                self.mode = match self.mode {
+                    Mode::Help { from_inspect: true } => Mode::Inspect,
+                    _ => Mode::Normal,
+                }
+            }
+            Action::Down if in_help => self.help_scroll += 1,
+            Action::Up if in_help => self.help_scroll = self.help_scroll.saturating_sub(1),
+            Action::Down if in_inspect => self.inspect_scroll += 1,
+            Action::Up if in_inspect => self.inspect_scroll = self.inspect_scroll.saturating_sub(1),
+            Action::Down | Action::NextRow => self.move_selection(1),
+            Action::Up | Action::PreviousRow => self.move_selection(-1),
+            Action::PageDown => self.move_selection(self.page.get().max(1) as isize),
+            Action::PageUp => self.move_selection(-(self.page.get().max(1) as isize)),
+            Action::Top => self.move_selection(isize::MIN / 2),
+            Action::Bottom => self.move_selection(isize::MAX / 2),
+            Action::Inspect => {
+                if self.selected.is_some() {
+                    self.inspect_scroll = 0;
+                    self.mode = Mode::Inspect;
+                } else {
+                    self.say(
+                        Level::Info,
+                        "no row to inspect yet: rows appear once scored".into(),
+                    );
+                }
+            }
+            Action::MarkAnomaly => self.mark(Some(Mark::Anomaly), !in_inspect),
+            Action::MarkNormal => self.mark(Some(Mark::Normal), !in_inspect),
+            Action::MarkUnsure => self.mark(Some(Mark::Unsure), !in_inspect),
+            Action::ClearMark => self.mark(None, !in_inspect),
+            Action::NextUnmarked => self.next_unmarked(),
+            Action::CycleFilter => {
+                self.filter = self.filter.next();
+                self.refresh_view();
+                self.say(Level::Info, format!("showing {} rows", self.filter.name()));
+            }
+            Action::Search => {
+                self.mode = Mode::Prompt(Prompt {
+                    kind: PromptKind::Search,
+                    input: String::new(),
+                    cursor: 0,
+                })
+            }
+            Action::SearchNext => match self.last_search.clone() {
+                Some(q) => self.search(&q),
+                None => self.say(Level::Info, "no search yet: press / to search".into()),
+            },
+            Action::ThresholdUp => self.step_threshold(1.0),
+            Action::ThresholdDown => self.step_threshold(-1.0),
+            Action::Export => return self.start_export(),
+            Action::TogglePause => return self.toggle_pause(),
+            Action::SaveCheckpoint => return self.save(),
+            Action::Rescore => return self.rescore(),
+            Action::ToggleFreeze => self.toggle_freeze(),
+            Action::ToggleSeries(i) => {
+                if let Some(s) = self.chart.shown.get_mut(i) {
+                    *s = !*s;
+                }
+            }
+            Action::LogScale => self.chart.log_scale = !self.chart.log_scale,
+        }
+        Vec::new()
+    }
+
+    fn request_quit(&mut self) -> Vec<Effect> {
+        let busy = matches!(self.phase, Phase::Training | Phase::Paused);
+        if (busy || self.unsaved()) && self.mode != Mode::Confirm(Confirm::Quit) {
+            self.mode = Mode::Confirm(Confirm::Quit);
+            return Vec::new();
+        }
+        vec![Effect::Quit]
+    }
+
+    /// The question the footer shows for `confirm`.
+    pub fn question(&self, confirm: &Confirm) -> String {
+        match confirm {
+            Confirm::Quit => {
+                let why = if matches!(self.phase, Phase::Training | Phase::Paused) {
+                    "training is running"
+                } else {
+                    "the model is not saved"
+                };
+                if self.config.training && self.progress.epochs_done > 0 {
+                    format!(
+                        "Quit? {why} (marks are saved) · y quit · s save model and quit · n stay"
+                    )
+                } else {
+                    format!("Quit? {why} (marks are saved) · y quit · n stay")
+                }
+            }
+            Confirm::Overwrite(path) => format!(
+                "{} exists. Overwrite? y yes · n no",
+                visible(&path.display().to_string())
+            ),
+        }
+    }
+
+    fn confirm_key(&mut self, question: Confirm, key: KeyEvent) -> Vec<Effect> {
+        let KeyCode::Char(c) = key.code else {
+            if key.code == KeyCode::Esc {
+                self.mode = Mode::Normal;
+            }
+            return Vec::new();
+        };
+        if key.modifiers.contains(KeyModifiers::CONTROL) && c == 'c' {
+            return vec![Effect::Quit];
+        }
+        match (question, c.to_ascii_lowercase()) {
+            (Confirm::Quit, 'y' | 'q') => vec![Effect::Quit],
+            (Confirm::Quit, 's') if self.config.training && self.progress.epochs_done > 0 => {
+                self.mode = Mode::Normal;
+                self.quit_after_save = true;
+                self.save()
+            }
+            (Confirm::Overwrite(path), 'y') => {
+                self.mode = Mode::Normal;
+                self.export_to(path)
+            }
+            (_, 'n') => {
+                self.mode = Mode::Normal;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn prompt_key(&mut self, mut prompt: Prompt, key: KeyEvent) -> Vec<Effect> {
+        let chars: Vec<char> = prompt.input.chars().collect();
+        match key.code {
+            KeyCode::Esc => {
+                self.mode = Mode::Normal;
+                return Vec::new();
+            }
+            KeyCode::Enter => {
+                self.mode = Mode::Normal;
+                let text = prompt.input.trim().to_string();
+                return match prompt.kind {
+                    PromptKind::Search if !text.is_empty() => {
+                        self.last_search = Some(text.clone());
+                        self.search(&text);
+                        Vec::new()
+                    }
+                    PromptKind::ExportPath if !text.is_empty() => {
+                        let path = PathBuf::from(text);
+                        if path.exists() {
+                            self.mode = Mode::Confirm(Confirm::Overwrite(path));
+                            Vec::new()
+                        } else {
+                            self.export_to(path)
+                        }
+                    }
+                    _ => Vec::new(),
+                };
+            }
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.mode = Mode::Normal;
+                return Vec::new();
+            }
+            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                prompt.input = chars[prompt.cursor..].iter().collect();
+                prompt.cursor = 0;
+            }
+            KeyCode::Char(c) if !c.is_control() => {
+                let mut chars = chars;
+                chars.insert(prompt.cursor.min(chars.len()), c);
+                prompt.input = chars.into_iter().collect();
+                prompt.cursor += 1;
+            }
+            KeyCode::Backspace if prompt.cursor > 0 => {
+                let mut chars = chars;
+                chars.remove(prompt.cursor - 1);
+                prompt.input = chars.into_iter().collect();
+                prompt.cursor -= 1;
+            }
+            KeyCode::Delete if prompt.cursor < chars.len() => {
+                let mut chars = chars;
+                chars.remove(prompt.cursor);
+                prompt.input = chars.into_iter().collect();
+            }
+            KeyCode::Left => prompt.cursor = prompt.cursor.saturating_sub(1),
+            KeyCode::Right => prompt.cursor = (prompt.cursor + 1).min(chars.len()),
+            KeyCode::Home => prompt.cursor = 0,
+            KeyCode::End => prompt.cursor = chars.len(),
+            _ => {}
+        }
+        self.mode = Mode::Prompt(prompt);
+        Vec::new()
+    }
+
+    fn train_event(&mut self, event: TrainEvent) -> Vec<Effect> {
+        match event {
+            TrainEvent::Loading(progress) => {
+                let started = self.load.map_or(self.now, |(_, t)| t);
+                self.load = Some((progress, started));
+            }
+            TrainEvent::Loaded(loaded) => self.loaded(loaded),
+            TrainEvent::Started {
+                epochs,
+                steps_per_epoch,
+                rescore_every,
+                ..
+            } => {
+                self.phase = Phase::Training;
+                self.progress.epochs = epochs;
+                self.progress.steps_per_epoch = steps_per_epoch;
+                self.progress.rescore_every = rescore_every;
+            }
+            TrainEvent::Step { step, loss, .. } => {
+                self.progress.step = step + 1;
+                self.loss_live = Some(loss);
+            }
+            TrainEvent::Epoch {
+                epoch,
+                loss,
+                phi,
+                samples_per_sec,
+                elapsed_secs,
+            } => {
+                self.progress.epochs_done = epoch;
+                self.progress.step = 0;
+                self.progress.samples_per_sec = samples_per_sec;
+                self.progress.elapsed_secs = elapsed_secs;
+                self.loss_history.push(loss);
+                self.loss_live = None;
+                self.phi_history.push(phi);
+            }
+            TrainEvent::Warning(w) => self.say(Level::Warning, w),
+            TrainEvent::Paused => self.phase = Phase::Paused,
+            TrainEvent::Resumed => self.phase = Phase::Training,
+            TrainEvent::CheckpointSaved(dir) => {
+                self.checkpoint_pending = false;
+                self.saved_epoch = Some(self.progress.epochs_done);
+                self.say(
+                    Level::Info,
+                    format!(
+                        "checkpoint saved to {}",
+                        visible(&dir.display().to_string())
+                    ),
+                );
+                if std::mem::take(&mut self.quit_after_save) {
+                    return vec![Effect::Quit];
+                }
+            }
+            TrainEvent::Finished { epochs_done, .. } => {
+                self.phase = Phase::Done;
+                self.progress.epochs_done = epochs_done;
+                self.loss_live = None;
+                if !self.config.training {
+                    self.saved_epoch = Some(epochs_done);
+                }
+            }
+            TrainEvent::Scored(scoring) => self.scored(scoring),
+            TrainEvent::Failed(e) => {
+                self.say(Level::Error, e.clone());
+                self.phase = Phase::Failed(e);
+            }
+        }
+        Vec::new()
+    }
+
+    fn loaded(&mut self, loaded: Arc<LoadedData>) {
+        let table = &loaded.table;
+        let columns = display_columns(table);
+        let levels = table
+            .levels
+            .iter()
+            .map(|l| l.iter().map(|s| visible(s).into_owned()).collect())
+            .collect();
+        let label_names = table
+            .labels
+            .as_ref()
+            .map(|l| l.names.iter().map(|s| visible(s).into_owned()).collect())
+            .unwrap_or_default();
+        let truth = self.truth(table);
+        for note in &loaded.notes {
+            logging::log("NOTE", note);
+        }
+        if let Some(note) = loaded.notes.first() {
+            self.say(Level::Info, visible(note).into_owned());
+        }
+        self.data = Some(DataView {
+            loaded,
+            columns,
+            levels,
+            label_names,
+            truth,
+        });
+    }
+
+    /// The label value treated as the anomaly class: `--anomaly`, else the rarer of two.
+    fn truth(&mut self, table: &RawTable) -> Option<Truth> {
+        let labels = table.labels.as_ref()?;
+        let positive = match &self.config.anomaly {
+            Some(name) => match labels.names.iter().position(|n| n == name) {
+                Some(code) => code as u32,
+                None => {
+                    self.say(
+                        Level::Warning,
+                        format!(
+                            "--anomaly '{}' is not a value of the label column: no metrics",
+                            visible(name)
+                        ),
+                    );
+                    return None;
+                }
+            },
+            // Two classes: the rarer one. More: ambiguous, so no guess.
+            None if labels.names.len() == 2 => {
+                let ones = labels.values.iter().filter(|&&v| v == 1).count();
+                u32::from(ones * 2 < labels.values.len())
+            }
+            None => {
+                self.say(
+                    Level::Info,
+                    format!(
+                        "label '{}' has {} values: pass --anomaly VALUE for live metrics",
+                        visible(&labels.column),
+                        labels.names.len()
+                    ),
+                );
+                return None;
+            }
+        };
+        let is_anomaly: Vec<bool> = labels.values.iter().map(|&v| v == positive).collect();
+        let positives = is_anomaly.iter().filter(|&&a| a).count();
+        Some(Truth {
+            positive: visible(&labels.names[positive as usize]).into_owned(),
+            is_anomaly,
+            positives,
+        })
+    }
+
+    fn scored(&mut self, scoring: Arc<Scoring>) {
+        if self.frozen && self.shown.is_some() {
+            self.pending = Some(scoring);
+            self.say(
+                Level::Info,
+                "new scores held back: the table is frozen (F)".into(),
+            );
+            return;
+        }
+        self.show(scoring);
+    }
+
+    fn show(&mut self, scoring: Arc<Scoring>) {
+        let truth = self.data.as_ref().and_then(|d| d.truth.as_ref());
+        let (hits, auroc) = match truth {
+            Some(t) if t.is_anomaly.len() == scoring.len() => {
+                let mut hits = Vec::with_capacity(scoring.len() + 1);
+                let mut count = 0u32;
+                hits.push(0);
+                for &row in &scoring.order {
+                    count += u32::from(t.is_anomaly[row as usize]);
+                    hits.push(count);
+                }
+                (hits, Some(auroc(&scoring.energies, &t.is_anomaly)))
+            }
+            _ => (Vec::new(), None),
+        };
+        self.shown = Some(Shown {
+            scoring,
+            at: self.now,
+            hits,
+            auroc,
+        });
+        self.refresh_view();
+    }
+
+    /// Recomputes the listed rows and the metrics after scores, filter, marks or threshold
+    /// changed; the selection stays on its row when that row is still listed.
+    pub fn refresh_view(&mut self) {
+        let Some(shown) = &self.shown else {
+            return;
+        };
+        let scoring = &shown.scoring;
+        let flagged = self.flagged_count();
+        let table = self.data.as_ref().map(|d| &d.loaded.table);
+        let marked =
+            |row: u32| table.is_some_and(|t| self.marks.get(t.rows[row as usize].number).is_some());
+        self.visible = match self.filter {
+            Filter::All => scoring.order.clone(),
+            Filter::Flagged => scoring.order[..flagged].to_vec(),
+            Filter::Marked => scoring
+                .order
+                .iter()
+                .copied()
+                .filter(|&r| marked(r))
+                .collect(),
+            Filter::Unmarked => scoring
+                .order
+                .iter()
+                .copied()
+                .filter(|&r| !marked(r))
+                .collect(),
+        };
+        self.metrics = match (
+            &self.data.as_ref().and_then(|d| d.truth.as_ref()),
+            shown.auroc,
+        ) {
+            (Some(truth), Some(auroc)) => {
+                let (precision, recall, f1) =
+                    precision_recall_f1(shown.hits[flagged] as usize, flagged, truth.positives);
+                Some(LiveMetrics {
+                    precision,
+                    recall,
+                    f1,
+                    auroc,
+                })
+            }
+            _ => None,
+        };
+        let keep = self.selected.and_then(|r| self.visible_index(r));
+        if keep.is_none() {
+            self.selected = self.visible.first().copied();
+        }
+    }
+
+    /// Index of `row` in the listed rows (they are in ranking order, so a binary search).
+    pub fn visible_index(&self, row: u32) -> Option<usize> {
+        let scoring = &self.shown.as_ref()?.scoring;
+        let target = scoring.position[row as usize];
+        self.visible
+            .binary_search_by_key(&target, |&r| scoring.position[r as usize])
+            .ok()
+    }
+
+    fn move_selection(&mut self, delta: isize) {
+        if self.visible.is_empty() {
+            return;
+        }
+        let current = self
+            .selected
+            .and_then(|r| self.visible_index(r))
+            .unwrap_or(0);
+        let target = (current as isize)
+            .saturating_add(delta)
+            .clamp(0, self.visible.len() as isize - 1);
+        self.selected = Some(self.visible[target as usize]);
+        self.inspect_scroll = 0;
+    }
+
+    fn mark(&mut self, mark: Option<Mark>, advance: bool) {
+        let (Some(row), Some(data)) = (self.selected, &self.data) else {
+            return;
+        };
+        let number = data.loaded.table.rows[row as usize].number;
+        self.marks.set(number, mark);
+        if let Some(journal) = &mut self.journal {
+            if let Err(e) = journal.record(number, mark) {
+                self.say(Level::Error, format!("mark not saved: {e:#}"));
+            }
+        }
+        let index = self.visible_index(row);
+        if matches!(self.filter, Filter::Marked | Filter::Unmarked) {
+            self.refresh_view();
+            // The row may have left the list: select what took its place.
+            if let Some(i) = index {
+                if self.visible_index(row).is_none() && !self.visible.is_empty() {
+                    self.selected = Some(self.visible[i.min(self.visible.len() - 1)]);
+                }
+            }
+        } else if advance {
+            self.move_selection(1);
+        }
+        let what = mark.map_or("cleared", Mark::name);
+        self.say(Level::Info, format!("row {number}: {what}"));
+    }
+
+    fn next_unmarked(&mut self) {
+        let Some(data) = &self.data else { return };
+        let start = self
+            .selected
+            .and_then(|r| self.visible_index(r))
+            .map_or(0, |i| i + 1);
+        let found = self.visible[start.min(self.visible.len())..]
+            .iter()
+            .find(|&&r| {
+                self.marks
+                    .get(data.loaded.table.rows[r as usize].number)
+                    .is_none()
+            })
+            .copied();
+        match found {
+            Some(row) => self.selected = Some(row),
+            None => self.say(Level::Info, "no unmarked row below".into()),
+        }
+    }
+
+    fn step_threshold(&mut self, direction: f64) {
+        let pct = self.contamination * 100.0;
+        let step = if pct < 1.0 || (pct <= 1.0 + 1e-9 && direction < 0.0) {
+            0.1
+        } else {
+            1.0
+        };
+        let next = ((pct + direction * step) / step).round() * step;
+        self.contamination = (next / 100.0).clamp(0.0, 1.0);
+        self.refresh_view();
+        self.say(
+            Level::Info,
+            format!(
+                "threshold {:.1} %: {} rows flagged",
+                self.contamination * 100.0,
+                thousands(self.flagged_count())
+            ),
+        );
+    }
+
+    fn search(&mut self, query: &str) {
+        let Some(data) = &self.data else { return };
+        if self.shown.is_none() {
+            return;
+        }
+        let table = &data.loaded.table;
+        let number = query.trim_start_matches('#').parse::<u64>().ok();
+        if let Some(number) = number.filter(|_| query.starts_with('#')) {
+            return self.jump_to_record(number);
+        }
+        let needle = query.to_lowercase();
+        let value = query.parse::<f32>().ok();
+        let level_hits: Vec<Vec<bool>> = data
+            .levels
+            .iter()
+            .map(|levels| {
+                levels
+                    .iter()
+                    .map(|l| l.to_lowercase().contains(&needle))
+                    .collect()
+            })
+            .collect();
+        let label_hits: Vec<bool> = data
+            .label_names
+            .iter()
+            .map(|l| l.to_lowercase().contains(&needle))
+            .collect();
+        let (nc, cc) = (table.numeric_columns.len(), table.categorical_columns.len());
+        let matches = |row: usize| -> bool {
+            table.categorical[row * cc..(row + 1) * cc]
+                .iter()
+                .enumerate()
+                .any(|(j, &code)| level_hits[j].get(code as usize).copied().unwrap_or(false))
+                || value.is_some_and(|v| table.numeric[row * nc..(row + 1) * nc].contains(&v))
+                || table
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| label_hits[l.values[row] as usize])
+                || number == Some(table.rows[row].number)
+        };
+        let start = self
+            .selected
+            .and_then(|r| self.visible_index(r))
+            .map_or(0, |i| i + 1);
+        let n = self.visible.len();
+        let found = (0..n)
+            .map(|k| self.visible[(start + k) % n.max(1)])
+            .find(|&r| matches(r as usize));
+        match found {
+            Some(row) => {
+                self.selected = Some(row);
+                let number = table.rows[row as usize].number;
+                self.say(
+                    Level::Info,
+                    format!("'{}': row {number} (N: next match)", visible(query)),
+                );
+            }
+            None => self.say(
+                Level::Info,
+                format!("'{}': no match in the listed rows", visible(query)),
+            ),
+        }
+    }
+
+    fn jump_to_record(&mut self, number: u64) {
+        let Some(data) = &self.data else { return };
+        match data
+            .loaded
+            .table
+            .rows
+            .binary_search_by_key(&number, |r| r.number)
+        {
+            Ok(row) => {
+                if self.visible_index(row as u32).is_none() {
+                    self.filter = Filter::All;
+                    self.refresh_view();
+                }
+                self.selected = Some(row as u32);
+            }
+            Err(_) => self.say(Level::Info, format!("no row {number} in the data")),
+        }
+    }
+
+    fn start_export(&mut self) -> Vec<Effect> {
+        if self.shown.is_none() {
+            self.say(
+                Level::Info,
+                "nothing to export yet: rows appear once scored".into(),
+            );
+            return Vec::new();
+        }
+        let default = format!("{}-triage.csv", self.config.export_stem);
+        self.mode = Mode::Prompt(Prompt {
+            kind: PromptKind::ExportPath,
+            cursor: default.chars().count(),
+            input: default,
+        });
+        Vec::new()
+    }
+
+    /// The rows an export writes: flagged or marked, most anomalous first.
+    pub fn export_rows(&self) -> Vec<ExportRow> {
+        let (Some(shown), Some(data)) = (&self.shown, &self.data) else {
+            return Vec::new();
+        };
+        let flagged = self.flagged_count();
+        let table = &data.loaded.table;
+        shown
+            .scoring
+            .order
+            .iter()
+            .enumerate()
+            .filter_map(|(position, &row)| {
+                let record = table.rows[row as usize].number;
+                let mark = self.marks.get(record);
+                (position < flagged || mark.is_some()).then(|| ExportRow {
+                    record,
+                    rank: position + 1,
+                    energy: shown.scoring.energies[row as usize],
+                    mark,
+                })
+            })
+            .collect()
+    }
+
+    fn export_to(&mut self, path: PathBuf) -> Vec<Effect> {
+        let rows = self.export_rows();
+        if rows.is_empty() {
+            self.say(Level::Info, "nothing flagged or marked to export".into());
+            return Vec::new();
+        }
+        self.say(
+            Level::Info,
+            format!("exporting {} rows…", thousands(rows.len())),
+        );
+        vec![Effect::Export { path, rows }]
+    }
+
+    fn toggle_pause(&mut self) -> Vec<Effect> {
+        match self.phase {
+            Phase::Training => vec![Effect::Control(Control::Pause)],
+            Phase::Paused => vec![Effect::Control(Control::Resume)],
+            _ => {
+                self.say(Level::Info, "training is not running".into());
+                Vec::new()
+            }
+        }
+    }
+
+    fn save(&mut self) -> Vec<Effect> {
+        if !self.config.training {
+            self.say(
+                Level::Info,
+                "the model comes from a checkpoint: nothing new to save".into(),
+            );
+            return Vec::new();
+        }
+        if matches!(self.phase, Phase::Loading | Phase::Failed(_)) {
+            self.say(Level::Info, "no model to save yet".into());
+            return Vec::new();
+        }
+        self.checkpoint_pending = true;
+        self.say(Level::Info, "saving checkpoint…".into());
+        vec![Effect::Control(Control::SaveCheckpoint(
+            self.config.checkpoint_dir.clone(),
+        ))]
+    }
+
+    fn rescore(&mut self) -> Vec<Effect> {
+        match self.phase {
+            Phase::Training | Phase::Paused => {
+                self.say(Level::Info, "rescoring every row…".into());
+                vec![Effect::Control(Control::Rescore)]
+            }
+            _ => {
+                self.say(Level::Info, "training is over: the scores are final".into());
+                Vec::new()
+            }
+        }
+    }
+
+    fn toggle_freeze(&mut self) {
+        self.frozen = !self.frozen;
+        if self.frozen {
+            self.say(Level::Info, "table frozen: new scores wait until F".into());
+        } else if let Some(pending) = self.pending.take() {
+            self.show(pending);
+            self.say(
+                Level::Info,
+                "table unfrozen: showing the newest scores".into(),
+            );
+        } else {
+            self.say(Level::Info, "table unfrozen".into());
+        }
+    }
+}
+
+/// The columns of the original file the table and inspect view show, in file order.
+fn display_columns(table: &RawTable) -> Vec<ColumnView> {
+    let mut columns = Vec::new();
+    for (name, kind) in &table.schema.columns {
+        let source = match kind {
+            ColumnKind::Numeric => table
+                .numeric_columns
+                .iter()
+                .position(|c| c == name)
+                .map(ColumnSource::Numeric),
+            ColumnKind::Categorical => table
+                .categorical_columns
+                .iter()
+                .position(|c| c == name)
+                .map(ColumnSource::Categorical),
+            ColumnKind::Label | ColumnKind::Ignored => None,
+        };
+        if let Some(source) = source {
+            columns.push(ColumnView {
+                name: visible(name).into_owned(),
+                source,
+            });
+        }
+    }
+    columns
+}

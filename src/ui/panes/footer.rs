@@ -1,0 +1,96 @@
+//! The bottom line: a prompt being typed, a question, the latest message, or key hints
+//! generated from the keymap.
+
+use ratatui::layout::{Position, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::Look;
+use crate::ui::action::Action;
+use crate::ui::app::{App, Level, Mode, PromptKind};
+use crate::ui::keymap::KeyMode;
+use crate::ui::text::{truncate, visible, width};
+
+/// Actions the footer hints at, per mode.
+const NORMAL_HINTS: [Action; 11] = [
+    Action::TogglePause,
+    Action::Inspect,
+    Action::MarkAnomaly,
+    Action::MarkNormal,
+    Action::MarkUnsure,
+    Action::Search,
+    Action::ThresholdUp,
+    Action::Export,
+    Action::SaveCheckpoint,
+    Action::Help,
+    Action::Quit,
+];
+const INSPECT_HINTS: [Action; 6] = [
+    Action::Back,
+    Action::NextRow,
+    Action::MarkAnomaly,
+    Action::MarkNormal,
+    Action::MarkUnsure,
+    Action::Help,
+];
+
+/// Draws the footer into `area` (one row).
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
+    let t = &look.theme;
+    let line = match &app.mode {
+        Mode::Prompt(prompt) => {
+            let label = match prompt.kind {
+                PromptKind::Search => "Search (row #N or text): ",
+                PromptKind::ExportPath => "Export to (.csv or .jsonl): ",
+            };
+            let shown = visible(&prompt.input);
+            let before: String = prompt.input.chars().take(prompt.cursor).collect();
+            let x = area.x + (width(label) + width(&visible(&before))) as u16;
+            if x < area.x + area.width {
+                frame.set_cursor_position(Position::new(x, area.y));
+            }
+            Line::from(vec![
+                Span::styled(label, t.accent),
+                Span::styled(shown.into_owned(), t.text),
+            ])
+        }
+        Mode::Confirm(question) => Line::styled(app.question(question), t.warning),
+        _ => match &app.message {
+            Some(m) => {
+                let style = match m.level {
+                    Level::Info => t.text,
+                    Level::Warning => t.warning,
+                    Level::Error => t.error,
+                };
+                Line::styled(truncate(&m.text, area.width as usize).into_owned(), style)
+            }
+            None => hints(app, look, area.width as usize),
+        },
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn hints<'a>(app: &App, look: &Look, max: usize) -> Line<'a> {
+    let (mode, actions): (KeyMode, &[Action]) = match app.mode {
+        Mode::Inspect => (KeyMode::Inspect, &INSPECT_HINTS),
+        Mode::Help { .. } => (KeyMode::Help, &[Action::Back]),
+        _ => (KeyMode::Normal, &NORMAL_HINTS),
+    };
+    let mut spans = Vec::new();
+    let mut used = 0;
+    for &action in actions {
+        let Some(key) = app.keymap.key_for(mode, action) else {
+            continue;
+        };
+        let label = action.hint();
+        let w = width(&key) + width(label) + 3;
+        if used + w > max {
+            break;
+        }
+        used += w;
+        spans.push(Span::styled(format!(" {key}"), look.theme.accent));
+        spans.push(Span::styled(format!(" {label} "), look.theme.muted));
+    }
+    Line::from(spans)
+}

@@ -1,0 +1,181 @@
+//! The inspect view: why is this row flagged? Its original values, its energy and
+//! percentile, memberships γ̂, z, and the reconstruction error per feature, largest first.
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::Frame;
+
+use super::table::{energy, mark_symbol};
+use super::{bar, overlay, Look};
+use crate::ui::app::App;
+use crate::ui::text::{number, thousands, truncate, visible, width};
+
+/// Draws the inspect overlay for the selected row into `area`.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
+    let t = &look.theme;
+    let (Some(row), Some(shown), Some(data)) = (app.selected, &app.shown, &app.data) else {
+        return;
+    };
+    let row = row as usize;
+    let scoring = &shown.scoring;
+    let table = &data.loaded.table;
+    let number_in_file = table.rows[row].number;
+    let title = format!(
+        " Row {number_in_file} · rank {} of {} · j/k scroll · ] next row · esc back ",
+        thousands(scoring.rank(row)),
+        thousands(scoring.len())
+    );
+    let inner = overlay(frame, area, title, t);
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)]).areas(inner);
+    let scroll = app.inspect_scroll;
+
+    // Left: the original values.
+    let name_w = data
+        .columns
+        .iter()
+        .map(|c| width(&c.name))
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 24);
+    let mut values = Vec::new();
+    if let Some(labels) = &table.labels {
+        values.push(Line::from(vec![
+            Span::styled(
+                format!("{:<name_w$} ", truncate(&visible(&labels.column), name_w)),
+                t.muted,
+            ),
+            Span::styled(
+                data.label_names[labels.values[row] as usize].clone(),
+                t.accent,
+            ),
+        ]));
+    }
+    for column in &data.columns {
+        values.push(Line::from(vec![
+            Span::styled(
+                format!("{:<name_w$} ", truncate(&column.name, name_w)),
+                t.muted,
+            ),
+            Span::styled(app.cell(row, column), t.text),
+        ]));
+    }
+    let values_block = Block::default()
+        .borders(Borders::RIGHT)
+        .border_style(t.border)
+        .title(Line::styled("Values", t.title));
+    let shown_values: Vec<Line> = values.into_iter().skip(scroll).collect();
+    frame.render_widget(Paragraph::new(shown_values).block(values_block), left);
+
+    // Right: scores, memberships, z, reconstruction error.
+    let right = Rect {
+        x: right.x + 1,
+        width: right.width.saturating_sub(1),
+        ..right
+    };
+    let w = right.width as usize;
+    let e = scoring.energies[row];
+    let (symbol, mark_style) = mark_symbol(app.mark_of(row), look);
+    let mark_text = app
+        .mark_of(row)
+        .map_or("none (a n u to mark)", |m| m.name());
+    let mut lines = vec![
+        Line::from(vec![
+            Span::styled("energy  ", t.muted),
+            Span::styled(
+                energy(e),
+                if app.is_flagged(row) {
+                    t.flagged
+                } else {
+                    t.text
+                },
+            ),
+            Span::styled(
+                format!(
+                    "  percentile {:.2} · {}",
+                    scoring.percentile(row),
+                    if app.is_flagged(row) {
+                        "flagged"
+                    } else {
+                        "not flagged"
+                    }
+                ),
+                t.muted,
+            ),
+        ]),
+        Line::from(vec![
+            Span::styled("mark    ", t.muted),
+            Span::styled(format!("{symbol} "), mark_style),
+            Span::styled(mark_text, mark_style),
+        ]),
+        Line::styled("membership γ", t.title),
+    ];
+    let bar_w = w.saturating_sub(14).min(30);
+    for (k, &g) in scoring.gamma_of(row).iter().enumerate() {
+        lines.push(Line::from(vec![
+            Span::styled(format!(" k{:<3}", k + 1), t.text),
+            Span::styled(
+                format!("{:<bar_w$}", bar(g, bar_w)),
+                t.series[k % t.series.len()],
+            ),
+            Span::styled(format!(" {g:.3}"), t.text),
+        ]));
+    }
+    let z = scoring.z_of(row);
+    let latent = z.len().saturating_sub(2);
+    let z_c: Vec<String> = z[..latent].iter().map(|v| number(*v, 3)).collect();
+    lines.push(Line::styled("z", t.title));
+    lines.push(Line::from(vec![
+        Span::styled(" z_c ", t.muted),
+        Span::styled(format!("[{}]", z_c.join(", ")), t.text),
+    ]));
+    lines.push(Line::from(vec![
+        Span::styled(" rel. distance ", t.muted),
+        Span::styled(number(z[latent], 4), t.text),
+        Span::styled("  cosine ", t.muted),
+        Span::styled(number(z[latent + 1], 4), t.text),
+    ]));
+    lines.push(Line::styled(
+        "why flagged: reconstruction error by feature",
+        t.title,
+    ));
+    let errors = scoring.reconstruction_error(row);
+    let total: f64 = errors.iter().map(|&v| f64::from(v)).sum();
+    let mut order: Vec<usize> = (0..errors.len()).collect();
+    order.sort_by(|&a, &b| errors[b].total_cmp(&errors[a]));
+    let top = errors
+        .iter()
+        .cloned()
+        .fold(0f32, f32::max)
+        .max(f32::MIN_POSITIVE);
+    let feature_w = (w / 3).clamp(8, 28);
+    let err_bar_w = w.saturating_sub(feature_w + 18).max(4);
+    for &f in order.iter().skip(scroll) {
+        let name = data
+            .loaded
+            .feature_names
+            .get(f)
+            .map_or("?".into(), |n| visible(n).into_owned());
+        let share = if total > 0.0 {
+            100.0 * f64::from(errors[f]) / total
+        } else {
+            0.0
+        };
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!(" {:<feature_w$} ", truncate(&name, feature_w)),
+                t.text,
+            ),
+            Span::styled(
+                format!("{:<err_bar_w$}", bar(f64::from(errors[f] / top), err_bar_w)),
+                t.flagged,
+            ),
+            Span::styled(
+                format!(" {:>8} {share:>3.0}%", number(f64::from(errors[f]), 3)),
+                t.muted,
+            ),
+        ]));
+    }
+    frame.render_widget(Paragraph::new(lines), right);
+}

@@ -1,0 +1,62 @@
+//! The mixture pane: one bar per component with its weight φ̂_k, and a sparkline of how
+//! that weight moved over the epochs.
+
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::{bar, block, sparkline, Look};
+use crate::ui::app::App;
+
+/// Draws the mixture pane into `area`.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
+    let t = &look.theme;
+    let outer = block(" Mixture weights φ ", t);
+    let inner = outer.inner(area);
+    frame.render_widget(outer, area);
+    let Some(latest) = app.phi_history.last() else {
+        frame.render_widget(
+            Paragraph::new("after the first epoch…").style(t.muted),
+            inner,
+        );
+        return;
+    };
+    let k = latest.len();
+    let rows = inner.height as usize;
+    let shown = if k > rows { rows.saturating_sub(1) } else { k };
+    let w = inner.width as usize;
+    // "k12 " + bar + " 0.583 " + history
+    let label_w = 2 + k.to_string().len() + 1;
+    let history_w = (w / 3).min(app.phi_history.len()).max(1);
+    let bar_w = w.saturating_sub(label_w + 7 + history_w + 1).max(1);
+    let mut lines = Vec::with_capacity(rows);
+    for (c, &phi) in latest.iter().enumerate().take(shown) {
+        let style = t.series[c % t.series.len()];
+        let history: Vec<f64> = app
+            .phi_history
+            .iter()
+            .map(|p| p.get(c).copied().unwrap_or(0.0))
+            .collect();
+        // Scaled to the component's own range (at least 0.05 wide, so noise stays flat).
+        let lo = history.iter().cloned().fold(f64::INFINITY, f64::min);
+        let hi = history
+            .iter()
+            .cloned()
+            .fold(0.0f64, f64::max)
+            .max(lo + 0.05);
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:<label_w$}", format!("k{}", c + 1)), t.text),
+            Span::styled(format!("{:<bar_w$}", bar(phi, bar_w)), style),
+            Span::styled(format!(" {phi:>5.3} "), t.text),
+            Span::styled(sparkline(&history, history_w, lo, hi), style),
+        ]));
+    }
+    if shown < k {
+        lines.push(Line::from(Span::styled(
+            format!("… {} more components", k - shown),
+            t.muted,
+        )));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}

@@ -1,0 +1,147 @@
+//! Drawing: one file per pane, each a pure function of the [`App`] state. The layout
+//! adapts from 80×24 up; below the minimum it says so instead of drawing garbage.
+
+pub mod footer;
+pub mod help;
+pub mod inspect;
+pub mod loading;
+pub mod loss;
+pub mod mixture;
+pub mod status;
+pub mod table;
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use super::app::{App, Mode};
+use super::theme::Theme;
+
+/// Smallest terminal the layout fits.
+pub const MIN_WIDTH: u16 = 60;
+/// Smallest terminal height the layout fits.
+pub const MIN_HEIGHT: u16 = 16;
+
+/// How the panes look: colours, and whether charts may use braille (fonts over SSH may lack
+/// it; half blocks are everywhere).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Look {
+    pub theme: Theme,
+    pub braille: bool,
+}
+
+/// Draws the whole workbench.
+pub fn draw(frame: &mut Frame, app: &App, look: &Look) {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let text = format!(
+            "terminal too small: {}×{} (need {MIN_WIDTH}×{MIN_HEIGHT}) · q quits",
+            area.width, area.height
+        );
+        frame.render_widget(
+            Paragraph::new(text)
+                .style(look.theme.warning)
+                .wrap(Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
+    let top_height = (area.height / 3).clamp(7, 16);
+    let [status_area, top, main, footer_area] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(top_height),
+        Constraint::Min(5),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    let [loss_area, mixture_area] =
+        Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(top);
+    status::draw(frame, status_area, app, look);
+    loss::draw(frame, loss_area, app, look);
+    mixture::draw(frame, mixture_area, app, look);
+    if app.shown.is_some() {
+        table::draw(frame, main, app, look);
+    } else {
+        loading::draw(frame, main, app, look);
+    }
+    footer::draw(frame, footer_area, app, look);
+    // Overlays cover everything between the status line and the footer.
+    let overlay = Rect {
+        y: area.y + 1,
+        height: area.height - 2,
+        ..area
+    };
+    match app.mode {
+        Mode::Inspect => inspect::draw(frame, overlay, app, look),
+        Mode::Help { .. } => help::draw(frame, overlay, app, look),
+        _ => {}
+    }
+}
+
+/// A bordered block with a title in the theme's colours.
+pub fn block<'a>(title: impl Into<Line<'a>>, theme: &Theme) -> Block<'a> {
+    Block::bordered()
+        .border_style(theme.border)
+        .title(title.into().style(theme.title))
+}
+
+/// Clears `area` and draws an overlay block there, returning the inner area.
+pub fn overlay<'a>(
+    frame: &mut Frame,
+    area: Rect,
+    title: impl Into<Line<'a>>,
+    theme: &Theme,
+) -> Rect {
+    frame.render_widget(Clear, area);
+    let block = block(title, theme).style(Style::default());
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    inner
+}
+
+/// Eighth blocks for text sparklines, lowest first.
+const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// `values` as a text sparkline of at most `width` cells (the last `width` values when
+/// longer: the recent past matters most), scaled between `lo` and `hi`.
+pub fn sparkline(values: &[f64], width: usize, lo: f64, hi: f64) -> String {
+    let start = values.len().saturating_sub(width);
+    values[start..]
+        .iter()
+        .map(|&v| {
+            let t = if hi > lo {
+                ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
+            } else {
+                0.5
+            };
+            SPARKS[((t * 7.0).round() as usize).min(7)]
+        })
+        .collect()
+}
+
+/// A horizontal bar of `fraction` × `width` cells, with eighth-block precision.
+pub fn bar(fraction: f64, width: usize) -> String {
+    let eighths = (fraction.clamp(0.0, 1.0) * width as f64 * 8.0).round() as usize;
+    let mut out = "█".repeat(eighths / 8);
+    const PARTIAL: [char; 7] = ['▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    if eighths % 8 > 0 {
+        out.push(PARTIAL[eighths % 8 - 1]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparklines_and_bars_scale() {
+        assert_eq!(sparkline(&[0.0, 0.5, 1.0], 10, 0.0, 1.0), "▁▅█");
+        assert_eq!(sparkline(&[0.0, 0.5, 1.0], 2, 0.0, 1.0), "▅█");
+        assert_eq!(bar(0.5, 4), "██");
+        assert_eq!(bar(1.0 / 16.0, 4), "▎");
+        assert_eq!(bar(0.0, 4), "");
+    }
+}

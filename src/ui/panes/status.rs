@@ -1,0 +1,146 @@
+//! The status line: file, shape, model, state, epoch progress, throughput and ETA. Parts
+//! are dropped from the least useful end when the terminal is narrow.
+
+use ratatui::layout::Rect;
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+use ratatui::Frame;
+
+use super::Look;
+use crate::ui::app::{App, Phase};
+use crate::ui::text::{thousands, truncate, width};
+
+/// Draws the status line into `area` (one row).
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
+    let t = &look.theme;
+    let (state, state_style) = match &app.phase {
+        Phase::Loading => ("… loading", t.accent),
+        Phase::Training => ("● training", t.ok),
+        Phase::Paused => ("‖ paused", t.warning),
+        Phase::Done => ("✓ done", t.ok),
+        Phase::Failed(_) => ("✗ error", t.error),
+    };
+    // (priority, span): lower priority goes first when room runs out.
+    let mut parts: Vec<(u8, Span)> = vec![
+        (
+            9,
+            Span::styled(" dagmm-tui ", t.title.add_modifier(Modifier::REVERSED)),
+        ),
+        (
+            8,
+            Span::styled(format!(" {}", truncate(&app.config.file, 32)), t.text),
+        ),
+    ];
+    if let Some(data) = &app.data {
+        let table = &data.loaded.table;
+        parts.push((
+            5,
+            Span::styled(
+                format!(
+                    "  {} rows × {} features",
+                    thousands(table.len()),
+                    data.loaded.feature_names.len()
+                ),
+                t.muted,
+            ),
+        ));
+        parts.push((2, Span::styled(format!("  {}", data.loaded.model), t.muted)));
+    }
+    parts.push((
+        9,
+        Span::styled(
+            format!("  {state}"),
+            state_style.add_modifier(Modifier::BOLD),
+        ),
+    ));
+    let p = &app.progress;
+    if p.epochs > 0 {
+        let within = if p.steps_per_epoch > 0 && app.phase != Phase::Done {
+            p.step as f64 / p.steps_per_epoch as f64
+        } else {
+            0.0
+        };
+        let fraction = ((p.epochs_done as f64 + within) / p.epochs as f64).min(1.0);
+        let shown_epoch = if app.phase == Phase::Done {
+            p.epochs_done
+        } else {
+            (p.epochs_done + 1).min(p.epochs)
+        };
+        parts.push((
+            8,
+            Span::styled(format!("  epoch {shown_epoch}/{}", p.epochs), t.text),
+        ));
+        let filled = (fraction * 10.0).round() as usize;
+        parts.push((
+            4,
+            Span::styled(
+                format!(" {}{}", "█".repeat(filled), "░".repeat(10 - filled)),
+                t.gauge,
+            ),
+        ));
+        parts.push((
+            6,
+            Span::styled(format!(" {:.0}%", fraction * 100.0), t.text),
+        ));
+        if p.samples_per_sec > 0.0 {
+            parts.push((
+                3,
+                Span::styled(format!("  {}/s", rate(p.samples_per_sec)), t.muted),
+            ));
+        }
+        if matches!(app.phase, Phase::Training) && p.epochs_done > 0 {
+            let per_epoch = p.elapsed_secs / p.epochs_done as f64;
+            let left = per_epoch * (p.epochs as f64 - p.epochs_done as f64 - within).max(0.0);
+            parts.push((4, Span::styled(format!("  ETA {}", clock(left)), t.muted)));
+        }
+    } else if app.phase == Phase::Done {
+        parts.push((6, Span::styled("  checkpoint model", t.muted)));
+    }
+    let mut budget = area.width as usize;
+    for drop_below in 0..=9u8 {
+        let total: usize = parts
+            .iter()
+            .filter(|(pr, _)| *pr >= drop_below)
+            .map(|(_, s)| width(&s.content))
+            .sum();
+        if total <= budget {
+            parts.retain(|(pr, _)| *pr >= drop_below);
+            break;
+        }
+    }
+    let spans: Vec<Span> = parts
+        .into_iter()
+        .filter_map(|(_, s)| {
+            let w = width(&s.content);
+            if w <= budget {
+                budget -= w;
+                Some(s)
+            } else {
+                None
+            }
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// `123456.7` → `123k`.
+pub fn rate(per_sec: f64) -> String {
+    if per_sec >= 1e6 {
+        format!("{:.1}M", per_sec / 1e6)
+    } else if per_sec >= 1e3 {
+        format!("{:.0}k", per_sec / 1e3)
+    } else {
+        format!("{per_sec:.0}")
+    }
+}
+
+/// Seconds as `m:ss` or `h:mm:ss`.
+pub fn clock(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}

@@ -1,0 +1,122 @@
+//! Untrusted text made safe to show: cells, column names and file names may hold escape
+//! sequences, other control characters, bidi overrides or zero-width characters. Each is
+//! shown as a visible escape (`\x1b`, `\u202e`) instead of reaching the terminal or a log.
+
+use std::borrow::Cow;
+use std::fmt::Write;
+
+use unicode_width::UnicodeWidthStr;
+
+/// `true` for characters that must not reach a terminal raw.
+fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{061c}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
+}
+
+/// `text` with every unsafe character replaced by a visible escape.
+pub fn visible(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if !is_unsafe(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        } else {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Display width of `text` in terminal columns (wide characters count 2).
+pub fn width(text: &str) -> usize {
+    UnicodeWidthStr::width(text)
+}
+
+/// `text` cut to at most `max` columns, ending in `…` when cut.
+pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
+    if width(text) <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w + 1 > max {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    if max > 0 {
+        out.push('…');
+    }
+    Cow::Owned(out)
+}
+
+/// `n` with thousands separators: `494,021`.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A number in about `digits` significant digits, switching to exponent form when tiny or
+/// huge: loss values range over many orders of magnitude.
+pub fn number(v: f64, digits: usize) -> String {
+    if !v.is_finite() {
+        return v.to_string();
+    }
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e6).contains(&a) {
+        return format!("{v:.prec$e}", prec = digits.saturating_sub(1));
+    }
+    let int_digits = if a < 1.0 {
+        1
+    } else {
+        a.log10().floor() as usize + 1
+    };
+    format!("{v:.prec$}", prec = digits.saturating_sub(int_digits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_bidi_and_zero_width_become_visible_escapes() {
+        assert_eq!(visible("plain é 漢"), "plain é 漢");
+        assert_eq!(visible("a\x1b[31mred"), "a\\x1b[31mred");
+        assert_eq!(visible("\u{202e}evil\u{200b}"), "\\u202eevil\\u200b");
+        assert_eq!(visible("tab\there\u{9b}"), "tab\\x09here\\u009b");
+    }
+
+    #[test]
+    fn truncation_counts_wide_characters() {
+        assert_eq!(truncate("漢字漢字", 5), "漢字…");
+        assert_eq!(truncate("short", 10), "short");
+        assert_eq!(thousands(494021), "494,021");
+        assert_eq!(thousands(12), "12");
+        assert_eq!(number(0.013245, 3), "0.013");
+        assert_eq!(number(2.871, 4), "2.871");
+        assert_eq!(number(123456789.0, 3), "1.23e8");
+    }
+}

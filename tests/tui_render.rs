@@ -1,0 +1,293 @@
+//! Rendering tests: the workbench drawn on ratatui's TestBackend at 80×24 and 160×48, for
+//! every pane, the inspect view and the help overlay. The snapshots under
+//! `tests/snapshots/` were reviewed by eye; `cargo insta review` shows any change.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use dagmm_tui::data::{read_table, Encoder, LoadProgress, ReadOptions, ScaleKind};
+use dagmm_tui::train::{Explain, LoadedData, LossComponents, Scoring, TrainEvent};
+use dagmm_tui::triage::Marks;
+use dagmm_tui::ui::action::Action;
+use dagmm_tui::ui::app::{App, AppConfig, Msg};
+use dagmm_tui::ui::keymap::Keymap;
+use dagmm_tui::ui::panes::{draw, Look};
+use dagmm_tui::ui::theme::{ColorDepth, Theme};
+use ratatui::backend::TestBackend;
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::style::Modifier;
+use ratatui::Terminal;
+
+mod common;
+
+/// Reconstruction errors that depend only on the row and feature: deterministic.
+struct FixedErrors(usize);
+
+impl Explain for FixedErrors {
+    fn reconstruction_error(&self, row: usize) -> Vec<f32> {
+        (0..self.0)
+            .map(|f| ((f * 31 + row * 17) % 97) as f32 / 97.0 * if f % 5 == 0 { 1.0 } else { 0.1 })
+            .collect()
+    }
+}
+
+fn config() -> AppConfig {
+    AppConfig {
+        file: "kddcup99_sample.csv".into(),
+        export_stem: "kddcup99_sample".into(),
+        anomaly: Some("normal.".into()),
+        contamination: 0.2,
+        checkpoint_dir: "/state/checkpoint".into(),
+        training: true,
+    }
+}
+
+fn loaded() -> Arc<LoadedData> {
+    let read = ReadOptions {
+        label: Some("attack".into()),
+        ..Default::default()
+    };
+    let table = read_table(&common::sample(), &read, None).unwrap();
+    let all: Vec<usize> = (0..table.len()).collect();
+    let (encoder, notes) = Encoder::fit(&table, &all, ScaleKind::Minmax);
+    Arc::new(LoadedData {
+        feature_names: encoder.feature_names(),
+        notes,
+        model: "DAGMM 89-60-30-10-1 K=4 est 10".into(),
+        checkpoint: None,
+        table,
+    })
+}
+
+fn loss(epoch: usize) -> LossComponents {
+    let e = epoch as f64;
+    LossComponents {
+        reconstruction: 10.0 / (1.0 + 0.3 * e) + 2.0,
+        energy: -2.0 - 0.4 * e + 0.05 * (e * 1.7).sin(),
+        penalty: 400.0 / (1.0 + e * e),
+        total: 10.0 / (1.0 + 0.3 * e)
+            + 2.0
+            + 0.1 * (-2.0 - 0.4 * e)
+            + 0.005 * 400.0 / (1.0 + e * e),
+    }
+}
+
+fn scoring(rows: usize, features: usize, epoch: usize) -> Arc<Scoring> {
+    let energies: Vec<f64> = (0..rows)
+        .map(|i| ((i * 7919) % 1009) as f64 / 37.0 - 5.0)
+        .collect();
+    let z: Vec<f64> = (0..rows)
+        .flat_map(|i| {
+            [
+                0.1 * (i % 10) as f64,
+                0.01 * (i % 7) as f64,
+                1.0 - 0.001 * (i % 13) as f64,
+            ]
+        })
+        .collect();
+    let gamma: Vec<f64> = (0..rows)
+        .flat_map(|i| {
+            let w = [1.0 + (i % 3) as f64, 2.0, 0.5 + (i % 5) as f64 * 0.3, 1.0];
+            let s: f64 = w.iter().sum();
+            w.map(|v| v / s)
+        })
+        .collect();
+    Arc::new(Scoring::from_parts(
+        epoch,
+        energies,
+        z,
+        gamma,
+        4,
+        Arc::new(FixedErrors(features)),
+    ))
+}
+
+/// An app that has loaded the sample, trained `epochs` of 20 epochs, and scored.
+fn trained_app(epochs: usize) -> App {
+    let now = Instant::now();
+    let mut app = App::new(config(), Keymap::default(), Marks::default(), None, now);
+    let data = loaded();
+    let (rows, features) = (data.table.len(), data.feature_names.len());
+    let events = [
+        TrainEvent::Loaded(data),
+        TrainEvent::Started {
+            rows,
+            features,
+            epochs: 20,
+            steps_per_epoch: 5,
+            rescore_every: Some(2),
+        },
+    ];
+    for e in events {
+        app.update(Msg::Train(e));
+    }
+    for epoch in 1..=epochs {
+        let phi = vec![
+            0.4 - 0.01 * epoch as f64,
+            0.3,
+            0.2,
+            0.1 + 0.01 * epoch as f64,
+        ];
+        app.update(Msg::Train(TrainEvent::Epoch {
+            epoch,
+            loss: loss(epoch),
+            phi,
+            samples_per_sec: 123_456.0,
+            elapsed_secs: 2.0 * epoch as f64,
+        }));
+    }
+    app.update(Msg::Train(TrainEvent::Step {
+        epoch: epochs + 1,
+        step: 2,
+        loss: loss(epochs + 1),
+    }));
+    app.update(Msg::Train(TrainEvent::Scored(scoring(
+        rows, features, epochs,
+    ))));
+    app.message = None;
+    app
+}
+
+fn look() -> Look {
+    Look {
+        theme: Theme::built_in("dark", ColorDepth::Ansi16).unwrap(),
+        braille: true,
+    }
+}
+
+fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| draw(f, app, &look())).unwrap();
+    terminal
+}
+
+fn key(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
+}
+
+/// Every cell's symbol is printable: no control byte reaches the terminal.
+fn assert_printable(terminal: &Terminal<TestBackend>) {
+    for cell in terminal.backend().buffer().content() {
+        assert!(
+            !cell.symbol().chars().any(char::is_control),
+            "control character in {:?}",
+            cell.symbol()
+        );
+    }
+}
+
+#[test]
+fn main_view_while_training() {
+    let mut app = trained_app(8);
+    app.update(key('j'));
+    app.update(key('j'));
+    app.update(key('a'));
+    app.message = None;
+    for (w, h) in [(80, 24), (160, 48)] {
+        let terminal = render(&app, w, h);
+        assert_printable(&terminal);
+        insta::assert_snapshot!(format!("main_{w}x{h}"), terminal.backend());
+    }
+}
+
+#[test]
+fn inspect_view() {
+    let mut app = trained_app(8);
+    app.apply(Action::Inspect);
+    for (w, h) in [(80, 24), (160, 48)] {
+        insta::assert_snapshot!(format!("inspect_{w}x{h}"), render(&app, w, h).backend());
+    }
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = trained_app(3);
+    app.apply(Action::Help);
+    for (w, h) in [(80, 24), (160, 48)] {
+        insta::assert_snapshot!(format!("help_{w}x{h}"), render(&app, w, h).backend());
+    }
+}
+
+#[test]
+fn loading_gauge_then_waiting_for_scores() {
+    let now = Instant::now();
+    let mut app = App::new(config(), Keymap::default(), Marks::default(), None, now);
+    app.update(Msg::Train(TrainEvent::Loading(LoadProgress {
+        pass: 2,
+        bytes_read: 3_000_000,
+        file_bytes: 4_000_000,
+        records: 123_456,
+    })));
+    insta::assert_snapshot!("loading_80x24", render(&app, 80, 24).backend());
+    app.update(Msg::Train(TrainEvent::Loaded(loaded())));
+    app.update(Msg::Train(TrainEvent::Started {
+        rows: 5011,
+        features: 89,
+        epochs: 20,
+        steps_per_epoch: 5,
+        rescore_every: Some(2),
+    }));
+    app.message = None;
+    insta::assert_snapshot!("waiting_160x48", render(&app, 160, 48).backend());
+}
+
+#[test]
+fn paused_with_hidden_series_log_scale_and_filter() {
+    let mut app = trained_app(12);
+    app.update(Msg::Train(TrainEvent::Paused));
+    for action in [
+        Action::ToggleSeries(1),
+        Action::ToggleSeries(3),
+        Action::LogScale,
+        Action::CycleFilter,
+    ] {
+        app.apply(action);
+    }
+    app.message = None;
+    insta::assert_snapshot!("paused_filtered_80x24", render(&app, 80, 24).backend());
+}
+
+#[test]
+fn prompts_and_questions_in_the_footer() {
+    let mut app = trained_app(4);
+    app.apply(Action::Export);
+    let footer = |app: &App| {
+        let t = render(app, 80, 24);
+        let buffer = t.backend().buffer().clone();
+        (0..80)
+            .map(|x| buffer[(x, 23)].symbol().to_string())
+            .collect::<String>()
+    };
+    assert!(footer(&app).starts_with("Export to (.csv or .jsonl): kddcup99_sample-triage.csv"));
+    app.update(Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
+    app.apply(Action::Quit);
+    assert!(
+        footer(&app).starts_with("Quit? training is running"),
+        "{}",
+        footer(&app)
+    );
+}
+
+#[test]
+fn tiny_terminal_says_so() {
+    let app = trained_app(2);
+    let terminal = render(&app, 40, 10);
+    let text = terminal.backend().to_string();
+    assert!(text.contains("terminal too small"), "{text}");
+}
+
+#[test]
+fn selection_reads_without_colour() {
+    let app = trained_app(2);
+    let look = Look {
+        theme: Theme::built_in("monochrome", ColorDepth::Ansi16).unwrap(),
+        braille: false,
+    };
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| draw(f, &app, &look)).unwrap();
+    let buffer = terminal.backend().buffer();
+    let row = (0..24)
+        .find(|&y| buffer[(1, y)].symbol() == "▶")
+        .expect("a selected row");
+    assert!(buffer[(3, row)].modifier.contains(Modifier::REVERSED));
+}
