@@ -115,7 +115,8 @@ mod tests {
         assert_eq!(truncate("short", 10), "short");
         assert_eq!(thousands(494021), "494,021");
         assert_eq!(thousands(12), "12");
-        assert_eq!(number(0.013245, 3), "0.013");
+        assert_eq!(number(0.013245, 3), "0.0132");
+        assert_eq!(number(0.5, 3), "0.500");
         assert_eq!(number(2.871, 4), "2.871");
         assert_eq!(number(123456789.0, 3), "1.23e8");
     }
