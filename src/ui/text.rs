@@ -89,12 +89,14 @@ pub fn number(v: f64, digits: usize) -> String {
     if a != 0.0 && !(1e-3..1e6).contains(&a) {
         return format!("{v:.prec$e}", prec = digits.saturating_sub(1));
     }
-    let int_digits = if a < 1.0 {
+    // Digits before the decimal point (negative for 0.00x): the rest go after it.
+    let int_digits = if a == 0.0 {
         1
     } else {
-        a.log10().floor() as usize + 1
+        a.log10().floor() as i64 + 1
     };
-    format!("{v:.prec$}", prec = digits.saturating_sub(int_digits))
+    let prec = (digits as i64 - int_digits).max(0) as usize;
+    format!("{v:.prec$}")
 }
 
 #[cfg(test)]
