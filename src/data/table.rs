@@ -475,7 +475,7 @@ fn for_each_record<E: From<DataError>>(
             Ok(true) => {
                 f(&record)?;
                 records += 1;
-                if records % REPORT_EVERY == 0 {
+                if records.is_multiple_of(REPORT_EVERY) {
                     report(records);
                 }
             }

@@ -2,7 +2,7 @@
 //! [`TrainEvent`]s, and never waits on a training step.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -317,11 +317,8 @@ impl Inbox {
         mut serve: impl FnMut(&mut Inbox),
     ) {
         loop {
-            loop {
-                match controls.try_recv() {
-                    Ok(control) => self.take(control, events),
-                    Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
-                }
+            while let Ok(control) = controls.try_recv() {
+                self.take(control, events);
             }
             serve(self);
             if self.stop || !self.paused {

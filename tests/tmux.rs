@@ -1,0 +1,275 @@
+//! End to end in a real terminal: the workbench runs in tmux on the shipped sample; the
+//! test watches the epoch counter and the loss change, inspects a row, marks it, exports,
+//! quits, relaunches, finds the mark again and checks the exported file.
+//!
+//! Needs tmux (`.ci/run` installs it). Without tmux the test is skipped locally but fails
+//! under CI, so it can never pass by not running.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+mod common;
+
+/// A private tmux server, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str, cwd: &Path) -> Tmux {
+        let socket = format!("dagmm-test-{}-{}", std::process::id(), rand_suffix());
+        let tmux = Tmux { socket };
+        tmux.run(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "-c",
+        ])
+        .arg(cwd)
+        .arg(command)
+        .status()
+        .expect("tmux new-session");
+        tmux.run(&["set-option", "-g", "remain-on-exit", "on"])
+            .status()
+            .unwrap();
+        tmux
+    }
+
+    fn run(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("tmux");
+        c.arg("-L").arg(&self.socket).args(args);
+        c
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .run(&["capture-pane", "-p"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The screen and its scrollback, wrapped lines joined: what was printed after exit.
+    fn history(&self) -> String {
+        let out = self
+            .run(&["capture-pane", "-p", "-J", "-S", "-200"])
+            .output()
+            .expect("capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys"];
+        args.extend_from_slice(keys);
+        self.run(&args).status().expect("send-keys");
+    }
+
+    fn dead(&self) -> bool {
+        let out = self
+            .run(&["display-message", "-p", "#{pane_dead}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    /// Polls the screen until `want` holds; panics with the last screen after `secs`.
+    fn wait_for(&self, what: &str, secs: u64, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let screen = self.screen();
+            if want(&screen) {
+                return screen;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; screen:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_dead(&self, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !self.dead() {
+            assert!(
+                Instant::now() < deadline,
+                "the workbench did not exit:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]).status();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64)
+}
+
+fn have_tmux() -> bool {
+    Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The `N` of the first `prefix N` on screen.
+fn number_after(screen: &str, prefix: &str) -> Option<u64> {
+    let start = screen.find(prefix)? + prefix.len();
+    let digits: String = screen[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// The text after `label` up to the next double space: the latest value of a loss series.
+fn recon_value(screen: &str) -> Option<String> {
+    let line = screen.lines().find(|l| l.contains("│recon"))?;
+    line.split_whitespace().nth(1).map(str::to_string)
+}
+
+fn workbench_command(state: &Path) -> String {
+    format!(
+        "{} {} --label attack --anomaly normal. --epochs 3000 --batch 256 --rescore-every 5 --state-dir {}",
+        env!("CARGO_BIN_EXE_dagmm-tui"),
+        common::sample().display(),
+        state.display()
+    )
+}
+
+#[test]
+fn train_inspect_mark_export_quit_and_find_the_mark_again() {
+    if !have_tmux() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let tmux = Tmux::start(&workbench_command(&state), dir.path());
+
+    // Training is live: the epoch counter and the reconstruction loss move.
+    let first = tmux.wait_for("training to start", 60, |s| {
+        number_after(s, "epoch ").is_some_and(|e| e >= 2) && recon_value(s).is_some()
+    });
+    let (epoch1, recon1) = (
+        number_after(&first, "epoch ").unwrap(),
+        recon_value(&first).unwrap(),
+    );
+    let later = tmux.wait_for("the epoch and loss to change", 60, |s| {
+        number_after(s, "epoch ").is_some_and(|e| e > epoch1 + 2)
+            && recon_value(s).is_some_and(|r| r != recon1)
+    });
+    assert!(later.contains("● training"), "{later}");
+
+    // Scores arrive; pause so the ranking holds still, then inspect the selected row.
+    tmux.wait_for("the ranked table", 60, |s| {
+        s.contains("Ranked by energy · epoch")
+    });
+    tmux.keys(&["Space"]);
+    tmux.wait_for("pause", 30, |s| s.contains("‖ paused"));
+    tmux.keys(&["Enter"]);
+    let inspect = tmux.wait_for("the inspect view", 10, |s| s.contains("why flagged"));
+    let row = number_after(&inspect, "Row ").expect("inspected row number");
+    assert!(
+        inspect.contains("membership γ") && inspect.contains("percentile"),
+        "{inspect}"
+    );
+
+    // Mark it from the table, then export.
+    tmux.keys(&["q"]);
+    tmux.wait_for("the table again", 10, |s| !s.contains("why flagged"));
+    tmux.keys(&["a"]);
+    tmux.wait_for("the mark", 10, |s| {
+        s.contains(&format!("row {row}: anomaly"))
+    });
+    tmux.keys(&["e"]);
+    tmux.wait_for("the export prompt", 10, |s| s.contains("Export to"));
+    tmux.keys(&["Enter"]);
+    let exported = tmux.wait_for("the export", 30, |s| s.contains("wrote "));
+    let written = number_after(&exported, "wrote ").expect("row count");
+
+    // Quit: training is still paused, so the workbench asks first.
+    tmux.keys(&["q"]);
+    tmux.wait_for("the quit question", 10, |s| s.contains("Quit?"));
+    tmux.keys(&["y"]);
+    tmux.wait_dead(20);
+    assert!(
+        tmux.history().contains("1 marked row(s) kept"),
+        "{}",
+        tmux.history()
+    );
+    drop(tmux);
+
+    check_export(&dir.path().join("kddcup99_sample-triage.csv"), row, written);
+
+    // Relaunch on the same file: the mark is back.
+    let tmux = Tmux::start(&workbench_command(&state), dir.path());
+    tmux.wait_for("the ranked table", 60, |s| {
+        s.contains("Ranked by energy · epoch")
+    });
+    tmux.keys(&["f", "f"]);
+    let marked = tmux.wait_for("the marked filter", 10, |s| s.contains("marked 1/"));
+    let line = marked
+        .lines()
+        .find(|l| {
+            l.split_whitespace().nth(2) == Some(&row.to_string()) || l.contains(&format!(" {row} "))
+        })
+        .unwrap_or_else(|| panic!("row {row} not listed:\n{marked}"));
+    assert!(
+        line.contains(" ! "),
+        "the row shows its anomaly mark: {line}"
+    );
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("the quit question", 10, |s| s.contains("Quit?"));
+    tmux.keys(&["y"]);
+    tmux.wait_dead(20);
+}
+
+fn check_export(path: &PathBuf, row: u64, written: u64) {
+    let mut reader = csv::Reader::from_path(path).expect("the export exists");
+    let header = reader.headers().unwrap().clone();
+    let names: Vec<&str> = header.iter().collect();
+    assert_eq!(names.first(), Some(&"duration"));
+    assert_eq!(
+        &names[names.len() - 4..],
+        &["attack", "energy", "rank", "mark"]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len() as u64, written);
+    let mut last_rank = 0;
+    for r in &records {
+        let rank: u64 = r[names.len() - 2].parse().unwrap();
+        assert!(rank > last_rank, "rows are in rank order");
+        last_rank = rank;
+        let energy: f64 = r[names.len() - 3].parse().unwrap();
+        assert!(energy.is_finite());
+    }
+    let marked: Vec<&csv::StringRecord> = records
+        .iter()
+        .filter(|r| &r[names.len() - 1] == "anomaly")
+        .collect();
+    assert_eq!(
+        marked.len(),
+        1,
+        "exactly the one marked row carries the mark"
+    );
+    // The marked record is the original text of data row `row`.
+    let original = std::fs::read_to_string(common::sample()).unwrap();
+    let source = original.lines().nth(row as usize).unwrap();
+    let exported: Vec<&str> = marked[0].iter().take(names.len() - 3).collect();
+    assert_eq!(exported.join(","), source);
+}
