@@ -143,7 +143,7 @@ fn recon_value(screen: &str) -> Option<String> {
 
 fn workbench_command(state: &Path) -> String {
     format!(
-        "{} {} --label attack --anomaly normal. --epochs 3000 --batch 256 --rescore-every 5 --state-dir {}",
+        "exec {} {} --label attack --anomaly normal. --epochs 3000 --batch 256 --rescore-every 5 --state-dir {}",
         env!("CARGO_BIN_EXE_dagmm-tui"),
         common::sample().display(),
         state.display()
@@ -272,4 +272,96 @@ fn check_export(path: &PathBuf, row: u64, written: u64) {
     let source = original.lines().nth(row as usize).unwrap();
     let exported: Vec<&str> = marked[0].iter().take(names.len() - 3).collect();
     assert_eq!(exported.join(","), source);
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// Starts a workbench, waits for training, sends the ending (`kill` of the tmux server, or
+/// a signal) and checks that the process left promptly with a checkpoint and the mark saved.
+fn ends_with_checkpoint(end: impl FnOnce(&Tmux, u32)) {
+    if !have_tmux() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let tmux = Tmux::start(&workbench_command(&state), dir.path());
+    tmux.wait_for("the ranked table", 60, |s| {
+        s.contains("Ranked by energy · epoch")
+    });
+    tmux.keys(&["u"]);
+    tmux.wait_for("the mark", 10, |s| s.contains(": unsure"));
+    let out = tmux
+        .run(&["display-message", "-p", "#{pane_pid}"])
+        .output()
+        .unwrap();
+    let pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("pane pid");
+    end(&tmux, pid);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} still running after the hangup"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let files = files_under(&state);
+    let has = |suffix: &str| files.iter().any(|f| f.ends_with(suffix));
+    assert!(
+        has("checkpoint/model.json") && has("checkpoint/model.safetensors"),
+        "{files:?}"
+    );
+    let journal = files
+        .iter()
+        .find(|f| f.ends_with("marks.jsonl"))
+        .expect("journal");
+    assert!(std::fs::read_to_string(journal)
+        .unwrap()
+        .contains("\"unsure\""));
+}
+
+#[test]
+fn hangup_saves_a_checkpoint_and_exits() {
+    // Killing the tmux server drops the terminal and sends SIGHUP, as a lost SSH link does.
+    ends_with_checkpoint(|tmux, _| {
+        tmux.run(&["kill-server"]).status().unwrap();
+    });
+}
+
+#[test]
+fn sigterm_saves_a_checkpoint_and_restores_the_terminal() {
+    ends_with_checkpoint(|tmux, pid| {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        tmux.wait_dead(30);
+        let after = tmux.history();
+        assert!(after.contains("marked row(s) kept"), "{after}");
+        assert!(
+            !after.contains("Ranked by energy"),
+            "the alternate screen is gone: {after}"
+        );
+    });
 }
