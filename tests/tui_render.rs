@@ -291,3 +291,35 @@ fn selection_reads_without_colour() {
         .expect("a selected row");
     assert!(buffer[(3, row)].modifier.contains(Modifier::REVERSED));
 }
+
+#[test]
+fn selection_stays_on_top_until_moved_then_follows_its_row() {
+    let mut app = trained_app(2);
+    let rows = app.data.as_ref().unwrap().loaded.table.len();
+    let features = app.data.as_ref().unwrap().loaded.feature_names.len();
+    let top = app.visible[0];
+    // A rescore with reversed energies: the untouched selection moves to the new top.
+    let reversed = |scoring: &Scoring| {
+        let energies: Vec<f64> = scoring.energies.iter().map(|e| -e).collect();
+        Arc::new(Scoring::from_parts(
+            4,
+            energies,
+            scoring.z.clone(),
+            scoring.gamma.clone(),
+            4,
+            Arc::new(FixedErrors(features)),
+        ))
+    };
+    let next = reversed(&app.shown.as_ref().unwrap().scoring);
+    app.update(Msg::Train(TrainEvent::Scored(next)));
+    assert_ne!(app.selected, Some(top));
+    assert_eq!(app.selected, Some(app.visible[0]));
+    // Once moved, the selection keeps its row wherever the ranking puts it.
+    app.update(key('j'));
+    let chosen = app.selected.unwrap();
+    let next = reversed(&app.shown.as_ref().unwrap().scoring);
+    app.update(Msg::Train(TrainEvent::Scored(next)));
+    assert_eq!(app.selected, Some(chosen));
+    // Second from the top before, so near the bottom now (ties may reorder a few).
+    assert!(app.visible_index(chosen).unwrap() > rows - 10);
+}

@@ -241,8 +241,10 @@ pub struct App {
     pub filter: Filter,
     /// Row indices (into the table) listed, most anomalous first.
     pub visible: Vec<u32>,
-    /// The selected row, by row index: stays on the same row when the ranking changes.
+    /// The selected row, by row index: stays on the same row when the ranking changes,
+    /// once the user has moved it (until then it stays on the top row).
     pub selected: Option<u32>,
+    selection_moved: bool,
     /// First listed row drawn (kept by the table pane so the selection stays in view).
     pub offset: std::cell::Cell<usize>,
     /// Rows the table pane showed last frame (for page up/down).
@@ -290,6 +292,7 @@ impl App {
             filter: Filter::All,
             visible: Vec::new(),
             selected: None,
+            selection_moved: false,
             offset: Default::default(),
             page: std::cell::Cell::new(10),
             inspect_scroll: 0,
@@ -466,6 +469,8 @@ impl App {
             Action::Bottom => self.move_selection(isize::MAX / 2),
             Action::Inspect => {
                 if self.selected.is_some() {
+                    // The inspected row must not change under the user at the next rescore.
+                    self.selection_moved = true;
                     self.inspect_scroll = 0;
                     self.mode = Mode::Inspect;
                 } else {
@@ -861,7 +866,7 @@ impl App {
             _ => None,
         };
         let keep = self.selected.and_then(|r| self.visible_index(r));
-        if keep.is_none() {
+        if keep.is_none() || !self.selection_moved {
             self.selected = self.visible.first().copied();
         }
     }
@@ -887,6 +892,7 @@ impl App {
             .saturating_add(delta)
             .clamp(0, self.visible.len() as isize - 1);
         self.selected = Some(self.visible[target as usize]);
+        self.selection_moved = true;
         self.inspect_scroll = 0;
     }
 
@@ -932,7 +938,10 @@ impl App {
             })
             .copied();
         match found {
-            Some(row) => self.selected = Some(row),
+            Some(row) => {
+                self.selected = Some(row);
+                self.selection_moved = true;
+            }
             None => self.say(Level::Info, "no unmarked row below".into()),
         }
     }
@@ -1008,6 +1017,7 @@ impl App {
         match found {
             Some(row) => {
                 self.selected = Some(row);
+                self.selection_moved = true;
                 let number = table.rows[row as usize].number;
                 self.say(
                     Level::Info,
@@ -1035,6 +1045,7 @@ impl App {
                     self.refresh_view();
                 }
                 self.selected = Some(row as u32);
+                self.selection_moved = true;
             }
             Err(_) => self.say(Level::Info, format!("no row {number} in the data")),
         }
