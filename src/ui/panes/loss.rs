@@ -49,7 +49,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     }
     if app.loss_history.is_empty() && app.loss_live.is_none() {
         frame.render_widget(
-            Paragraph::new("waiting for the first steps…").style(t.muted),
+            Paragraph::new(if app.config.training {
+                "waiting for the first steps…"
+            } else {
+                "model loaded from a checkpoint: no training in this session"
+            })
+            .style(t.muted),
             inner,
         );
         return;

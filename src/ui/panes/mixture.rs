@@ -17,7 +17,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     frame.render_widget(outer, area);
     let Some(latest) = app.phi_history.last() else {
         frame.render_widget(
-            Paragraph::new("after the first epoch…").style(t.muted),
+            Paragraph::new(if app.config.training {
+                "after the first epoch…"
+            } else {
+                "no training in this session"
+            })
+            .style(t.muted),
             inner,
         );
         return;
