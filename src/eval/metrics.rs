@@ -59,15 +59,23 @@ pub fn precision_recall_f1(hits: usize, flagged: usize, positives: usize) -> (f6
 /// Area under the ROC curve by the Mann–Whitney statistic, ties counted half.
 pub fn auroc(scores: &[f64], truth: &[bool]) -> f64 {
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    auroc_ranked(scores, truth, |p| order[p])
+}
+
+/// [`auroc`] for rows already ranked: `at(p)` is the row at position `p` of a descending
+/// ranking with equal scores adjacent (a workbench scoring), so nothing is sorted again.
+pub fn auroc_ranked(scores: &[f64], truth: &[bool], at: impl Fn(usize) -> usize) -> f64 {
+    let n = scores.len();
     let (mut rank_sum, mut i) = (0f64, 0usize);
-    while i < order.len() {
+    while i < n {
         let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
+        while j + 1 < n && scores[at(j + 1)] == scores[at(i)] {
             j += 1;
         }
-        let average_rank = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum += order[i..=j].iter().filter(|&&k| truth[k]).count() as f64 * average_rank;
+        // Ascending ranks of descending positions i..=j are n−j ..= n−i.
+        let average_rank = n as f64 - (i + j) as f64 / 2.0;
+        rank_sum += (i..=j).filter(|&p| truth[at(p)]).count() as f64 * average_rank;
         i = j + 1;
     }
     let positives = truth.iter().filter(|&&t| t).count() as f64;
@@ -132,5 +140,17 @@ mod tests {
         // ranking: P N P → precision at hits 1/1 and 2/3 → AP = (1 + 2/3) / 2.
         let ap = evaluate(&[3.0, 2.0, 1.0], &[true, false, true], 0.5).auprc;
         assert!((ap - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ranked_auroc_agrees_with_sorting_auroc_on_ties() {
+        let scores = [0.3, 0.9, 0.3, 0.1, 0.9, 0.5, 0.3];
+        let truth = [true, false, false, true, true, false, true];
+        // Descending, ties kept in row order (as a workbench scoring ranks them).
+        let order = [1usize, 4, 5, 0, 2, 6, 3];
+        let ranked = auroc_ranked(&scores, &truth, |p| order[p]);
+        assert!((ranked - auroc(&scores, &truth)).abs() < 1e-12);
+        // 12 (anomaly, normal) pairs: 2 won, 3 tied → 3.5 / 12.
+        assert!((ranked - 3.5 / 12.0).abs() < 1e-12, "{ranked}");
     }
 }

@@ -181,11 +181,7 @@ impl Dagmm {
 
     /// Sample energy of every row of `x` under the mixture `gmm` (high = anomalous).
     pub fn energies(&self, dev: &Dev, x: &Matrix, gmm: &FactorisedGmm) -> Vec<f64> {
-        let out = self.infer(dev, x);
-        out.z
-            .chunks(self.config.z_width())
-            .map(|z| gmm.energy(z))
-            .collect()
+        gmm.energies(&self.infer(dev, x).z)
     }
 }
 

@@ -154,6 +154,18 @@ impl FactorisedGmm {
         self.log_terms(z, &mut terms, &mut work);
         -log_sum_exp(&terms)
     }
+
+    /// Energy of every row of a row-major `n × d` block of z (buffers reused across rows).
+    pub fn energies(&self, z: &[f64]) -> Vec<f64> {
+        let mut terms = vec![0f64; self.k];
+        let mut work = vec![0f64; self.d];
+        z.chunks(self.d)
+            .map(|row| {
+                self.log_terms(row, &mut terms, &mut work);
+                -log_sum_exp(&terms)
+            })
+            .collect()
+    }
 }
 
 /// Value and gradients of the mixture part of the DAGMM objective over one batch.

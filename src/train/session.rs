@@ -92,11 +92,7 @@ fn run(
             );
             let out = ck.model.infer(&ck.dev, &data);
             let factors = ck.meta.gmm.factorise().map_err(anyhow::Error::msg)?;
-            let energies: Vec<f64> = out
-                .z
-                .chunks(ck.model.config.z_width())
-                .map(|z| factors.energy(z))
-                .collect();
+            let energies = factors.energies(&out.z);
             let _ = events.send(TrainEvent::Finished {
                 epochs_done: ck.meta.epochs_done,
                 stopped_early: false,

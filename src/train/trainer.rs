@@ -198,11 +198,7 @@ pub fn fit_mixture(model: &Dagmm, dev: &Dev, data: &Matrix) -> Result<MixtureFit
     let c = &model.config;
     let gmm = GmmParams::fit(&out.z, &out.gamma, c.z_width(), c.components, c.cov_eps);
     let factors = gmm.factorise().map_err(anyhow::Error::msg)?;
-    let energies = out
-        .z
-        .chunks(c.z_width())
-        .map(|z| factors.energy(z))
-        .collect();
+    let energies = factors.energies(&out.z);
     Ok(MixtureFit {
         gmm,
         energies,

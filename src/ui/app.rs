@@ -12,7 +12,7 @@ use super::action::Action;
 use super::keymap::{KeyMode, Keymap};
 use super::text::{thousands, visible};
 use crate::data::{ColumnKind, LoadProgress, RawTable};
-use crate::eval::metrics::{auroc, precision_recall_f1};
+use crate::eval::metrics::{auroc_ranked, precision_recall_f1};
 use crate::logging;
 use crate::train::{Control, LoadedData, LossComponents, Scoring, TrainEvent};
 use crate::triage::{ExportRow, Journal, Mark, Marks};
@@ -260,7 +260,6 @@ pub struct App {
     /// Epochs done when the model was last saved.
     saved_epoch: Option<usize>,
     quit_after_save: bool,
-    pub checkpoint_pending: bool,
 }
 
 impl App {
@@ -307,7 +306,6 @@ impl App {
             last_search: None,
             saved_epoch: None,
             quit_after_save: false,
-            checkpoint_pending: false,
         }
     }
 
@@ -684,7 +682,6 @@ impl App {
             TrainEvent::Paused => self.phase = Phase::Paused,
             TrainEvent::Resumed => self.phase = Phase::Training,
             TrainEvent::CheckpointSaved(dir) => {
-                self.checkpoint_pending = false;
                 self.saved_epoch = Some(self.progress.epochs_done);
                 self.say(
                     Level::Info,
@@ -809,7 +806,9 @@ impl App {
                     count += u32::from(t.is_anomaly[row as usize]);
                     hits.push(count);
                 }
-                (hits, Some(auroc(&scoring.energies, &t.is_anomaly)))
+                let order = &scoring.order;
+                let auroc = auroc_ranked(&scoring.energies, &t.is_anomaly, |p| order[p] as usize);
+                (hits, Some(auroc))
             }
             _ => (Vec::new(), None),
         };
@@ -880,6 +879,12 @@ impl App {
             .ok()
     }
 
+    /// Selects `row` on the user's behalf: from now on the selection follows its row.
+    fn select(&mut self, row: u32) {
+        self.selected = Some(row);
+        self.selection_moved = true;
+    }
+
     fn move_selection(&mut self, delta: isize) {
         if self.visible.is_empty() {
             return;
@@ -891,8 +896,7 @@ impl App {
         let target = (current as isize)
             .saturating_add(delta)
             .clamp(0, self.visible.len() as isize - 1);
-        self.selected = Some(self.visible[target as usize]);
-        self.selection_moved = true;
+        self.select(self.visible[target as usize]);
         self.inspect_scroll = 0;
     }
 
@@ -939,8 +943,7 @@ impl App {
             .copied();
         match found {
             Some(row) => {
-                self.selected = Some(row);
-                self.selection_moved = true;
+                self.select(row);
             }
             None => self.say(Level::Info, "no unmarked row below".into()),
         }
@@ -1016,9 +1019,8 @@ impl App {
             .find(|&r| matches(r as usize));
         match found {
             Some(row) => {
-                self.selected = Some(row);
-                self.selection_moved = true;
                 let number = table.rows[row as usize].number;
+                self.select(row);
                 self.say(
                     Level::Info,
                     format!("'{}': row {number} (N: next match)", visible(query)),
@@ -1044,8 +1046,7 @@ impl App {
                     self.filter = Filter::All;
                     self.refresh_view();
                 }
-                self.selected = Some(row as u32);
-                self.selection_moved = true;
+                self.select(row as u32);
             }
             Err(_) => self.say(Level::Info, format!("no row {number} in the data")),
         }
@@ -1129,7 +1130,6 @@ impl App {
             self.say(Level::Info, "no model to save yet".into());
             return Vec::new();
         }
-        self.checkpoint_pending = true;
         self.say(Level::Info, "saving checkpoint…".into());
         vec![Effect::Control(Control::SaveCheckpoint(
             self.config.checkpoint_dir.clone(),

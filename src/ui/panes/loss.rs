@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph};
 use ratatui::Frame;
 
-use super::{block, sparkline, Look};
+use super::{before_history, block, sparkline, Look};
 use crate::train::LossComponents;
 use crate::ui::app::App;
 use crate::ui::text::number;
@@ -48,15 +48,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         return;
     }
     if app.loss_history.is_empty() && app.loss_live.is_none() {
-        frame.render_widget(
-            Paragraph::new(if app.config.training {
-                "waiting for the first steps…"
-            } else {
-                "model loaded from a checkpoint: no training in this session"
-            })
-            .style(t.muted),
-            inner,
-        );
+        before_history(frame, inner, app, t, "waiting for the first steps…");
         return;
     }
     let rows_each = (inner.height as usize / shown.len()).max(1);

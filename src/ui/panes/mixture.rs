@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
-use super::{bar, block, sparkline, Look};
+use super::{bar, before_history, block, sparkline, Look};
 use crate::ui::app::App;
 
 /// Draws the mixture pane into `area`.
@@ -16,15 +16,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
     let Some(latest) = app.phi_history.last() else {
-        frame.render_widget(
-            Paragraph::new(if app.config.training {
-                "after the first epoch…"
-            } else {
-                "no training in this session"
-            })
-            .style(t.muted),
-            inner,
-        );
+        before_history(frame, inner, app, t, "after the first epoch…");
         return;
     };
     let k = latest.len();

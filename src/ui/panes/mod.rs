@@ -101,6 +101,17 @@ pub fn overlay<'a>(
     inner
 }
 
+/// What a history pane shows before its first point: `waiting` while a model trains, or
+/// that nothing trains when the model came from a checkpoint.
+pub fn before_history(frame: &mut Frame, area: Rect, app: &App, theme: &Theme, waiting: &str) {
+    let text = if app.config.training {
+        waiting
+    } else {
+        "model from a checkpoint: no training in this session"
+    };
+    frame.render_widget(Paragraph::new(text).style(theme.muted), area);
+}
+
 /// Eighth blocks for text sparklines, lowest first.
 const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
