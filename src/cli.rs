@@ -19,7 +19,16 @@ use crate::train::{
     WorkerOptions,
 };
 use crate::triage::write_scores;
+use crate::ui::text::{json_safe, visible};
 use crate::ui::WorkbenchOptions;
+
+/// `eprintln!` for lines that may carry untrusted text (file names, cells, column names):
+/// control, bidi and zero-width characters are printed as visible escapes, never raw.
+macro_rules! tell {
+    ($($arg:tt)*) => {
+        eprintln!("{}", visible(&format!($($arg)*)))
+    };
+}
 
 /// Unsupervised anomaly detection on tabular data with DAGMM.
 #[derive(Debug, Parser)]
@@ -293,7 +302,7 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            tell!("error: {e:#}");
             1
         }
     }
@@ -369,7 +378,7 @@ fn train(cmd: &TrainCommand, data_args: &DataArgs, settings: &SettingsArgs) -> R
     let all: Vec<usize> = (0..table.len()).collect();
     let (encoder, notes) = Encoder::fit(&table, &all, data_args.scale);
     for note in table.notes.iter().chain(&notes) {
-        eprintln!("note: {note}");
+        tell!("note: {note}");
     }
     let model = settings.model_for(encoder.width());
     model.validate().map_err(anyhow::Error::msg)?;
@@ -401,7 +410,7 @@ fn train(cmd: &TrainCommand, data_args: &DataArgs, settings: &SettingsArgs) -> R
         &trained.energies,
         table.labels.as_ref(),
     )?;
-    eprintln!(
+    tell!(
         "wrote {} and the checkpoint in {}",
         scores_path.display(),
         cmd.out.display()
@@ -412,13 +421,13 @@ fn train(cmd: &TrainCommand, data_args: &DataArgs, settings: &SettingsArgs) -> R
 fn report_progress(event: &TrainEvent, json: bool) {
     if json {
         if let Some(value) = event_json(event) {
-            eprintln!("{value}");
+            tell!("{}", json_safe(&value.to_string()));
         }
         return;
     }
     match event {
         TrainEvent::Started { rows, features, epochs, .. } => {
-            eprintln!("training on {rows} rows × {features} features for {epochs} epochs")
+            tell!("training on {rows} rows × {features} features for {epochs} epochs")
         }
         TrainEvent::Epoch {
             epoch,
@@ -426,7 +435,7 @@ fn report_progress(event: &TrainEvent, json: bool) {
             phi,
             samples_per_sec,
             elapsed_secs,
-        } => eprintln!(
+        } => tell!(
             "epoch {epoch}: loss {:.5} (recon {:.5}, energy {:.4}, cov {:.4}) φ [{}] {:.0} samples/s, {:.1} s",
             loss.total,
             loss.reconstruction,
@@ -436,8 +445,8 @@ fn report_progress(event: &TrainEvent, json: bool) {
             samples_per_sec,
             elapsed_secs
         ),
-        TrainEvent::Warning(w) => eprintln!("warning: {w}"),
-        TrainEvent::Failed(e) => eprintln!("error: {e}"),
+        TrainEvent::Warning(w) => tell!("warning: {w}"),
+        TrainEvent::Failed(e) => tell!("error: {e}"),
         _ => {}
     }
 }
@@ -515,9 +524,9 @@ fn score(cmd: &ScoreCommand) -> Result<()> {
     )?;
     writer.flush()?;
     if unseen > 0 {
-        eprintln!("warning: {unseen} categorical cells had a level not seen in training (encoded as all zeros)");
+        tell!("warning: {unseen} categorical cells had a level not seen in training (encoded as all zeros)");
     }
-    eprintln!("scored {rows} rows");
+    tell!("scored {rows} rows");
     Ok(())
 }
 
@@ -542,7 +551,7 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
         &table,
         &opts,
         |w| settings.model_for(w),
-        |line| eprintln!("{line}"),
+        |line| tell!("{line}"),
     )?;
     let summary = Summary::of(&reports);
     if cmd.json {
@@ -553,7 +562,7 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
             "runs": reports,
             "summary": summary,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", json_safe(&serde_json::to_string_pretty(&value)?));
     } else {
         print_table(&reports, &summary);
     }

@@ -146,3 +146,24 @@ fn missing_values_can_be_filled_or_dropped() {
         assert_eq!(scores.lines().count(), expected_rows + 1, "{policy}");
     }
 }
+
+#[test]
+fn hostile_text_in_an_error_is_printed_as_visible_escapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = "x,y\u{202e}\n".to_string();
+    for i in 0..20 {
+        csv += &format!("{i},{i}\n");
+    }
+    csv += "21,\x1b]0;pwned\x07\x1b[2J\u{9b}31m\n";
+    // The file name carries an escape sequence too.
+    let path = write(dir.path(), "bad\x1b[2J.csv", csv.as_bytes());
+    let out = run(&["train", path.to_str().unwrap(), "--out", "/nonexistent"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    for raw in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
+        assert!(!err.contains(raw), "raw {raw:?} in: {err:?}");
+    }
+    assert!(err.contains("bad\\x1b[2J.csv:22"), "{err}");
+    assert!(err.contains("column 'y\\u202e'"), "{err}");
+    assert!(err.contains("]0;pwned"), "{err}");
+}

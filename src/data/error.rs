@@ -46,7 +46,7 @@ impl fmt::Display for DataError {
             write!(f, ":{line}")?;
         }
         if let Some(column) = &self.column {
-            write!(f, ": column '{column}'")?;
+            write!(f, ": column '{}'", super::table::brief(column))?;
         }
         write!(f, ": {}", self.message)
     }

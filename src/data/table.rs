@@ -157,6 +157,36 @@ fn parse_number(cell: &str) -> Option<f64> {
     t.parse::<f64>().ok()
 }
 
+/// `true` when `v` survives the conversion to the f32 the model computes in: `1e39` is a
+/// finite f64 but would silently become infinity.
+fn fits_f32(v: f64) -> bool {
+    v.is_finite() && (v as f32).is_finite()
+}
+
+/// Cells quoted in error messages are cut to this many characters: a 1 MB field must not
+/// become a 1 MB error line.
+const QUOTE_CHARS: usize = 60;
+
+/// `text` cut to [`QUOTE_CHARS`] characters (ending in `…` when cut), for names in messages.
+pub(crate) fn brief(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// `cell` quoted for an error message, cut to [`QUOTE_CHARS`] characters.
+fn quoted(cell: &str) -> String {
+    let mut chars = cell.chars();
+    let head: String = chars.by_ref().take(QUOTE_CHARS).collect();
+    let rest = chars.count();
+    if rest == 0 {
+        format!("{head:?}")
+    } else {
+        format!("{head:?}… ({rest} more characters)")
+    }
+}
+
 /// Per-column facts gathered by the first pass.
 #[derive(Default)]
 struct ColumnStats {
@@ -246,6 +276,18 @@ fn read_header(path: &Path, delimiter: u8) -> Result<Vec<String>, DataError> {
                 format!("header field {} has no name", i + 1),
             ));
         }
+        if name.contains(['\n', '\r']) {
+            return Err(DataError::at(
+                path,
+                1,
+                None,
+                format!(
+                    "header field {} runs over several lines ({}): is a quote left open?",
+                    i + 1,
+                    quoted(name)
+                ),
+            ));
+        }
         if let Some(first) = seen.insert(name.clone(), i) {
             return Err(DataError::at(
                 path,
@@ -289,9 +331,9 @@ fn check_named_columns(
 
 /// The first ten `names`, comma separated, with "…" when there are more.
 fn preview(names: &[String]) -> String {
-    let mut shown: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+    let mut shown: Vec<String> = names.iter().take(10).map(|n| brief(n)).collect();
     if names.len() > 10 {
-        shown.push("…");
+        shown.push("…".into());
     }
     shown.join(", ")
 }
@@ -334,7 +376,7 @@ fn first_pass(
             match parse_number(cell) {
                 Some(v) => {
                     s.numbers += 1;
-                    if !v.is_finite() && s.first_non_finite.is_none() {
+                    if !fits_f32(v) && s.first_non_finite.is_none() {
                         s.first_non_finite = Some((line, cell.to_string()));
                     }
                 }
@@ -373,7 +415,8 @@ fn decide_kinds(
                 return Err(DataError::file(
                     path,
                     format!(
-                        "the model was trained with column '{name}', which this file does not have"
+                        "the model was trained with column '{}', which this file does not have",
+                        brief(name)
                     ),
                 ));
             }
@@ -392,10 +435,12 @@ fn decide_kinds(
                     line,
                     Some(name),
                     format!(
-                        "expected a number, found {value:?} ({} of {} values in this column are numbers; \
-                         use --categorical {name} to treat it as categorical)",
+                        "expected a number, found {} ({} of {} values in this column are numbers; \
+                         use --categorical {} to treat it as categorical)",
+                        quoted(&value),
                         s.numbers,
-                        s.numbers + s.texts
+                        s.numbers + s.texts,
+                        brief(name)
                     ),
                 ));
             }
@@ -407,7 +452,7 @@ fn decide_kinds(
                     path,
                     *line,
                     Some(name),
-                    format!("expected a number, found {value:?}"),
+                    format!("expected a number, found {}", quoted(value)),
                 ));
             }
             if let Some((line, value)) = &s.first_non_finite {
@@ -415,7 +460,10 @@ fn decide_kinds(
                     path,
                     *line,
                     Some(name),
-                    format!("{value:?} is not a finite number"),
+                    format!(
+                        "{} is not a finite 32-bit number (|x| < 3.4e38)",
+                        quoted(value)
+                    ),
                 ));
             }
         }
@@ -632,8 +680,8 @@ impl TableBuilder {
                     line,
                     Some(&self.header[c]),
                     format!(
-                        "missing value {:?} (use --missing mean or --missing drop to accept missing values)",
-                        &record[c]
+                        "missing value {} (use --missing mean or --missing drop to accept missing values)",
+                        quoted(&record[c])
                     ),
                 ));
             }
@@ -644,16 +692,14 @@ impl TableBuilder {
                 self.numeric.push(f32::NAN);
                 continue;
             }
-            let value = parse_number(cell)
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| {
-                    DataError::at(
-                        &self.path,
-                        line,
-                        Some(&self.header[c]),
-                        format!("expected a finite number, found {cell:?}"),
-                    )
-                })?;
+            let value = parse_number(cell).filter(|&v| fits_f32(v)).ok_or_else(|| {
+                DataError::at(
+                    &self.path,
+                    line,
+                    Some(&self.header[c]),
+                    format!("expected a finite 32-bit number, found {}", quoted(cell)),
+                )
+            })?;
             self.numeric.push(value as f32);
         }
         for (j, &c) in self.categorical_idx.iter().enumerate() {

@@ -346,6 +346,8 @@ impl App {
 
     /// Shows a message in the footer (and logs warnings and errors).
     pub fn say(&mut self, level: Level, text: String) {
+        // Messages quote file names, columns and cells: escaped here, whatever their source.
+        let text = visible(&text).into_owned();
         if level != Level::Info {
             logging::log(
                 if level == Level::Error {
@@ -704,6 +706,7 @@ impl App {
             }
             TrainEvent::Scored(scoring) => self.scored(scoring),
             TrainEvent::Failed(e) => {
+                let e = visible(&e).into_owned();
                 self.say(Level::Error, e.clone());
                 self.phase = Phase::Failed(e);
             }

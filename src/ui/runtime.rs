@@ -336,7 +336,10 @@ fn main_loop(
             let started = Instant::now();
             let _ = execute!(terminal.backend_mut(), BeginSynchronizedUpdate);
             let drawn = terminal
-                .draw(|frame| panes::draw(frame, app, look))
+                .draw(|frame| {
+                    panes::draw(frame, app, look);
+                    panes::guard(frame.buffer_mut());
+                })
                 .map(|_| ());
             let _ = execute!(terminal.backend_mut(), EndSynchronizedUpdate);
             if let Err(e) = drawn {

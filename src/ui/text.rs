@@ -8,7 +8,7 @@ use std::fmt::Write;
 use unicode_width::UnicodeWidthStr;
 
 /// `true` for characters that must not reach a terminal raw.
-fn is_unsafe(c: char) -> bool {
+pub fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -35,6 +35,24 @@ pub fn visible(text: &str) -> Cow<'_, str> {
             let _ = write!(out, "\\x{:02x}", c as u32);
         } else {
             let _ = write!(out, "\\u{:04x}", c as u32);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Serialised JSON made terminal-safe without changing its meaning: every unsafe
+/// character becomes a `\uXXXX` escape. serde_json escapes C0 controls but leaves DEL, C1
+/// and bidi characters raw; they can only occur inside strings, where the escape means the same.
+pub fn json_safe(json: &str) -> Cow<'_, str> {
+    if !json.chars().any(is_unsafe) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 8);
+    for c in json.chars() {
+        if is_unsafe(c) {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        } else {
+            out.push(c);
         }
     }
     Cow::Owned(out)
@@ -109,6 +127,11 @@ mod tests {
         assert_eq!(visible("a\x1b[31mred"), "a\\x1b[31mred");
         assert_eq!(visible("\u{202e}evil\u{200b}"), "\\u202eevil\\u200b");
         assert_eq!(visible("tab\there\u{9b}"), "tab\\x09here\\u009b");
+        let json = serde_json::json!({ "cell": "a\u{7f}\u{9b}\u{202e}\x1b" }).to_string();
+        let safe = json_safe(&json);
+        assert!(!safe.chars().any(is_unsafe), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["cell"], "a\u{7f}\u{9b}\u{202e}\x1b");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod mixture;
 pub mod status;
 pub mod table;
 
+use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::Line;
@@ -17,6 +18,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::app::{App, Mode};
+use super::text::is_unsafe;
 use super::theme::Theme;
 
 /// Smallest terminal the layout fits.
@@ -77,6 +79,18 @@ pub fn draw(frame: &mut Frame, app: &App, look: &Look) {
         Mode::Inspect => inspect::draw(frame, overlay, app, look),
         Mode::Help { .. } => help::draw(frame, overlay, app, look),
         _ => {}
+    }
+}
+
+/// Last line of defence, run on every frame before it reaches the terminal: a cell still
+/// holding a control, bidi or zero-width character (a pane that forgot to escape its text)
+/// shows `�` instead. Panes escape text themselves, visibly; this only keeps a slip from
+/// ever driving the terminal.
+pub fn guard(buffer: &mut Buffer) {
+    for cell in &mut buffer.content {
+        if cell.symbol().chars().any(is_unsafe) {
+            cell.set_symbol("\u{fffd}");
+        }
     }
 }
 
@@ -154,5 +168,16 @@ mod tests {
         assert_eq!(bar(0.5, 4), "██");
         assert_eq!(bar(1.0 / 16.0, 4), "▎");
         assert_eq!(bar(0.0, 4), "");
+    }
+
+    #[test]
+    fn guard_replaces_raw_control_cells() {
+        let mut buffer = Buffer::empty(Rect::new(0, 0, 3, 1));
+        buffer[(0, 0)].set_symbol("\x1b");
+        buffer[(1, 0)].set_symbol("\u{202e}");
+        buffer[(2, 0)].set_symbol("a");
+        guard(&mut buffer);
+        let symbols: Vec<&str> = buffer.content.iter().map(|c| c.symbol()).collect();
+        assert_eq!(symbols, ["\u{fffd}", "\u{fffd}", "a"]);
     }
 }
