@@ -365,3 +365,94 @@ fn sigterm_saves_a_checkpoint_and_restores_the_terminal() {
         );
     });
 }
+
+/// Every line of `screen` that ends in a border is exactly `width` columns wide: wide and
+/// combining characters kept the layout aligned.
+fn assert_aligned(screen: &str, width: usize) {
+    for line in screen.lines() {
+        if line.ends_with(['│', '┐', '┘']) {
+            assert_eq!(
+                unicode_width::UnicodeWidthStr::width(line),
+                width,
+                "misaligned line: {line:?}"
+            );
+        }
+    }
+}
+
+/// No control, bidi or zero-width character in `text` (tmux would have acted on one).
+fn assert_clean(what: &str, text: &str) {
+    let bad: Vec<char> = text
+        .chars()
+        .filter(|&c| c != '\n' && dagmm_tui::ui::text::is_unsafe(c))
+        .collect();
+    assert!(bad.is_empty(), "raw {bad:?} in {what}:\n{text}");
+}
+
+#[test]
+fn hostile_file_shows_escapes_and_drives_nothing() {
+    if !have_tmux() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::hostile_csv(dir.path(), 400);
+    let state = dir.path().join("state");
+    let command = format!(
+        "exec {} '{}' --label '{}' --anomaly 'evil\x1b[5m' --epochs 3000 --batch 64 --rescore-every 2 --state-dir {}",
+        env!("CARGO_BIN_EXE_dagmm-tui"),
+        data.display(),
+        common::HOSTILE_LABEL,
+        state.display()
+    );
+    let tmux = Tmux::start(&command, dir.path());
+    let table = tmux.wait_for("the ranked table", 60, |s| {
+        s.contains("Ranked by energy · epoch")
+    });
+    tmux.keys(&["Space"]);
+    tmux.wait_for("pause", 30, |s| s.contains("‖ paused"));
+    let mut seen = tmux.screen();
+    // Inspect the top rows: between them they hold every protocol value.
+    for _ in 0..6 {
+        tmux.keys(&["Enter"]);
+        seen += &tmux.wait_for("the inspect view", 10, |s| s.contains("why flagged"));
+        tmux.keys(&["Escape"]);
+        tmux.wait_for("the table again", 10, |s| !s.contains("why flagged"));
+        tmux.keys(&["j"]);
+    }
+    // A pasted bidi override in the search prompt.
+    tmux.keys(&["/"]);
+    tmux.keys(&["-l", "x\u{202e}y"]);
+    seen += &tmux.wait_for("the search prompt", 10, |s| s.contains("x\\u202ey"));
+    tmux.keys(&["Escape"]);
+    for screen in seen.split("\n\n") {
+        assert_aligned(screen, 120);
+    }
+    assert_clean("the screen", &seen);
+    for shown in [
+        "hostile\\x1b[1m.csv",
+        "dur\\x1b[31m",
+        "proto\\u202e",
+        "evil\\x1b[5m",
+        "\\x1b]0;pwned\\x07",
+        "\\u009b2J\\u202etxt",
+        "zero\\u200bwidth",
+        "漢字",
+    ] {
+        assert!(seen.contains(shown), "{shown} not on screen:\n{table}");
+    }
+    // The OSC sequence in a cell did not retitle the pane.
+    let title = tmux
+        .run(&["display-message", "-p", "#{pane_title}"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&title.stdout).contains("pwned"));
+
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("the quit question", 10, |s| s.contains("Quit?"));
+    tmux.keys(&["y"]);
+    tmux.wait_dead(20);
+    assert_clean("the output after exit", &tmux.history());
+    let log = std::fs::read_to_string(state.join("dagmm-tui.log")).unwrap();
+    assert_clean("the log", &log);
+}

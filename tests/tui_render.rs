@@ -2,6 +2,7 @@
 //! every pane, the inspect view and the help overlay. The snapshots under
 //! `tests/snapshots/` were reviewed by eye; `cargo insta review` shows any change.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use dagmm_tui::ui::action::Action;
 use dagmm_tui::ui::app::{App, AppConfig, Msg};
 use dagmm_tui::ui::keymap::Keymap;
 use dagmm_tui::ui::panes::{draw, Look};
+use dagmm_tui::ui::text::is_unsafe;
 use dagmm_tui::ui::theme::{ColorDepth, Theme};
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -43,11 +45,15 @@ fn config() -> AppConfig {
 }
 
 fn loaded() -> Arc<LoadedData> {
+    loaded_from(&common::sample(), "attack")
+}
+
+fn loaded_from(path: &Path, label: &str) -> Arc<LoadedData> {
     let read = ReadOptions {
-        label: Some("attack".into()),
+        label: Some(label.into()),
         ..Default::default()
     };
-    let table = read_table(&common::sample(), &read, None).unwrap();
+    let table = read_table(path, &read, None).unwrap();
     let all: Vec<usize> = (0..table.len()).collect();
     let (encoder, notes) = Encoder::fit(&table, &all, ScaleKind::Minmax);
     Arc::new(LoadedData {
@@ -104,9 +110,13 @@ fn scoring(rows: usize, features: usize, epoch: usize) -> Arc<Scoring> {
 
 /// An app that has loaded the sample, trained `epochs` of 20 epochs, and scored.
 fn trained_app(epochs: usize) -> App {
+    trained_app_on(config(), loaded(), epochs)
+}
+
+/// An app that has loaded `data`, trained `epochs` of 20 epochs, and scored.
+fn trained_app_on(config: AppConfig, data: Arc<LoadedData>, epochs: usize) -> App {
     let now = Instant::now();
-    let mut app = App::new(config(), Keymap::default(), Marks::default(), None, now);
-    let data = loaded();
+    let mut app = App::new(config, Keymap::default(), Marks::default(), None, now);
     let (rows, features) = (data.table.len(), data.feature_names.len());
     let events = [
         TrainEvent::Loaded(data),
@@ -165,12 +175,13 @@ fn key(c: char) -> Msg {
     Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
 }
 
-/// Every cell's symbol is printable: no control byte reaches the terminal.
+/// Every cell's symbol is printable: no control, bidi or zero-width character reaches the
+/// terminal.
 fn assert_printable(terminal: &Terminal<TestBackend>) {
     for cell in terminal.backend().buffer().content() {
         assert!(
-            !cell.symbol().chars().any(char::is_control),
-            "control character in {:?}",
+            !cell.symbol().chars().any(is_unsafe),
+            "unsafe character in {:?}",
             cell.symbol()
         );
     }
@@ -322,4 +333,57 @@ fn selection_stays_on_top_until_moved_then_follows_its_row() {
     assert_eq!(app.selected, Some(chosen));
     // Second from the top before, so near the bottom now (ties may reorder a few).
     assert!(app.visible_index(chosen).unwrap() > rows - 10);
+}
+
+#[test]
+fn hostile_text_shows_as_visible_escapes_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::hostile_csv(dir.path(), 60);
+    let data = loaded_from(&path, common::HOSTILE_LABEL);
+    let hostile = AppConfig {
+        file: path.file_name().unwrap().to_string_lossy().into_owned(),
+        export_stem: "hostile".into(),
+        anomaly: Some("evil\x1b[5m".into()),
+        ..config()
+    };
+    let mut app = trained_app_on(hostile, data, 3);
+    // Every escape the file holds, as the user must see it somewhere on screen.
+    let mut expected = vec![
+        "hostile\\x1b[1m.csv",
+        "dur\\x1b[31m",
+        "evil\\x1b[5m",
+        "proto\\u202e",
+        "\\x1b]0;pwned\\x07",
+        "zero\\u200bwidth",
+        "\\u009b2J\\u202etxt.exe",
+    ];
+    let mut seen = String::new();
+    let mut look_at = |app: &App, w: u16, h: u16| {
+        let terminal = render(app, w, h);
+        assert_printable(&terminal);
+        seen += &terminal.backend().to_string();
+    };
+    look_at(&app, 160, 48);
+    look_at(&app, 80, 24);
+    // The inspect view of a few rows: every protocol value and column name.
+    for _ in 0..6 {
+        app.apply(Action::Inspect);
+        look_at(&app, 160, 48);
+        app.update(Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
+        app.update(key('j'));
+    }
+    // A search prompt holding pasted characters (control ones are refused, a bidi override
+    // is kept and shown escaped), then its answer in the status line.
+    app.apply(Action::Search);
+    for c in "\x1b[2J\u{202e}x".chars() {
+        app.update(key(c));
+    }
+    look_at(&app, 80, 24);
+    app.update(Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)));
+    look_at(&app, 80, 24);
+    expected.push("Search (row #N or text): [2J\\u202ex");
+    expected.push("'[2J\\u202ex': no match");
+    for text in expected {
+        assert!(seen.contains(text), "{text} not shown");
+    }
 }

@@ -205,7 +205,7 @@ pub struct ChartOptions {
 /// Settings the app starts with.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    /// File name as shown (escaped).
+    /// File name to show ([`App::new`] escapes it).
     pub file: String,
     /// Stem for the default export name.
     pub export_stem: String,
@@ -271,6 +271,11 @@ impl App {
         journal: Option<Journal>,
         now: Instant,
     ) -> Self {
+        // The file name is untrusted text like any cell.
+        let config = AppConfig {
+            file: visible(&config.file).into_owned(),
+            ..config
+        };
         App {
             contamination: config.contamination,
             config,

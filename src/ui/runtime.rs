@@ -100,11 +100,10 @@ pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
     let training = matches!(plan.model, crate::train::ModelSource::Train(_));
     let data_path = plan.data.clone();
     let config = AppConfig {
-        file: visible(&plan.data.file_name().map_or_else(
+        file: plan.data.file_name().map_or_else(
             || plan.data.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
-        ))
-        .into_owned(),
+        ),
         export_stem: export_stem(&plan.data),
         anomaly: options.anomaly.clone(),
         contamination: options.contamination,

@@ -36,3 +36,34 @@ pub fn small_sample(dir: &Path, rows: usize) -> PathBuf {
     let head: Vec<&str> = text.lines().take(rows + 1).collect();
     write(dir, "small.csv", (head.join("\n") + "\n").as_bytes())
 }
+
+/// Label column of [`hostile_csv`]; its name carries an escape sequence too.
+pub const HOSTILE_LABEL: &str = "label\x1b[2J";
+
+/// A CSV whose column names, cells and labels carry escape sequences, other control
+/// characters, bidi overrides, zero-width, wide and combining characters: nothing in it
+/// may reach a terminal raw. `rows` data rows; every 10th is labelled anomalous.
+pub fn hostile_csv(dir: &Path, rows: usize) -> PathBuf {
+    const PROTOCOLS: [&str; 6] = [
+        "tcp",
+        "\x1b]0;pwned\x07",
+        "漢字",
+        "e\u{301}te",
+        "zero\u{200b}width",
+        "\u{9b}2J\u{202e}txt.exe",
+    ];
+    let mut text = format!("dur\x1b[31m,bytes,proto\u{202e},{HOSTILE_LABEL}\n");
+    for i in 0..rows {
+        let anomalous = i % 10 == 0;
+        let (dur, bytes) = if anomalous {
+            (50.0 + i as f64, 9000.0 - i as f64)
+        } else {
+            ((i % 7) as f64, 100.0 + (i % 13) as f64)
+        };
+        let label = if anomalous { "evil\x1b[5m" } else { "normal" };
+        // Consecutive anomalous rows cycle through every protocol value.
+        let protocol = PROTOCOLS[(i + i / 10) % PROTOCOLS.len()];
+        text += &format!("{dur},{bytes},{protocol},{label}\n");
+    }
+    write(dir, "hostile\x1b[1m.csv", text.as_bytes())
+}
