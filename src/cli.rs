@@ -2,7 +2,7 @@
 //! hyperparameter is a flag and may also come from a TOML `--config` file (flags win).
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use crate::train::{
     checkpoint, default_epochs, DataContext, ModelSource, SessionPlan, TrainConfig, TrainEvent,
     WorkerOptions,
 };
-use crate::triage::write_scores;
+use crate::triage::{write_scores, CellSafety};
 use crate::ui::text::{json_safe, visible};
 use crate::ui::WorkbenchOptions;
 
@@ -44,6 +44,10 @@ pub struct Cli {
     pub data_args: DataArgs,
     #[command(flatten)]
     pub settings: SettingsArgs,
+    /// Write CSV text cells exactly as read, even ones a spreadsheet would run as formulas
+    /// (by default cells starting with = + - @ tab or CR get a leading ').
+    #[arg(long, global = true)]
+    pub raw_cells: bool,
 }
 
 /// Options of the terminal workbench (`dagmm-tui DATA`).
@@ -312,12 +316,17 @@ pub fn main() -> i32 {
 pub fn run(cli: Cli) -> Result<()> {
     let settings = cli.settings.resolved()?;
     settings.apply_threads();
+    let safety = if cli.raw_cells {
+        CellSafety::Raw
+    } else {
+        CellSafety::Defuse
+    };
     match cli.command {
-        Some(Command::Train(cmd)) => train(&cmd, &cli.data_args, &settings),
-        Some(Command::Score(cmd)) => score(&cmd),
+        Some(Command::Train(cmd)) => train(&cmd, &cli.data_args, &settings, safety),
+        Some(Command::Score(cmd)) => score(&cmd, safety),
         Some(Command::Eval(cmd)) => eval(&cmd, &cli.data_args, &settings),
         None => match cli.data {
-            Some(data) => workbench(data, &cli.workbench, &cli.data_args, settings),
+            Some(data) => workbench(data, &cli.workbench, &cli.data_args, settings, safety),
             None => bail!("no data file given; try 'dagmm-tui --help'"),
         },
     }
@@ -328,6 +337,7 @@ fn workbench(
     args: &WorkbenchArgs,
     data_args: &DataArgs,
     settings: SettingsArgs,
+    safety: CellSafety,
 ) -> Result<()> {
     if !data.is_file() {
         bail!("{}: no such file", data.display());
@@ -368,11 +378,17 @@ fn workbench(
                 .unwrap_or_else(crate::ui::runtime::default_state_dir),
             anomaly: args.anomaly.clone(),
             contamination: args.flag_percent / 100.0,
+            safety,
         },
     )
 }
 
-fn train(cmd: &TrainCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Result<()> {
+fn train(
+    cmd: &TrainCommand,
+    data_args: &DataArgs,
+    settings: &SettingsArgs,
+    safety: CellSafety,
+) -> Result<()> {
     let read = data_args.read_options();
     let table = read_table(&cmd.data, &read, None)?;
     let all: Vec<usize> = (0..table.len()).collect();
@@ -409,6 +425,7 @@ fn train(cmd: &TrainCommand, data_args: &DataArgs, settings: &SettingsArgs) -> R
         &table.rows,
         &trained.energies,
         table.labels.as_ref(),
+        safety,
     )?;
     tell!(
         "wrote {} and the checkpoint in {}",
@@ -486,9 +503,19 @@ fn event_json(event: &TrainEvent) -> Option<serde_json::Value> {
     })
 }
 
-fn score(cmd: &ScoreCommand) -> Result<()> {
+fn score(cmd: &ScoreCommand, safety: CellSafety) -> Result<()> {
     let ck = checkpoint::load(&cmd.model)?;
     let gmm = ck.meta.gmm.factorise().map_err(anyhow::Error::msg)?;
+    // Label text shown on a terminal is escaped like everything else on screen.
+    let to_terminal = cmd.out.is_none() && std::io::stdout().is_terminal();
+    let cell = |text: &str| {
+        let text = safety.apply(text);
+        if to_terminal {
+            visible(&text).into_owned()
+        } else {
+            text.into_owned()
+        }
+    };
     let out: Box<dyn Write> = match &cmd.out {
         Some(path) => {
             Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
@@ -506,7 +533,7 @@ fn score(cmd: &ScoreCommand) -> Result<()> {
         |chunk| {
             if !header_written {
                 let mut header = vec!["row".to_string(), "energy".to_string()];
-                header.extend(chunk.labels.as_ref().map(|l| l.column.clone()));
+                header.extend(chunk.labels.as_ref().map(|l| cell(&l.column)));
                 writer.write_record(&header)?;
                 header_written = true;
             }
@@ -516,7 +543,7 @@ fn score(cmd: &ScoreCommand) -> Result<()> {
             let energies = ck.model.energies(&ck.dev, &encoded.matrix, &gmm);
             for (i, row) in chunk.rows.iter().enumerate() {
                 let mut record = vec![row.number.to_string(), energies[i].to_string()];
-                record.extend(chunk.labels.as_ref().map(|l| l.name(i).to_string()));
+                record.extend(chunk.labels.as_ref().map(|l| cell(l.name(i))));
                 writer.write_record(&record)?;
             }
             Ok(())

@@ -166,3 +166,48 @@ fn every_command_has_help() {
         assert!(String::from_utf8_lossy(&result.stdout).contains("Usage"));
     }
 }
+
+#[test]
+fn formula_labels_are_defused_in_score_files_unless_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("x,y,@tag\n");
+    for i in 0..64 {
+        let label = if i % 8 == 0 {
+            "=HYPERLINK(\"http://x\")"
+        } else {
+            "-5"
+        };
+        text += &format!("{},{},{label}\n", i % 9, (i * 7) % 11);
+    }
+    let data = common::write(dir.path(), "formulas.csv", text.as_bytes());
+    let data = data.to_str().unwrap();
+    let scores = |extra: &[&str]| {
+        let out = dir.path().join("model");
+        let mut args = vec![
+            "train",
+            data,
+            "--out",
+            out.to_str().unwrap(),
+            "--label",
+            "@tag",
+        ];
+        args.extend_from_slice(&["--epochs", "1", "--batch", "32"]);
+        args.extend_from_slice(extra);
+        let result = run(&args);
+        assert!(result.status.success(), "{}", stderr(&result));
+        let mut reader = csv::Reader::from_path(out.join("scores.csv")).unwrap();
+        let header = reader.headers().unwrap().clone();
+        let labels: Vec<String> = reader
+            .records()
+            .map(|r| r.unwrap()[3].to_string())
+            .collect();
+        (header[3].to_string(), labels)
+    };
+    let (column, labels) = scores(&[]);
+    assert_eq!(column, "'@tag");
+    assert_eq!(labels[0], "'=HYPERLINK(\"http://x\")");
+    assert_eq!(labels[1], "-5", "plain numbers stay as they were");
+    let (column, labels) = scores(&["--raw-cells"]);
+    assert_eq!(column, "@tag");
+    assert_eq!(labels[0], "=HYPERLINK(\"http://x\")");
+}

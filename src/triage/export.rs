@@ -1,6 +1,7 @@
 //! Exporting triaged rows: the original record text plus energy, rank and mark, as CSV or
 //! JSON lines, written to a temporary file and renamed so a crash never leaves half a file.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -28,6 +29,46 @@ impl ExportFormat {
     }
 }
 
+/// Whether CSV text cells that a spreadsheet would run as a formula are defused. Exports
+/// and score files get opened in spreadsheets; a cell like `=HYPERLINK(...)` from an
+/// untrusted file must not run there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CellSafety {
+    /// Text starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'` (the OWASP
+    /// advice); plain numbers, negatives included, stay exactly as they were.
+    #[default]
+    Defuse,
+    /// Every cell exactly as read (`--raw-cells`).
+    Raw,
+}
+
+impl CellSafety {
+    /// `cell` as it is to be written to a CSV file.
+    pub fn apply(self, cell: &str) -> Cow<'_, str> {
+        if self == CellSafety::Raw || !runs_as_formula(cell) {
+            Cow::Borrowed(cell)
+        } else {
+            Cow::Owned(format!("'{cell}"))
+        }
+    }
+}
+
+/// `true` for text a spreadsheet may evaluate: it starts (leading spaces aside) with a
+/// formula trigger and is not a plain number such as `-3.5` or `+1e5`.
+fn runs_as_formula(cell: &str) -> bool {
+    let triggers = ['=', '+', '-', '@', '\t', '\r'];
+    let starts = cell.starts_with(triggers) || cell.trim_start_matches(' ').starts_with(triggers);
+    starts && !is_plain_number(cell)
+}
+
+/// Digits, sign, point and exponent only, and a finite number (`-inf` is text).
+fn is_plain_number(cell: &str) -> bool {
+    let t = cell.trim_matches(' ');
+    t.bytes()
+        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+        && t.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
 /// One row to export, in the order it is to be written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportRow {
@@ -38,8 +79,16 @@ pub struct ExportRow {
     pub mark: Option<Mark>,
 }
 
-/// Writes `rows` of the CSV `data` to `out` and returns how many were written.
-pub fn export(data: &Path, delimiter: u8, rows: &[ExportRow], out: &Path) -> Result<usize> {
+/// Writes `rows` of the CSV `data` to `out` and returns how many were written. CSV cells
+/// go through `safety`; JSON lines keep the exact text (no spreadsheet opens them, and
+/// programs reading them want the data unchanged).
+pub fn export(
+    data: &Path,
+    delimiter: u8,
+    rows: &[ExportRow],
+    out: &Path,
+    safety: CellSafety,
+) -> Result<usize> {
     let wanted: BTreeSet<u64> = rows.iter().map(|r| r.record).collect();
     let (header, records) = read_records(data, delimiter, &wanted)?;
     let found: Vec<(&ExportRow, &csv::StringRecord)> = rows
@@ -52,7 +101,7 @@ pub fn export(data: &Path, delimiter: u8, rows: &[ExportRow], out: &Path) -> Res
         .and_then(|file| {
             let mut file = BufWriter::new(file);
             match ExportFormat::from_path(out) {
-                ExportFormat::Csv => write_csv(&mut file, &header, &found)?,
+                ExportFormat::Csv => write_csv(&mut file, &header, &found, safety)?,
                 ExportFormat::JsonLines => write_json_lines(&mut file, &header, &found)?,
             }
             let file = file.into_inner().map_err(|e| e.into_error())?;
@@ -84,17 +133,26 @@ fn write_csv(
     out: &mut impl Write,
     header: &[String],
     rows: &[(&ExportRow, &csv::StringRecord)],
+    safety: CellSafety,
 ) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
     let extra = ["energy", "rank", "mark"];
-    w.write_record(header.iter().map(String::as_str).chain(extra))?;
+    let names: Vec<Cow<str>> = header.iter().map(|h| safety.apply(h)).collect();
+    w.write_record(
+        names
+            .iter()
+            .map(|n| n.as_bytes())
+            .chain(extra.map(str::as_bytes)),
+    )?;
     for (row, record) in rows {
         let extra = [
             row.energy.to_string(),
             row.rank.to_string(),
             row.mark.map_or("", Mark::name).to_string(),
         ];
-        w.write_record(record.iter().chain(extra.iter().map(String::as_str)))?;
+        let cells: Vec<Cow<str>> = record.iter().map(|c| safety.apply(c)).collect();
+        let cells = cells.iter().map(|c| c.as_bytes());
+        w.write_record(cells.chain(extra.iter().map(|e| e.as_bytes())))?;
     }
     w.flush()?;
     Ok(())
@@ -146,13 +204,16 @@ mod tests {
             },
         ];
         let out = dir.path().join("out.csv");
-        assert_eq!(export(&data, b',', &rows, &out).unwrap(), 2);
+        assert_eq!(
+            export(&data, b',', &rows, &out, CellSafety::Defuse).unwrap(),
+            2
+        );
         assert_eq!(
             fs::read_to_string(&out).unwrap(),
             "a,b,energy,rank,mark\n2,\"y,z\",9.5,1,anomaly\n1.50,x,3,2,\n"
         );
         let out = dir.path().join("out.jsonl");
-        export(&data, b',', &rows, &out).unwrap();
+        export(&data, b',', &rows, &out, CellSafety::Defuse).unwrap();
         let lines: Vec<serde_json::Value> = fs::read_to_string(&out)
             .unwrap()
             .lines()
@@ -166,6 +227,55 @@ mod tests {
             fs::read_dir(dir.path()).unwrap().count(),
             3,
             "no temporary file left"
+        );
+    }
+
+    #[test]
+    fn formula_cells_are_defused_and_numbers_kept() {
+        let safe = |c| CellSafety::Defuse.apply(c).into_owned();
+        for (cell, written) in [
+            ("=1+2", "'=1+2"),
+            ("+cmd", "'+cmd"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "'\rx"),
+            ("  =HYPERLINK(\"http://x\")", "'  =HYPERLINK(\"http://x\")"),
+            ("-inf", "'-inf"),
+            ("-", "'-"),
+            ("-3.5", "-3.5"),
+            ("+1e5", "+1e5"),
+            ("-0", "-0"),
+            ("42", "42"),
+            ("plain text", "plain text"),
+            ("a=b", "a=b"),
+        ] {
+            assert_eq!(safe(cell), written, "{cell:?}");
+        }
+        assert_eq!(CellSafety::Raw.apply("=1+2"), "=1+2");
+    }
+
+    #[test]
+    fn csv_exports_defuse_cells_unless_raw() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d.csv");
+        fs::write(&data, "=name,x\n=cmd|' /C calc'!A0,-1.5\n").unwrap();
+        let rows = [ExportRow {
+            record: 1,
+            rank: 1,
+            energy: -2.0,
+            mark: None,
+        }];
+        let out = dir.path().join("out.csv");
+        export(&data, b',', &rows, &out, CellSafety::Defuse).unwrap();
+        assert_eq!(
+            fs::read_to_string(&out).unwrap(),
+            "'=name,x,energy,rank,mark\n'=cmd|' /C calc'!A0,-1.5,-2,1,\n"
+        );
+        export(&data, b',', &rows, &out, CellSafety::Raw).unwrap();
+        assert_eq!(
+            fs::read_to_string(&out).unwrap(),
+            "=name,x,energy,rank,mark\n=cmd|' /C calc'!A0,-1.5,-2,1,\n"
         );
     }
 }

@@ -4,7 +4,7 @@
 pub mod export;
 pub mod marks;
 
-pub use export::{export, ExportFormat, ExportRow};
+pub use export::{export, CellSafety, ExportFormat, ExportRow};
 pub use marks::{data_state_dir, Journal, Mark, Marks};
 
 use std::io::Write;
@@ -24,19 +24,21 @@ pub fn ranks(energies: &[f64]) -> Vec<usize> {
     rank
 }
 
-/// Writes `row,energy,rank[,label]` for every row, in file order.
+/// Writes `row,energy,rank[,label]` for every row, in file order; label text goes
+/// through `safety`.
 pub fn write_scores(
     out: impl Write,
     rows: &[RowRef],
     energies: &[f64],
     labels: Option<&Labels>,
+    safety: CellSafety,
 ) -> Result<()> {
     let mut writer = csv::Writer::from_writer(out);
-    let mut header = vec!["row", "energy", "rank"];
+    let mut header = vec!["row".into(), "energy".into(), "rank".into()];
     if let Some(labels) = labels {
-        header.push(&labels.column);
+        header.push(safety.apply(&labels.column));
     }
-    writer.write_record(&header)?;
+    writer.write_record(header.iter().map(|h| h.as_bytes()))?;
     let rank = ranks(energies);
     for (i, row) in rows.iter().enumerate() {
         let mut record = vec![
@@ -45,7 +47,7 @@ pub fn write_scores(
             rank[i].to_string(),
         ];
         if let Some(labels) = labels {
-            record.push(labels.name(i).to_string());
+            record.push(safety.apply(labels.name(i)).into_owned());
         }
         writer.write_record(&record)?;
     }

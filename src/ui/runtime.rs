@@ -22,7 +22,7 @@ use super::text::visible;
 use super::theme::{ColorDepth, Theme};
 use crate::logging;
 use crate::train::{spawn_session, Control, SessionPlan, TrainEvent};
-use crate::triage::{data_state_dir, export, Journal};
+use crate::triage::{data_state_dir, export, CellSafety, Journal};
 
 /// Minimum time between two frames drawn for training progress (≤ 10 fps over SSH);
 /// a key press is answered at once.
@@ -45,6 +45,8 @@ pub struct WorkbenchOptions {
     pub anomaly: Option<String>,
     /// Initial share of rows flagged.
     pub contamination: f64,
+    /// How text cells are written to CSV exports.
+    pub safety: CellSafety,
 }
 
 /// Everything the main loop hears about.
@@ -98,7 +100,10 @@ pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
         braille: options.braille,
     };
     let training = matches!(plan.model, crate::train::ModelSource::Train(_));
-    let data_path = plan.data.clone();
+    let source = ExportSource {
+        data: plan.data.clone(),
+        safety: options.safety,
+    };
     let config = AppConfig {
         file: plan.data.file_name().map_or_else(
             || plan.data.display().to_string(),
@@ -129,7 +134,7 @@ pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
         &rx,
         &tx,
         &worker.controls,
-        &data_path,
+        &source,
     );
     ratatui::restore();
     let _ = worker.controls.send(Control::Stop);
@@ -262,7 +267,7 @@ fn main_loop(
     rx: &Receiver<Event>,
     tx: &Sender<Event>,
     controls: &Sender<Control>,
-    data_path: &Path,
+    source: &ExportSource,
 ) -> Result<Option<i32>> {
     let mut dirty = true;
     let mut last_draw = Instant::now() - FRAME_INTERVAL;
@@ -318,7 +323,7 @@ fn main_loop(
                         let _ = controls.send(control);
                     }
                     Effect::Export { path, rows } => {
-                        spawn_export(app, data_path, path, rows, tx.clone())
+                        spawn_export(app, source, path, rows, tx.clone())
                     }
                     Effect::Quit => quit = Some(None),
                 }
@@ -402,19 +407,25 @@ fn save_before_exit(app: &mut App, rx: &Receiver<Event>, controls: &Sender<Contr
     );
 }
 
+/// What exports read from and how they write cells.
+struct ExportSource {
+    data: PathBuf,
+    safety: CellSafety,
+}
+
 fn spawn_export(
     app: &App,
-    data: &Path,
+    source: &ExportSource,
     path: PathBuf,
     rows: Vec<crate::triage::ExportRow>,
     tx: Sender<Event>,
 ) {
     let delimiter = app.data.as_ref().map_or(b',', |d| d.loaded.table.delimiter);
-    let data = data.to_path_buf();
+    let (data, safety) = (source.data.clone(), source.safety);
     std::thread::Builder::new()
         .name("export".into())
         .spawn(move || {
-            let result = export(&data, delimiter, &rows, &path)
+            let result = export(&data, delimiter, &rows, &path, safety)
                 .map(|n| (path, n))
                 .map_err(|e| format!("{e:#}"));
             let _ = tx.send(Event::Exported(result));
