@@ -316,6 +316,18 @@ fn ends_with_checkpoint(end: impl FnOnce(&Tmux, u32)) {
         .trim()
         .parse()
         .expect("pane pid");
+    // A second workbench on the same file is refused before it touches the terminal.
+    let second = common::run(&[
+        common::sample().to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let refusal = common::stderr(&second);
+    assert!(!second.status.success());
+    assert!(
+        refusal.contains(&format!("(process {pid}) already has this data file open")),
+        "{refusal}"
+    );
     end(&tmux, pid);
     let deadline = Instant::now() + Duration::from_secs(30);
     while alive(pid) {

@@ -75,10 +75,51 @@ impl Marks {
     }
 }
 
-/// The append-only journal file of one data file.
+/// The append-only journal file of one data file. While it is open, the data file's state
+/// directory is locked: a second workbench on the same file is refused instead of
+/// interleaving its marks and checkpoints with the first one's.
 pub struct Journal {
     path: PathBuf,
     file: File,
+    /// Holds the advisory lock on `dir/lock`; the kernel drops it when the process dies,
+    /// so even `kill -9` leaves no stale lock behind.
+    _lock: File,
+}
+
+/// Takes the lock of state directory `dir`, writing our process id into the lock file so
+/// the refusal can say who holds it.
+fn lock_state_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("lock");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                "another dagmm-tui".to_string()
+            } else {
+                format!("another dagmm-tui (process {holder})")
+            };
+            anyhow::bail!(
+                "{who} already has this data file open; its marks and checkpoints are in {}. \
+                 Close it first, or pass --state-dir to keep a separate set of marks",
+                dir.display()
+            );
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+    file.set_len(0)?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(file)
 }
 
 /// The directory holding the state of `data` under `state_dir`: named after the file and a
@@ -115,8 +156,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 impl Journal {
     /// Opens (creating if needed) `dir/marks.jsonl` and replays it. Lines that cannot be
     /// read (a torn last line after a crash) are skipped and reported in the warnings.
+    /// Fails with a clear message when another process has the directory open.
     pub fn open(dir: &Path) -> Result<(Journal, Marks, Vec<String>)> {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let lock = lock_state_dir(dir)?;
         let path = dir.join("marks.jsonl");
         let mut marks = Marks::default();
         let mut warnings = Vec::new();
@@ -154,7 +197,15 @@ impl Journal {
             // A torn last line: start the next entry on a line of its own.
             file.write_all(b"\n")?;
         }
-        Ok((Journal { path, file }, marks, warnings))
+        Ok((
+            Journal {
+                path,
+                file,
+                _lock: lock,
+            },
+            marks,
+            warnings,
+        ))
     }
 
     /// Appends one mark change and pushes it to the disk before returning.
@@ -211,6 +262,23 @@ mod tests {
             1,
             "the torn line stays skipped, nothing else breaks"
         );
+    }
+
+    #[test]
+    fn a_second_journal_on_the_same_directory_is_refused_until_the_first_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _, _) = Journal::open(dir.path()).unwrap();
+        let refused = Journal::open(dir.path())
+            .err()
+            .expect("a second open fails");
+        let text = format!("{refused:#}");
+        assert!(
+            text.contains("already has this data file open")
+                && text.contains(&format!("process {}", std::process::id())),
+            "{text}"
+        );
+        drop(first);
+        Journal::open(dir.path()).expect("free again once the first is closed");
     }
 
     #[test]
