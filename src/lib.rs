@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod data;
 pub mod eval;
+pub mod hash;
 pub mod logging;
 pub mod model;
 pub mod train;

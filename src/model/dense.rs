@@ -231,8 +231,12 @@ pub fn save_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
 /// Loads parameters from a safetensors file into `model`, checking every name and shape.
 pub fn load_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow!("{} is not a valid safetensors file: {e:?}", path.display()))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        anyhow!(
+            "{} is truncated or damaged (not a valid safetensors file: {e:?})",
+            path.display()
+        )
+    })?;
     let mut loaded: HashMap<String, (Vec<usize>, Vec<f32>)> = HashMap::new();
     for (name, view) in file.tensors() {
         if view.dtype() != safetensors::Dtype::F32 {
@@ -256,6 +260,13 @@ pub fn load_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
             ParamMut::Matrix(t) => vec![t.shape().0, t.shape().1],
             ParamMut::Vector(t) => vec![t.shape().0],
         };
+        if values.iter().any(|v| !v.is_finite()) {
+            failure.get_or_insert(anyhow!(
+                "{}: tensor {name} holds values that are not finite",
+                path.display()
+            ));
+            return;
+        }
         if &expected != dims {
             failure.get_or_insert(anyhow!(
                 "{}: tensor {name} has shape {dims:?}, the model needs {expected:?}",

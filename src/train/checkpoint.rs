@@ -3,6 +3,7 @@
 //! and the mixture parameters fitted over the training set. Written atomically.
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -10,13 +11,18 @@ use serde::{Deserialize, Serialize};
 
 use super::trainer::TrainConfig;
 use crate::data::{Encoder, ReadOptions};
+use crate::hash::fnv1a;
 use crate::model::dense::{load_safetensors, save_safetensors, Dev};
 use crate::model::{Dagmm, DagmmConfig, GmmParams};
 
 /// Identifies the checkpoint layout; bumped when it changes.
-pub const FORMAT: &str = "dagmm-tui-checkpoint/1";
+pub const FORMAT: &str = "dagmm-tui-checkpoint/2";
 const WEIGHTS: &str = "model.safetensors";
 const META: &str = "model.json";
+/// Key in `model.json` holding the FNV-1a of the weights file: the two files are renamed
+/// one after the other, so a crash in between (or files copied from two checkpoints)
+/// would otherwise pair weights with the wrong mixture without a word.
+const WEIGHTS_HASH: &str = "weights_fnv1a";
 
 /// The JSON half of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,12 +49,25 @@ pub fn save(dir: &Path, model: &Dagmm, meta: &CheckpointMeta) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let weights_tmp = dir.join(format!(".{WEIGHTS}.tmp"));
     save_safetensors(&mut model.clone(), &weights_tmp)?;
+    let weights = fs::read(&weights_tmp)
+        .with_context(|| format!("reading back {}", weights_tmp.display()))?;
+    let mut value = serde_json::to_value(meta)?;
+    value[WEIGHTS_HASH] = format!("{:016x}", fnv1a(&weights)).into();
     let meta_tmp = dir.join(format!(".{META}.tmp"));
-    fs::write(&meta_tmp, serde_json::to_vec_pretty(meta)?)
-        .with_context(|| format!("writing {}", meta_tmp.display()))?;
+    write_synced(&meta_tmp, &serde_json::to_vec_pretty(&value)?)?;
+    fs::File::open(&weights_tmp)?.sync_all()?;
     fs::rename(&weights_tmp, dir.join(WEIGHTS))?;
     fs::rename(&meta_tmp, dir.join(META))?;
     Ok(())
+}
+
+/// Writes `bytes` to `path` and pushes them to the disk before returning.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file =
+        fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads a checkpoint written by [`save`].
@@ -60,8 +79,12 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
             dir.display()
         )
     })?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not valid JSON", meta_path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not valid JSON (truncated or damaged)",
+            meta_path.display()
+        )
+    })?;
     let format = value
         .get("format")
         .and_then(|f| f.as_str())
@@ -72,6 +95,10 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
             meta_path.display()
         );
     }
+    let expected_hash = value
+        .get(WEIGHTS_HASH)
+        .and_then(|h| h.as_str())
+        .map(str::to_string);
     let meta: CheckpointMeta = serde_json::from_value(value)
         .with_context(|| format!("{}: malformed checkpoint", meta_path.display()))?;
     if meta.model.input != meta.encoder.width() {
@@ -80,8 +107,21 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
             meta_path.display()
         );
     }
+    meta.gmm
+        .factorise()
+        .map_err(|e| anyhow::anyhow!("{}: unusable mixture: {e}", meta_path.display()))?;
+    let weights_path = dir.join(WEIGHTS);
+    let weights =
+        fs::read(&weights_path).with_context(|| format!("reading {}", weights_path.display()))?;
+    if expected_hash != Some(format!("{:016x}", fnv1a(&weights))) {
+        bail!(
+            "{} does not match {}: truncated, damaged, or from another checkpoint",
+            weights_path.display(),
+            meta_path.display()
+        );
+    }
     let dev = Dev::seed_from_u64(meta.train.seed);
     let mut model = Dagmm::new(&dev, meta.model.clone(), meta.train.seed);
-    load_safetensors(&mut model, &dir.join(WEIGHTS))?;
+    load_safetensors(&mut model, &weights_path)?;
     Ok(Checkpoint { meta, dev, model })
 }

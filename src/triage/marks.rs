@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::hash::fnv1a;
+
 /// A person's verdict on a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -144,13 +146,6 @@ pub fn data_state_dir(state_dir: &Path, data: &Path) -> PathBuf {
         "{stem}-{:016x}",
         fnv1a(absolute.to_string_lossy().as_bytes())
     ))
-}
-
-/// FNV-1a: a stable hash (std's hasher may change between Rust releases).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 impl Journal {

@@ -44,12 +44,14 @@ pub fn visible(text: &str) -> Cow<'_, str> {
 /// character becomes a `\uXXXX` escape. serde_json escapes C0 controls but leaves DEL, C1
 /// and bidi characters raw; they can only occur inside strings, where the escape means the same.
 pub fn json_safe(json: &str) -> Cow<'_, str> {
-    if !json.chars().any(is_unsafe) {
+    // Newlines are structure (pretty printing); serde_json never leaves one in a string.
+    let unsafe_here = |c: char| c != '\n' && is_unsafe(c);
+    if !json.chars().any(unsafe_here) {
         return Cow::Borrowed(json);
     }
     let mut out = String::with_capacity(json.len() + 8);
     for c in json.chars() {
-        if is_unsafe(c) {
+        if unsafe_here(c) {
             let _ = write!(out, "\\u{:04x}", c as u32);
         } else {
             out.push(c);
@@ -127,11 +129,12 @@ mod tests {
         assert_eq!(visible("a\x1b[31mred"), "a\\x1b[31mred");
         assert_eq!(visible("\u{202e}evil\u{200b}"), "\\u202eevil\\u200b");
         assert_eq!(visible("tab\there\u{9b}"), "tab\\x09here\\u009b");
-        let json = serde_json::json!({ "cell": "a\u{7f}\u{9b}\u{202e}\x1b" }).to_string();
+        let value = serde_json::json!({ "cell": "a\u{7f}\u{9b}\u{202e}\x1b\n" });
+        let json = serde_json::to_string_pretty(&value).unwrap();
         let safe = json_safe(&json);
-        assert!(!safe.chars().any(is_unsafe), "{safe}");
+        assert!(!safe.chars().any(|c| c != '\n' && is_unsafe(c)), "{safe}");
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
-        assert_eq!(back["cell"], "a\u{7f}\u{9b}\u{202e}\x1b");
+        assert_eq!(back, value);
     }
 
     #[test]
