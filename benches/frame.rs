@@ -44,7 +44,7 @@ fn main() {
     };
     let table = read_table(&path, &read, None).expect("reading the data");
     let all: Vec<usize> = (0..table.len()).collect();
-    let (encoder, _) = Encoder::fit(&table, &all, ScaleKind::Minmax);
+    let (encoder, _) = Encoder::fit(&table, &all, ScaleKind::Minmax).unwrap();
     let (rows, features) = (table.len(), encoder.width());
     println!("{}: {rows} rows × {features} features", path.display());
     let loaded = Arc::new(LoadedData {

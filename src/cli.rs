@@ -392,7 +392,7 @@ fn train(
     let read = data_args.read_options();
     let table = read_table(&cmd.data, &read, None)?;
     let all: Vec<usize> = (0..table.len()).collect();
-    let (encoder, notes) = Encoder::fit(&table, &all, data_args.scale);
+    let (encoder, notes) = Encoder::fit(&table, &all, data_args.scale)?;
     for note in table.notes.iter().chain(&notes) {
         tell!("note: {note}");
     }

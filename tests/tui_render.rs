@@ -55,7 +55,7 @@ fn loaded_from(path: &Path, label: &str) -> Arc<LoadedData> {
     };
     let table = read_table(path, &read, None).unwrap();
     let all: Vec<usize> = (0..table.len()).collect();
-    let (encoder, notes) = Encoder::fit(&table, &all, ScaleKind::Minmax);
+    let (encoder, notes) = Encoder::fit(&table, &all, ScaleKind::Minmax).unwrap();
     Arc::new(LoadedData {
         feature_names: encoder.feature_names(),
         notes,

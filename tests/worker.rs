@@ -20,7 +20,7 @@ fn pause_checkpoint_resume_and_stop() {
     };
     let table = read_table(&path, &read, None).unwrap();
     let rows: Vec<usize> = (0..table.len()).collect();
-    let (encoder, _) = Encoder::fit(&table, &rows, ScaleKind::Minmax);
+    let (encoder, _) = Encoder::fit(&table, &rows, ScaleKind::Minmax).unwrap();
     let data = Arc::new(encoder.transform(&table, &rows).matrix);
     let config = TrainConfig {
         epochs: 10_000,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::DataError;
 use super::table::{ColumnKind, RawTable, Schema, MISSING_LEVEL};
 use super::Matrix;
 
@@ -54,8 +55,13 @@ pub struct Encoded {
 
 impl Encoder {
     /// Fits scalers and level lists on `rows` of `table`. Returns the encoder and notes
-    /// about dropped constant columns.
-    pub fn fit(table: &RawTable, rows: &[usize], scale: ScaleKind) -> (Self, Vec<String>) {
+    /// about dropped constant columns; an error when no column varies over those rows (a
+    /// single row, identical rows), since there is then nothing to learn.
+    pub fn fit(
+        table: &RawTable,
+        rows: &[usize],
+        scale: ScaleKind,
+    ) -> Result<(Self, Vec<String>), DataError> {
         let mut notes = Vec::new();
         let p = table.numeric_columns.len();
         let mut numeric = Vec::new();
@@ -136,7 +142,17 @@ impl Encoder {
                 })
                 .collect(),
         };
-        (
+        if numeric.is_empty() && onehot.is_empty() {
+            let columns = table.numeric_columns.len() + table.categorical_columns.len();
+            return Err(DataError::file(
+                &table.path,
+                format!(
+                    "nothing to learn from: all {columns} feature column(s) are constant over the {} training row(s)",
+                    rows.len()
+                ),
+            ));
+        }
+        Ok((
             Self {
                 schema,
                 scale,
@@ -144,7 +160,7 @@ impl Encoder {
                 onehot,
             },
             notes,
-        )
+        ))
     }
 
     /// Width of the encoded feature vector.

@@ -246,9 +246,9 @@ pub fn read_table_reporting(
     let delimiter = sniff(path, opts.delimiter)?;
     let header = read_header(path, delimiter)?;
     check_named_columns(path, &header, opts)?;
-    let stats = first_pass(path, delimiter, &header, opts, sink)?;
+    let (stats, records) = first_pass(path, delimiter, &header, opts, sink)?;
     let kinds = decide_kinds(path, &header, &stats, opts, schema)?;
-    second_pass(path, delimiter, &header, kinds, opts, sink)
+    second_pass(path, delimiter, &header, kinds, opts, records, sink)
 }
 
 fn read_header(path: &Path, delimiter: u8) -> Result<Vec<String>, DataError> {
@@ -360,7 +360,7 @@ fn first_pass(
     header: &[String],
     opts: &ReadOptions,
     sink: ProgressSink<'_>,
-) -> Result<Vec<ColumnStats>, DataError> {
+) -> Result<(Vec<ColumnStats>, u64), DataError> {
     let roles: Vec<Option<ColumnKind>> =
         header.iter().map(|h| role_from_options(h, opts)).collect();
     let mut stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
@@ -396,7 +396,7 @@ fn first_pass(
             "the file has a header but no data rows",
         ));
     }
-    Ok(stats)
+    Ok((stats, rows))
 }
 
 fn decide_kinds(
@@ -478,9 +478,13 @@ fn second_pass(
     header: &[String],
     kinds: Vec<ColumnKind>,
     opts: &ReadOptions,
+    records: u64,
     sink: ProgressSink<'_>,
 ) -> Result<RawTable, DataError> {
     let mut builder = TableBuilder::new(path, delimiter, header, kinds, opts.missing);
+    // The first pass counted the records: the table's arrays are allocated once, at their
+    // final size, instead of doubling (which briefly holds 1.5× the matrix).
+    builder.reserve(usize::try_from(records).unwrap_or(usize::MAX));
     for_each_record(path, delimiter, Some((2, sink)), |record| {
         builder.push(record)
     })?;
@@ -661,6 +665,18 @@ impl TableBuilder {
             rows: Vec::new(),
             number: 0,
             dropped: 0,
+        }
+    }
+
+    /// Makes room for `rows` more rows.
+    fn reserve(&mut self, rows: usize) {
+        self.numeric
+            .reserve_exact(rows.saturating_mul(self.numeric_idx.len()));
+        self.categorical
+            .reserve_exact(rows.saturating_mul(self.categorical_idx.len()));
+        self.rows.reserve_exact(rows);
+        if self.label_idx.is_some() {
+            self.label_values.reserve_exact(rows);
         }
     }
 

@@ -148,7 +148,7 @@ pub fn run_protocol(
             bail!("too few rows for a 50/50 split with normal training rows");
         }
         let truth: Vec<bool> = test_half.iter().map(|&r| is_anomaly[r]).collect();
-        let (encoder, _) = Encoder::fit(table, &train_rows, opts.scale);
+        let (encoder, _) = Encoder::fit(table, &train_rows, opts.scale)?;
         let train_x = encoder.transform(table, &train_rows).matrix;
         let test_x = encoder.transform(table, test_half).matrix;
         let model_config = model_for(encoder.width());

@@ -68,7 +68,7 @@ fn run(
     let all: Vec<usize> = (0..table.len()).collect();
     let (encoder, mut notes) = match &checkpoint {
         Some(c) => (c.meta.encoder.clone(), Vec::new()),
-        None => Encoder::fit(&table, &all, plan.scale),
+        None => Encoder::fit(&table, &all, plan.scale)?,
     };
     notes.splice(0..0, table.notes.iter().cloned());
     let encoded = encoder.transform(&table, &all);
