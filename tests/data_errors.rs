@@ -167,3 +167,18 @@ fn hostile_text_in_an_error_is_printed_as_visible_escapes() {
     assert!(err.contains("column 'y\\u202e'"), "{err}");
     assert!(err.contains("]0;pwned"), "{err}");
 }
+
+#[test]
+fn truncated_gzip_is_a_read_error() {
+    use std::io::Write;
+    let mut text = String::from("x,y\n");
+    for i in 0..20_000 {
+        text += &format!("{i},{}\n", i % 17);
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    let bytes = gz.finish().unwrap();
+    // "…/cut.csv.gz: read error: incomplete deflate stream"
+    let line = error_line("cut.csv.gz", &bytes[..bytes.len() / 2], &[]);
+    assert!(line.contains("read error"), "{line}");
+}
