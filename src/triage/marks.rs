@@ -222,6 +222,52 @@ impl Journal {
     }
 }
 
+/// Size and modification time of a data file, kept beside its journal.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct SourceStamp {
+    bytes: u64,
+    modified_secs: u64,
+}
+
+impl SourceStamp {
+    fn of(data: &Path) -> Option<SourceStamp> {
+        let meta = fs::metadata(data).ok()?;
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(SourceStamp {
+            bytes: meta.len(),
+            modified_secs: modified.as_secs(),
+        })
+    }
+}
+
+/// Marks name rows by record number, so they only mean something for the file they were
+/// made on. Compares `data` with the stamp saved in `dir` the last time, records the new
+/// stamp, and returns a warning when the file changed while `marks` existed.
+pub fn check_source(dir: &Path, data: &Path, marks: &Marks) -> Option<String> {
+    let path = dir.join("source.json");
+    let now = SourceStamp::of(data)?;
+    let before: Option<SourceStamp> = fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if let Ok(bytes) = serde_json::to_vec(&now) {
+        let _ = fs::write(&path, bytes);
+    }
+    match before {
+        Some(before) if before != now && !marks.is_empty() => Some(format!(
+            "{} changed since its {} mark(s) were made ({} → {} bytes): marks refer to record numbers and may now point at other rows",
+            data.display(),
+            marks.len(),
+            before.bytes,
+            now.bytes
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +320,25 @@ mod tests {
         );
         drop(first);
         Journal::open(dir.path()).expect("free again once the first is closed");
+    }
+
+    #[test]
+    fn a_changed_data_file_is_reported_when_marks_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d.csv");
+        fs::write(&data, "a\n1\n2\n").unwrap();
+        let mut marks = Marks::default();
+        assert_eq!(check_source(dir.path(), &data, &marks), None, "first visit");
+        marks.set(2, Some(Mark::Anomaly));
+        assert_eq!(check_source(dir.path(), &data, &marks), None, "unchanged");
+        fs::write(&data, "a\n0\n1\n2\n").unwrap();
+        let warning = check_source(dir.path(), &data, &marks).expect("changed");
+        assert!(warning.contains("6 → 8 bytes"), "{warning}");
+        assert_eq!(
+            check_source(dir.path(), &data, &marks),
+            None,
+            "reported once"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::text::visible;
 use super::theme::{ColorDepth, Theme};
 use crate::logging;
 use crate::train::{spawn_session, Control, SessionPlan, TrainEvent};
-use crate::triage::{data_state_dir, export, CellSafety, Journal};
+use crate::triage::{check_source, data_state_dir, export, CellSafety, Journal};
 
 /// Minimum time between two frames drawn for training progress (≤ 10 fps over SSH);
 /// a key press is answered at once.
@@ -86,7 +86,8 @@ pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
     let log_path = options.state_dir.join("dagmm-tui.log");
     logging::init(&log_path).with_context(|| format!("opening the log {}", log_path.display()))?;
     logging::log("INFO", &format!("workbench on {}", plan.data.display()));
-    let (journal, marks, warnings) = Journal::open(&data_dir)?;
+    let (journal, marks, mut warnings) = Journal::open(&data_dir)?;
+    warnings.extend(check_source(&data_dir, &plan.data, &marks));
     let journal_path = journal.path().to_path_buf();
     let keymap = Keymap::load(
         options
