@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use dfdx::prelude::*;
 use dfdx::tensor::Gradients;
 use rand::{rngs::StdRng, Rng};
@@ -203,8 +203,8 @@ pub fn all_finite(model: &mut impl Params) -> bool {
         .all(|(_, _, v)| v.iter().all(|x| x.is_finite()))
 }
 
-/// Writes all parameters to a safetensors file.
-pub fn save_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
+/// All parameters in the safetensors format (the caller writes and fingerprints them).
+pub fn safetensors_bytes(model: &mut impl Params) -> Result<Vec<u8>> {
     let tensors = snapshot(model);
     let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
         .into_iter()
@@ -224,14 +224,13 @@ pub fn save_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
                 .map_err(|e| anyhow!("tensor {name}: {e:?}"))
         })
         .collect::<Result<_>>()?;
-    safetensors::tensor::serialize_to_file(views, &None, path)
-        .map_err(|e| anyhow!("writing {}: {e:?}", path.display()))
+    safetensors::tensor::serialize(views, &None).map_err(|e| anyhow!("serialising weights: {e:?}"))
 }
 
-/// Loads parameters from a safetensors file into `model`, checking every name and shape.
-pub fn load_safetensors(model: &mut impl Params, path: &Path) -> Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+/// Loads parameters from the safetensors `bytes` read from `path` into `model`, checking
+/// every name and shape (the caller has already read the file, to check its fingerprint).
+pub fn load_safetensors(model: &mut impl Params, bytes: &[u8], path: &Path) -> Result<()> {
+    let file = safetensors::SafeTensors::deserialize(bytes).map_err(|e| {
         anyhow!(
             "{} is truncated or damaged (not a valid safetensors file: {e:?})",
             path.display()

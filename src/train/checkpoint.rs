@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::trainer::TrainConfig;
 use crate::data::{Encoder, ReadOptions};
 use crate::hash::fnv1a;
-use crate::model::dense::{load_safetensors, save_safetensors, Dev};
+use crate::model::dense::{load_safetensors, safetensors_bytes, Dev};
 use crate::model::{Dagmm, DagmmConfig, GmmParams};
 
 /// Identifies the checkpoint layout; bumped when it changes.
@@ -47,15 +47,13 @@ pub struct Checkpoint {
 /// temporary name and a rename, so a crash never leaves a half-written checkpoint file.
 pub fn save(dir: &Path, model: &Dagmm, meta: &CheckpointMeta) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let weights = safetensors_bytes(&mut model.clone())?;
     let weights_tmp = dir.join(format!(".{WEIGHTS}.tmp"));
-    save_safetensors(&mut model.clone(), &weights_tmp)?;
-    let weights = fs::read(&weights_tmp)
-        .with_context(|| format!("reading back {}", weights_tmp.display()))?;
+    write_synced(&weights_tmp, &weights)?;
     let mut value = serde_json::to_value(meta)?;
     value[WEIGHTS_HASH] = format!("{:016x}", fnv1a(&weights)).into();
     let meta_tmp = dir.join(format!(".{META}.tmp"));
     write_synced(&meta_tmp, &serde_json::to_vec_pretty(&value)?)?;
-    fs::File::open(&weights_tmp)?.sync_all()?;
     fs::rename(&weights_tmp, dir.join(WEIGHTS))?;
     fs::rename(&meta_tmp, dir.join(META))?;
     Ok(())
@@ -122,6 +120,6 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
     }
     let dev = Dev::seed_from_u64(meta.train.seed);
     let mut model = Dagmm::new(&dev, meta.model.clone(), meta.train.seed);
-    load_safetensors(&mut model, &weights_path)?;
+    load_safetensors(&mut model, &weights, &weights_path)?;
     Ok(Checkpoint { meta, dev, model })
 }
