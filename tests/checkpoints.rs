@@ -6,44 +6,23 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{run, small_sample, stderr, write};
+use common::{one_error_line, score, small_sample, stderr, train, write};
 
 /// Trains a one-epoch model on the first 300 sample rows into `dir/name`.
 fn trained(dir: &Path, name: &str, seed: &str) -> PathBuf {
     let data = small_sample(dir, 300);
     let out = dir.join(name);
-    let result = run(&[
-        "train",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--label",
-        "attack",
-        "--epochs",
-        "1",
-        "--batch",
-        "64",
-        "--seed",
-        seed,
-    ]);
+    let flags = [
+        "--label", "attack", "--epochs", "1", "--batch", "64", "--seed", seed,
+    ];
+    let result = train(&data, &out, &flags);
     assert!(result.status.success(), "{}", stderr(&result));
     out
 }
 
 /// Scores `data` with `model` and returns the one error line.
 fn score_error(model: &Path, data: &Path) -> String {
-    let out = run(&[
-        "score",
-        "--model",
-        model.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success(), "scoring should fail");
-    let err = stderr(&out);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "one line: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    lines[0].to_string()
+    one_error_line(&score(model, data, &[]))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -60,12 +39,7 @@ fn damaged_and_mismatched_checkpoints_are_clear_errors() {
     let model = trained(dir.path(), "model", "1");
     let data = dir.path().join("small.csv");
     // The intact checkpoint scores.
-    let ok = run(&[
-        "score",
-        "--model",
-        model.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]);
+    let ok = score(&model, &data, &[]);
     assert!(ok.status.success(), "{}", stderr(&ok));
 
     let variant = |name: &str, change: &dyn Fn(&Path)| {

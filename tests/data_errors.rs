@@ -2,30 +2,16 @@
 
 mod common;
 
-use common::{run, stderr, write};
+use common::{one_error_line, run, stderr, train, write};
 
 /// Runs `train` on a file with `content` and returns the single error line.
 fn error_line(name: &str, content: &[u8], extra: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), name, content);
-    let out_dir = dir.path().join("out");
-    let mut args = vec![
-        "train",
-        path.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-        "--epochs",
-        "1",
-    ];
-    args.extend_from_slice(extra);
-    let out = run(&args);
-    assert!(!out.status.success(), "expected failure for {name}");
-    let err = stderr(&out);
-    let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    assert!(lines[0].contains(name), "error should name the file: {err}");
-    lines[0].to_string()
+    let args = [&["--epochs", "1"], extra].concat();
+    let line = one_error_line(&train(&path, &dir.path().join("out"), &args));
+    assert!(line.contains(name), "error should name the file: {line}");
+    line
 }
 
 #[test]
@@ -128,18 +114,8 @@ fn missing_values_can_be_filled_or_dropped() {
     let path = write(dir.path(), "gaps.csv", csv.as_bytes());
     for policy in ["mean", "drop"] {
         let out_dir = dir.path().join(policy);
-        let out = run(&[
-            "train",
-            path.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--epochs",
-            "1",
-            "--batch",
-            "32",
-            "--missing",
-            policy,
-        ]);
+        let flags = ["--epochs", "1", "--batch", "32", "--missing", policy];
+        let out = train(&path, &out_dir, &flags);
         assert!(out.status.success(), "{policy}: {}", stderr(&out));
         let scores = std::fs::read_to_string(out_dir.join("scores.csv")).unwrap();
         let expected_rows = if policy == "mean" { 60 } else { 54 };

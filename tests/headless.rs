@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use common::{run, sample, small_sample, stderr};
 
@@ -19,11 +20,11 @@ fn energies(csv_text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
-fn train(data: &str, out: &str, seed: &str) {
-    let result = run(&[
-        "train", data, "--out", out, "--label", "attack", "--epochs", "3", "--batch", "256",
-        "--seed", seed,
-    ]);
+fn train(data: &Path, out: &Path, seed: &str) {
+    let flags = [
+        "--label", "attack", "--epochs", "3", "--batch", "256", "--seed", seed,
+    ];
+    let result = common::train(data, out, &flags);
     assert!(result.status.success(), "{}", stderr(&result));
 }
 
@@ -32,7 +33,7 @@ fn train_then_score_reproduces_the_training_energies() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_sample(dir.path(), 1200);
     let out = dir.path().join("model");
-    train(data.to_str().unwrap(), out.to_str().unwrap(), "5");
+    train(&data, &out, "5");
     for file in ["model.safetensors", "model.json", "scores.csv"] {
         assert!(out.join(file).exists(), "{file} missing");
     }
@@ -42,14 +43,7 @@ fn train_then_score_reproduces_the_training_energies() {
         "{written:.80}"
     );
     let scored_path = dir.path().join("rescored.csv");
-    let result = run(&[
-        "score",
-        "--model",
-        out.to_str().unwrap(),
-        data.to_str().unwrap(),
-        "--out",
-        scored_path.to_str().unwrap(),
-    ]);
+    let result = common::score(&out, &data, &["--out", scored_path.to_str().unwrap()]);
     assert!(result.status.success(), "{}", stderr(&result));
     let (a, b) = (
         energies(&written),
@@ -77,13 +71,12 @@ fn train_then_score_reproduces_the_training_energies() {
 fn same_seed_same_scores_other_seed_other_scores() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_sample(dir.path(), 600);
-    let data = data.to_str().unwrap();
     let runs: Vec<String> = ["1", "1", "2"]
         .iter()
         .enumerate()
         .map(|(i, seed)| {
             let out = dir.path().join(format!("m{i}"));
-            train(data, out.to_str().unwrap(), seed);
+            train(&data, &out, seed);
             std::fs::read_to_string(out.join("scores.csv")).unwrap()
         })
         .collect();
@@ -137,14 +130,9 @@ fn score_rejects_a_file_without_the_trained_columns() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_sample(dir.path(), 300);
     let out = dir.path().join("model");
-    train(data.to_str().unwrap(), out.to_str().unwrap(), "0");
+    train(&data, &out, "0");
     let other = common::write(dir.path(), "other.csv", b"a,b\n1,2\n");
-    let result = run(&[
-        "score",
-        "--model",
-        out.to_str().unwrap(),
-        other.to_str().unwrap(),
-    ]);
+    let result = common::score(&out, &other, &[]);
     assert!(!result.status.success());
     let err = stderr(&result);
     assert!(
@@ -180,20 +168,14 @@ fn formula_labels_are_defused_in_score_files_unless_raw() {
         text += &format!("{},{},{label}\n", i % 9, (i * 7) % 11);
     }
     let data = common::write(dir.path(), "formulas.csv", text.as_bytes());
-    let data = data.to_str().unwrap();
     let scores = |extra: &[&str]| {
         let out = dir.path().join("model");
-        let mut args = vec![
-            "train",
-            data,
-            "--out",
-            out.to_str().unwrap(),
-            "--label",
-            "@tag",
-        ];
-        args.extend_from_slice(&["--epochs", "1", "--batch", "32"]);
-        args.extend_from_slice(extra);
-        let result = run(&args);
+        let flags = [
+            &["--label", "@tag", "--epochs", "1", "--batch", "32"],
+            extra,
+        ]
+        .concat();
+        let result = common::train(&data, &out, &flags);
         assert!(result.status.success(), "{}", stderr(&result));
         let mut reader = csv::Reader::from_path(out.join("scores.csv")).unwrap();
         let header = reader.headers().unwrap().clone();

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{run, stderr, write};
+use common::{stderr, write};
 
 enum Outcome {
     /// Every row's energy, in file order.
@@ -20,18 +20,12 @@ enum Outcome {
 fn train(dir: &Path, name: &str, csv: &str, extra: &[&str]) -> Outcome {
     let path = write(dir, name, csv.as_bytes());
     let out = dir.join(format!("{name}.out"));
-    let mut args = vec![
-        "train",
-        path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&["--batch", "64"]);
+    let mut flags = vec!["--batch", "64"];
     if !extra.contains(&"--epochs") {
-        args.extend_from_slice(&["--epochs", "3"]);
+        flags.extend_from_slice(&["--epochs", "3"]);
     }
-    args.extend_from_slice(extra);
-    let result = run(&args);
+    flags.extend_from_slice(extra);
+    let result = common::train(&path, &out, &flags);
     let err = stderr(&result);
     if !result.status.success() {
         let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();

@@ -13,6 +13,40 @@ pub fn run(args: &[&str]) -> Output {
         .expect("running dagmm-tui")
 }
 
+/// Runs `dagmm-tui train DATA --out OUT` with `extra` flags.
+pub fn train(data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// Runs `dagmm-tui score --model MODEL DATA` with `extra` flags.
+pub fn score(model: &Path, data: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// The one line a failed run printed, checked to be an `error: ` line.
+pub fn one_error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    lines[0].to_string()
+}
+
 /// Standard error as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
