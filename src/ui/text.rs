@@ -24,20 +24,13 @@ pub fn is_unsafe(c: char) -> bool {
 
 /// `text` with every unsafe character replaced by a visible escape.
 pub fn visible(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_unsafe) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if !is_unsafe(c) {
-            out.push(c);
-        } else if (c as u32) < 0x80 {
-            let _ = write!(out, "\\x{:02x}", c as u32);
+    escape(text, is_unsafe, |out, c| {
+        if (c as u32) < 0x80 {
+            write!(out, "\\x{:02x}", c as u32)
         } else {
-            let _ = write!(out, "\\u{:04x}", c as u32);
+            write!(out, "\\u{:04x}", c as u32)
         }
-    }
-    Cow::Owned(out)
+    })
 }
 
 /// Serialised JSON made terminal-safe without changing its meaning: every unsafe
@@ -45,14 +38,27 @@ pub fn visible(text: &str) -> Cow<'_, str> {
 /// and bidi characters raw; they can only occur inside strings, where the escape means the same.
 pub fn json_safe(json: &str) -> Cow<'_, str> {
     // Newlines are structure (pretty printing); serde_json never leaves one in a string.
-    let unsafe_here = |c: char| c != '\n' && is_unsafe(c);
-    if !json.chars().any(unsafe_here) {
-        return Cow::Borrowed(json);
+    escape(
+        json,
+        |c| c != '\n' && is_unsafe(c),
+        |out, c| write!(out, "\\u{:04x}", c as u32),
+    )
+}
+
+/// `text` with each character that `escaped` picks written by `write_escape` instead;
+/// borrowed when there is none.
+fn escape(
+    text: &str,
+    escaped: impl Fn(char) -> bool,
+    write_escape: impl Fn(&mut String, char) -> std::fmt::Result,
+) -> Cow<'_, str> {
+    if !text.chars().any(&escaped) {
+        return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(json.len() + 8);
-    for c in json.chars() {
-        if unsafe_here(c) {
-            let _ = write!(out, "\\u{:04x}", c as u32);
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if escaped(c) {
+            let _ = write_escape(&mut out, c);
         } else {
             out.push(c);
         }
