@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::source::parse_delimiter;
 use crate::data::{read_table, Encoder, MissingPolicy, ReadOptions, ScaleKind};
-use crate::eval::{run_protocol, ProtocolOptions, RunReport, Summary};
+use crate::eval::{run_protocol, Protocol, ProtocolOptions, RunReport, Spread, Summary};
 use crate::model::{DagmmConfig, Preset};
 use crate::train::{
-    checkpoint, default_epochs, DataContext, ModelSource, SessionPlan, TrainConfig, TrainEvent,
+    checkpoint, default_epochs, DEFAULT_MIN_STEPS, DataContext, ModelSource, SessionPlan, TrainConfig, TrainEvent,
     WorkerOptions,
 };
 use crate::triage::{write_scores, CellSafety};
@@ -89,7 +89,8 @@ pub enum Command {
     Train(TrainCommand),
     /// Score DATA with a saved model (streaming: memory stays bounded).
     Score(ScoreCommand),
-    /// The paper's protocol: 50/50 split, train on normal rows, P/R/F1/AUROC/AUPRC per run.
+    /// Detection quality against a label: the paper's protocol or the unsupervised one, with
+    /// the untrained ensemble and an IsolationForest reference; several files or a directory.
     Eval(EvalCommand),
 }
 
@@ -166,6 +167,10 @@ pub struct SettingsArgs {
     /// Training epochs (default: 20, more for small files so that training gets ≥ 2,000 steps).
     #[arg(long, global = true)]
     pub epochs: Option<usize>,
+    /// Optimisation steps the default epoch count gives a small file at least (ignored
+    /// with --epochs).
+    #[arg(long, global = true)]
+    pub min_steps: Option<usize>,
     /// Mini-batch size.
     #[arg(long, global = true)]
     pub batch: Option<usize>,
@@ -175,6 +180,10 @@ pub struct SettingsArgs {
     /// Seed for weights, batches, dropout (and the split in eval).
     #[arg(long, global = true)]
     pub seed: Option<u64>,
+    /// Ensemble members, each trained from its own seed; their calibrated scores are averaged
+    /// (no labels involved). 1 = a single model.
+    #[arg(long, global = true)]
+    pub members: Option<usize>,
     /// Compute threads (default 1, leaving a core for reading and the UI; 2 gains little in training).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
@@ -204,9 +213,11 @@ impl SettingsArgs {
             lambda_cov,
             cov_eps,
             epochs,
+            min_steps,
             batch,
             lr,
             seed,
+            members,
             threads
         ))
     }
@@ -229,11 +240,17 @@ impl SettingsArgs {
         let d = TrainConfig::default();
         let batch = self.batch.unwrap_or(d.batch);
         let config = TrainConfig {
-            epochs: self.epochs.unwrap_or_else(|| default_epochs(rows, batch)),
+            epochs: self.epochs.unwrap_or_else(|| {
+                default_epochs(rows, batch, self.min_steps.unwrap_or(DEFAULT_MIN_STEPS))
+            }),
             batch,
             lr: self.lr.unwrap_or(d.lr),
             seed: self.seed.unwrap_or(d.seed),
+            members: self.members.unwrap_or(d.members),
         };
+        if config.members == 0 {
+            bail!("--members must be at least 1");
+        }
         if config.batch < 2 {
             bail!("--batch must be at least 2");
         }
@@ -272,7 +289,7 @@ pub struct ScoreCommand {
     pub model: PathBuf,
     /// CSV file to score.
     pub data: PathBuf,
-    /// Output CSV (`row,energy[,label]`); standard output when absent.
+    /// Output CSV (`row,score[,label]`); standard output when absent.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -280,21 +297,29 @@ pub struct ScoreCommand {
 /// `eval` arguments.
 #[derive(Debug, Args)]
 pub struct EvalCommand {
-    /// CSV file with a label column.
-    pub data: PathBuf,
-    /// Label value of the anomaly class (e.g. `normal.` for KDDCUP).
+    /// CSV files with a label column, or directories of them (every .csv / .csv.gz inside).
+    #[arg(required = true)]
+    pub data: Vec<PathBuf>,
+    /// Which rows train and which are scored: `paper` (train on the normal rows of a random
+    /// half, score the other half) or `unsupervised` (fit on all rows, score all rows: the
+    /// workbench's setting).
+    #[arg(long, value_enum, default_value_t = Protocol::Paper)]
+    pub protocol: Protocol,
+    /// Label value of the anomaly class (e.g. `normal.` for KDDCUP); default: the rarer
+    /// value of a two-valued label.
     #[arg(long)]
-    pub anomaly: String,
+    pub anomaly: Option<String>,
     /// Independent runs (seeds seed, seed+1, …).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Share of test rows to flag; default: the file's anomaly ratio.
+    /// Unsupervised protocol: a simulated analyst marks this many top-ranked rows by their
+    /// true label, the ensemble refits without the rows marked anomalous, and AUROC over
+    /// the unmarked rows is reported before and after (0: off).
+    #[arg(long, default_value_t = 20)]
+    pub feedback: usize,
+    /// Share of scored rows to flag; default: their true anomaly ratio.
     #[arg(long)]
     pub contamination: Option<f64>,
-    /// Models per run, trained from different seeds, whose standardised energies are averaged
-    /// (every member counts equally: no labels involved). 3 makes the typical run good.
-    #[arg(long, default_value_t = 3)]
-    pub restarts: usize,
     /// One JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -416,14 +441,14 @@ fn train(
         .thread
         .join()
         .map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
-    checkpoint::save(&cmd.out, &trained.model, &trained.meta(&read, &encoder))?;
+    checkpoint::save(&cmd.out, &trained.ensemble, &trained.meta(&read, &encoder))?;
     let scores_path = cmd.out.join("scores.csv");
     let file = File::create(&scores_path)
         .with_context(|| format!("creating {}", scores_path.display()))?;
     write_scores(
         BufWriter::new(file),
         &table.rows,
-        &trained.energies,
+        &trained.scores,
         table.labels.as_ref(),
         safety,
     )?;
@@ -505,7 +530,6 @@ fn event_json(event: &TrainEvent) -> Option<serde_json::Value> {
 
 fn score(cmd: &ScoreCommand, safety: CellSafety) -> Result<()> {
     let ck = checkpoint::load(&cmd.model)?;
-    let gmm = ck.meta.gmm.factorise().map_err(anyhow::Error::msg)?;
     // Label text shown on a terminal is escaped like everything else on screen.
     let to_terminal = cmd.out.is_none() && std::io::stdout().is_terminal();
     let cell = |text: &str| {
@@ -532,7 +556,7 @@ fn score(cmd: &ScoreCommand, safety: CellSafety) -> Result<()> {
         8192,
         |chunk| {
             if !header_written {
-                let mut header = vec!["row".to_string(), "energy".to_string()];
+                let mut header = vec!["row".to_string(), "score".to_string()];
                 header.extend(chunk.labels.as_ref().map(|l| cell(&l.column)));
                 writer.write_record(&header)?;
                 header_written = true;
@@ -540,9 +564,9 @@ fn score(cmd: &ScoreCommand, safety: CellSafety) -> Result<()> {
             let all: Vec<usize> = (0..chunk.len()).collect();
             let encoded = ck.meta.encoder.transform(&chunk, &all);
             unseen += encoded.unseen_levels;
-            let energies = ck.model.energies(&ck.dev, &encoded.matrix, &gmm);
+            let scores = ck.ensemble.scores(&encoded.matrix);
             for (i, row) in chunk.rows.iter().enumerate() {
-                let mut record = vec![row.number.to_string(), energies[i].to_string()];
+                let mut record = vec![row.number.to_string(), scores[i].to_string()];
                 record.extend(chunk.labels.as_ref().map(|l| cell(l.name(i))));
                 writer.write_record(&record)?;
             }
@@ -558,47 +582,199 @@ fn score(cmd: &ScoreCommand, safety: CellSafety) -> Result<()> {
 }
 
 fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Result<()> {
-    if data_args.label.is_none() {
-        bail!("eval needs --label COLUMN (and --anomaly VALUE)");
-    }
+    let Some(label) = &data_args.label else {
+        bail!("eval needs --label COLUMN");
+    };
     if cmd.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    let table = read_table(&cmd.data, &data_args.read_options(), None)?;
-    let opts = ProtocolOptions {
-        anomaly: cmd.anomaly.clone(),
-        runs: cmd.runs,
-        contamination: cmd.contamination,
-        scale: data_args.scale,
-        // The training half: at most half the rows (its anomalies are left out too).
-        train: settings.train_config(table.len() / 2)?,
-        restarts: cmd.restarts,
-    };
-    let reports = run_protocol(
-        &table,
-        &opts,
-        |w| settings.model_for(w),
-        |line| tell!("{line}"),
-    )?;
-    let summary = Summary::of(&reports);
+    let files = eval_files(&cmd.data)?;
+    let mut reports = Vec::new();
+    for path in &files {
+        let table = read_table(path, &data_args.read_options(), None)?;
+        let labels = table.labels.as_ref().expect("--label was given");
+        let anomaly = match (&cmd.anomaly, labels.rarer_of_two()) {
+            (Some(a), _) => a.clone(),
+            (None, Some(rarer)) => rarer.to_string(),
+            (None, None) => bail!(
+                "{}: label '{label}' has {} values: pass --anomaly VALUE",
+                path.display(),
+                labels.names.len()
+            ),
+        };
+        let name = path.display().to_string();
+        tell!("{name}: {} rows, anomaly class '{anomaly}'", table.len());
+        let train_rows = match cmd.protocol {
+            // The training half: at most half the rows (its anomalies are left out too).
+            Protocol::Paper => table.len() / 2,
+            Protocol::Unsupervised => table.len(),
+        };
+        let opts = ProtocolOptions {
+            protocol: cmd.protocol,
+            anomaly: anomaly.clone(),
+            runs: cmd.runs,
+            contamination: cmd.contamination,
+            feedback: cmd.feedback,
+            scale: data_args.scale,
+            train: settings.train_config(train_rows)?,
+        };
+        let runs = run_protocol(
+            &table,
+            &opts,
+            |w| settings.model_for(w),
+            |line| tell!("{line}"),
+            |line| tell!("note: {name}: {line}"),
+        )?;
+        reports.push(FileReport {
+            summary: Summary::of(&runs),
+            data: name,
+            anomaly,
+            rows: table.len(),
+            train: opts.train,
+            runs,
+        });
+    }
+    let overall = Overall::of(&reports);
     if cmd.json {
         let value = serde_json::json!({
-            "data": cmd.data.display().to_string(),
-            "anomaly": cmd.anomaly,
-            "train": opts.train,
-            "runs": reports,
-            "summary": summary,
+            "protocol": cmd.protocol,
+            "files": reports,
+            "median_over_files": overall,
         });
         println!("{}", json_safe(&serde_json::to_string_pretty(&value)?));
     } else {
-        print_table(&reports, &summary);
+        for report in &reports {
+            println!("{}", visible(&report.data));
+            print_table(&report.runs, &report.summary);
+            println!();
+        }
+        if reports.len() > 1 {
+            print_overall(&reports, &overall);
+        }
     }
     Ok(())
 }
 
+/// The files `eval` reads: each argument as given, or the `.csv` / `.csv.gz` files inside
+/// a directory argument, in name order.
+fn eval_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for arg in args {
+        if arg.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(arg)
+                .with_context(|| format!("reading directory {}", arg.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    p.is_file() && (name.ends_with(".csv") || name.ends_with(".csv.gz"))
+                })
+                .collect();
+            inside.sort();
+            if inside.is_empty() {
+                bail!("{}: no .csv or .csv.gz file inside", arg.display());
+            }
+            files.extend(inside);
+        } else if arg.is_file() {
+            files.push(arg.clone());
+        } else {
+            bail!("{}: no such file or directory", arg.display());
+        }
+    }
+    Ok(files)
+}
+
+/// One file's runs in `eval`.
+#[derive(Debug, Serialize)]
+struct FileReport {
+    data: String,
+    anomaly: String,
+    rows: usize,
+    train: TrainConfig,
+    runs: Vec<RunReport>,
+    summary: Summary,
+}
+
+/// Medians over files of each file's median over seeds, and how often DAGMM wins.
+#[derive(Debug, Serialize)]
+struct Overall {
+    files: usize,
+    auroc: f64,
+    untrained_auroc: f64,
+    reference_auroc: f64,
+    auprc: f64,
+    untrained_auprc: f64,
+    reference_auprc: f64,
+    f1: f64,
+    reference_f1: f64,
+    /// Files where the trained ensemble's median AUROC beats the untrained one's.
+    trained_beats_untrained: usize,
+    /// Files where the trained ensemble's median AUROC is at least IsolationForest's.
+    trained_at_least_reference: usize,
+}
+
+impl Overall {
+    fn of(reports: &[FileReport]) -> Self {
+        let median = |f: &dyn Fn(&Summary) -> f64| {
+            Spread::of(reports.iter().map(|r| f(&r.summary))).median
+        };
+        let count = |f: &dyn Fn(&Summary) -> bool| reports.iter().filter(|r| f(&r.summary)).count();
+        Self {
+            files: reports.len(),
+            auroc: median(&|s| s.auroc.median),
+            untrained_auroc: median(&|s| s.untrained_auroc.median),
+            reference_auroc: median(&|s| s.reference_auroc.median),
+            auprc: median(&|s| s.auprc.median),
+            untrained_auprc: median(&|s| s.untrained_auprc.median),
+            reference_auprc: median(&|s| s.reference_auprc.median),
+            f1: median(&|s| s.f1.median),
+            reference_f1: median(&|s| s.reference_f1.median),
+            trained_beats_untrained: count(&|s| s.auroc.median > s.untrained_auroc.median),
+            trained_at_least_reference: count(&|s| s.auroc.median >= s.reference_auroc.median),
+        }
+    }
+}
+
+fn print_overall(reports: &[FileReport], overall: &Overall) {
+    println!(
+        "{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "file (median over seeds)", "AUROC", "untr", "IForest", "AUPRC", "untr", "IForest"
+    );
+    for r in reports {
+        let s = &r.summary;
+        let name = std::path::Path::new(&r.data)
+            .file_name()
+            .map_or_else(|| r.data.clone(), |n| n.to_string_lossy().into_owned());
+        println!(
+            "{:<28} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
+            visible(&name),
+            s.auroc.median,
+            s.untrained_auroc.median,
+            s.reference_auroc.median,
+            s.auprc.median,
+            s.untrained_auprc.median,
+            s.reference_auprc.median
+        );
+    }
+    let o = overall;
+    println!(
+        "{:<28} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
+        format!("median over {} files", o.files),
+        o.auroc,
+        o.untrained_auroc,
+        o.reference_auroc,
+        o.auprc,
+        o.untrained_auprc,
+        o.reference_auprc
+    );
+    println!(
+        "trained beats untrained on {} of {} files; trained ≥ IsolationForest on {} of {}",
+        o.trained_beats_untrained, o.files, o.trained_at_least_reference, o.files
+    );
+}
+
 fn print_table(reports: &[RunReport], summary: &Summary) {
     println!(
-        "{:>4} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>9} {:>9} | {:>8} {:>8} {:>10}",
+        "{:>4} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} | {:>7} {:>8} {:>10}",
         "run",
         "seed",
         "P",
@@ -606,15 +782,19 @@ fn print_table(reports: &[RunReport], summary: &Summary) {
         "F1",
         "AUROC",
         "AUPRC",
-        "F1 (untr)",
-        "AUROC (u)",
+        "F1 u",
+        "AUROC u",
+        "AUPRC u",
+        "F1 IF",
+        "AUROC IF",
+        "AUPRC IF",
         "ratio",
         "train s",
         "samples/s"
     );
     for r in reports {
         println!(
-            "{:>4} {:>6} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} | {:>9.4} {:>9.4} | {:>8.4} {:>8.1} {:>10.0}",
+            "{:>4} {:>6} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} | {:>7.4} {:>7.4} {:>7.4} | {:>7.4} {:>7.4} {:>7.4} | {:>7.4} {:>8.1} {:>10.0}",
             r.run,
             r.seed,
             r.trained.precision,
@@ -624,22 +804,24 @@ fn print_table(reports: &[RunReport], summary: &Summary) {
             r.trained.auprc,
             r.untrained.f1,
             r.untrained.auroc,
+            r.untrained.auprc,
+            r.reference.f1,
+            r.reference.auroc,
+            r.reference.auprc,
             r.test_anomaly_ratio,
             r.train_seconds,
             r.samples_per_sec
         );
     }
     let s = summary;
-    for (name, pick) in [
-        (
-            "min",
-            (|x: &crate::eval::Spread| x.min) as fn(&crate::eval::Spread) -> f64,
-        ),
+    let rows: [(&str, fn(&Spread) -> f64); 3] = [
+        ("min", |x| x.min),
         ("median", |x| x.median),
         ("max", |x| x.max),
-    ] {
+    ];
+    for (name, pick) in rows {
         println!(
-            "{:>11} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} | {:>9.4} {:>9.4} | {:>8} {:>8.1} {:>10.0}",
+            "{:>11} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>7.4} | {:>7.4} {:>7.4} {:>7.4} | {:>7.4} {:>7.4} {:>7.4} | {:>7} {:>8.1} {:>10.0}",
             name,
             pick(&s.precision),
             pick(&s.recall),
@@ -648,6 +830,10 @@ fn print_table(reports: &[RunReport], summary: &Summary) {
             pick(&s.auprc),
             pick(&s.untrained_f1),
             pick(&s.untrained_auroc),
+            pick(&s.untrained_auprc),
+            pick(&s.reference_f1),
+            pick(&s.reference_auroc),
+            pick(&s.reference_auprc),
             "",
             pick(&s.train_seconds),
             pick(&s.samples_per_sec)

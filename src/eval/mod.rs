@@ -1,9 +1,16 @@
-//! The paper's evaluation protocol, run with honest bookkeeping: a random 50/50 split per
-//! run, training on the normal rows of the training half only, the top X % of the test half
-//! by energy flagged (X = the data's anomaly ratio unless given), and the same figures for
-//! the untrained network with the same seed — an untrained DAGMM already scores well on
-//! KDDCUP, so only the gap shows that training works. Labels never pick anything.
+//! Detection quality with honest bookkeeping, in two protocols:
+//! - **paper** (Zong et al.): a random 50/50 split per run, training on the normal rows of
+//!   the training half only, scoring the test half;
+//! - **unsupervised** (the workbench's setting): fit on every row, anomalies included,
+//!   and score every row.
+//!
+//! Each run reports AUROC, AUPRC and F1 at the true anomaly ratio of the scored rows, for
+//! the trained ensemble, the same ensemble untrained (same seeds, epoch 0: an untrained
+//! DAGMM already ranks well on some data, so only the gap shows that training works), and
+//! an IsolationForest reference fitted on the same rows in the same run. Labels score the
+//! result and never pick anything.
 
+pub mod iforest;
 pub mod metrics;
 
 use std::time::Instant;
@@ -12,25 +19,43 @@ use anyhow::{bail, Result};
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use serde::Serialize;
 
-use crate::data::{Encoder, Matrix, RawTable, ScaleKind};
-use crate::model::dense::Dev;
-use crate::model::{Dagmm, DagmmConfig};
-use crate::train::{fit_mixture, TrainConfig, Trainer};
+use crate::data::{Encoder, RawTable, ScaleKind};
+use crate::model::ensemble::mean_scores;
+use crate::model::Ensemble;
+use crate::model::DagmmConfig;
+use crate::train::{member_of, TrainConfig, Trainer};
+pub use iforest::IsolationForest;
 pub use metrics::{evaluate, Detection};
+
+/// Trees in the IsolationForest reference (scikit-learn's default).
+const REFERENCE_TREES: usize = 100;
+
+/// Which rows train and which are scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// The paper's: train on the normal rows of a random half, score the other half.
+    #[default]
+    Paper,
+    /// The workbench's: train on every row (anomalies included), score every row.
+    Unsupervised,
+}
 
 /// What the protocol needs besides the data.
 pub struct ProtocolOptions {
+    pub protocol: Protocol,
     /// The label value of the anomaly class.
     pub anomaly: String,
     pub runs: usize,
-    /// Share of test rows to flag; `None` uses the whole file's anomaly ratio.
+    /// Unsupervised protocol: rows a simulated analyst marks from the top of the ranking
+    /// before the ensemble refits (0: no simulation).
+    pub feedback: usize,
+    /// Share of scored rows to flag; `None` uses their true anomaly ratio.
     pub contamination: Option<f64>,
     pub scale: ScaleKind,
-    /// Run `r` uses seed `train.seed + r` for the split, the weights and the batches.
+    /// Run `r` uses seed `train.seed + r` for the split, the weights and the batches;
+    /// `train.members` models per run form the ensemble.
     pub train: TrainConfig,
-    /// Independently initialised models per run whose standardised energies are averaged
-    /// (1 = a single model). No labels involved: every member counts equally.
-    pub restarts: usize,
 }
 
 /// One run of the protocol.
@@ -38,24 +63,77 @@ pub struct ProtocolOptions {
 pub struct RunReport {
     pub run: usize,
     pub seed: u64,
-    /// The architecture trained (its input width is the encoded width of this split).
+    /// The architecture trained (its input width is the encoded width of the training rows).
     pub model: DagmmConfig,
-    /// Models averaged in this run.
-    pub restarts: usize,
+    /// Models in the ensemble.
+    pub members: usize,
     pub train_rows: usize,
     pub test_rows: usize,
-    /// Share of anomalies in the test half (F1 moves with it).
+    /// Share of anomalies among the scored rows (F1 moves with it).
     pub test_anomaly_ratio: f64,
-    /// Share of test rows flagged.
+    /// Share of scored rows flagged.
     pub contamination: f64,
     pub trained: Detection,
-    /// Same split, same seed, epoch 0.
+    /// Same rows, same seeds, epoch 0.
     pub untrained: Detection,
+    /// IsolationForest (100 trees, seeded by the run) fitted on the same training rows.
+    pub reference: Detection,
+    /// The simulated analyst (unsupervised protocol with `feedback`).
+    pub feedback: Option<Feedback>,
     pub epochs: usize,
     pub train_seconds: f64,
     pub samples_per_sec: f64,
     /// Mean training loss over the last epoch (what an unsupervised user can see).
     pub final_loss: f64,
+}
+
+/// What a simulated analyst's marks did: the top rows were marked by their true label,
+/// the rows marked anomalous left the scoring fit, and the ensemble refitted.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Feedback {
+    /// Rows marked (the top of the ranking).
+    pub marked: usize,
+    /// Of those, marked anomalous (left out of the refit).
+    pub marked_anomalies: usize,
+    /// AUROC over the unmarked rows before and after the refit.
+    pub auroc_before: f64,
+    pub auroc_after: f64,
+}
+
+/// Marks the `n` top-ranked rows by their truth, refits `ensemble` without the anomalies
+/// among them, and compares AUROC over the rows left unmarked.
+fn simulate_analyst(
+    ensemble: &mut Ensemble,
+    x: &crate::data::Matrix,
+    scores: &[f64],
+    truth: &[bool],
+    n: usize,
+) -> Result<Feedback> {
+    let top = crate::train::ranking(scores);
+    let marked: Vec<usize> = top.iter().take(n).map(|&r| r as usize).collect();
+    let mut keep = vec![true; truth.len()];
+    let mut unmarked = vec![true; truth.len()];
+    for &r in &marked {
+        unmarked[r] = false;
+        keep[r] = !truth[r];
+    }
+    let after = ensemble.refit(x, Some(&keep)).map_err(anyhow::Error::msg)?;
+    let over_unmarked = |s: &[f64]| {
+        let (s, t): (Vec<f64>, Vec<bool>) = s
+            .iter()
+            .zip(truth)
+            .zip(&unmarked)
+            .filter(|(_, &u)| u)
+            .map(|((&s, &t), _)| (s, t))
+            .unzip();
+        metrics::auroc(&s, &t)
+    };
+    Ok(Feedback {
+        marked: marked.len(),
+        marked_anomalies: marked.iter().filter(|&&r| truth[r]).count(),
+        auroc_before: over_unmarked(scores),
+        auroc_after: over_unmarked(&after),
+    })
 }
 
 /// Minimum, median and maximum over runs.
@@ -94,6 +172,13 @@ pub struct Summary {
     pub auprc: Spread,
     pub untrained_f1: Spread,
     pub untrained_auroc: Spread,
+    pub untrained_auprc: Spread,
+    pub reference_f1: Spread,
+    pub reference_auroc: Spread,
+    pub reference_auprc: Spread,
+    /// AUROC over unmarked rows before and after the simulated analyst's refit.
+    pub feedback_before: Spread,
+    pub feedback_after: Spread,
     pub train_seconds: Spread,
     pub samples_per_sec: Spread,
 }
@@ -110,80 +195,78 @@ impl Summary {
             auprc: spread(&|r| r.trained.auprc),
             untrained_f1: spread(&|r| r.untrained.f1),
             untrained_auroc: spread(&|r| r.untrained.auroc),
+            untrained_auprc: spread(&|r| r.untrained.auprc),
+            reference_f1: spread(&|r| r.reference.f1),
+            reference_auroc: spread(&|r| r.reference.auroc),
+            reference_auprc: spread(&|r| r.reference.auprc),
+            feedback_before: spread(&|r| r.feedback.map_or(f64::NAN, |f| f.auroc_before)),
+            feedback_after: spread(&|r| r.feedback.map_or(f64::NAN, |f| f.auroc_after)),
             train_seconds: spread(&|r| r.train_seconds),
             samples_per_sec: spread(&|r| r.samples_per_sec),
         }
     }
 }
 
-/// Runs the protocol `opts.runs` times. `model_for(width)` gives the architecture for the
-/// encoded width; `progress` receives one human-readable line per epoch and run.
+/// Runs the protocol `opts.runs` times on `table`. `model_for(width)` gives the
+/// architecture for the encoded width; `progress` receives one human-readable line per
+/// epoch and run; `note` receives what the user should know about the data (dropped
+/// constant columns), once, as `train` prints it.
 pub fn run_protocol(
     table: &RawTable,
     opts: &ProtocolOptions,
     model_for: impl Fn(usize) -> DagmmConfig,
     mut progress: impl FnMut(&str),
+    mut note: impl FnMut(&str),
 ) -> Result<Vec<RunReport>> {
     let Some(labels) = &table.labels else {
         bail!("eval needs --label COLUMN");
     };
     let is_anomaly = labels.is_value(&opts.anomaly).map_err(anyhow::Error::msg)?;
-    let data_ratio = is_anomaly.iter().filter(|&&a| a).count() as f64 / is_anomaly.len() as f64;
-    let contamination = opts.contamination.unwrap_or(data_ratio);
-    if !(0.0..=1.0).contains(&contamination) {
-        bail!("--contamination must be between 0 and 1, got {contamination}");
+    if let Some(c) = opts.contamination {
+        if !(0.0..=1.0).contains(&c) {
+            bail!("--contamination must be between 0 and 1, got {c}");
+        }
     }
+    let members = opts.train.members.max(1);
     let mut reports = Vec::new();
     for run in 0..opts.runs {
         let seed = opts.train.seed + run as u64;
-        let mut rows: Vec<usize> = (0..table.len()).collect();
-        rows.shuffle(&mut StdRng::seed_from_u64(seed));
-        let (train_half, test_half) = rows.split_at(rows.len() / 2);
-        let train_rows: Vec<usize> = train_half
-            .iter()
-            .copied()
-            .filter(|&r| !is_anomaly[r])
-            .collect();
-        if train_rows.len() < 2 || test_half.is_empty() {
+        let (train_rows, test_rows) = split(opts.protocol, &is_anomaly, seed);
+        if train_rows.len() < 2 || test_rows.is_empty() {
             bail!("too few rows for a 50/50 split with normal training rows");
         }
-        let truth: Vec<bool> = test_half.iter().map(|&r| is_anomaly[r]).collect();
-        let (encoder, _) = Encoder::fit(table, &train_rows, opts.scale)?;
+        let truth: Vec<bool> = test_rows.iter().map(|&r| is_anomaly[r]).collect();
+        let ratio = truth.iter().filter(|&&t| t).count() as f64 / truth.len() as f64;
+        let contamination = opts.contamination.unwrap_or(ratio);
+        let (encoder, notes) = Encoder::fit(table, &train_rows, opts.scale)?;
+        if run == 0 {
+            table.notes.iter().chain(&notes).for_each(|n| note(n));
+        }
         let train_x = encoder.transform(table, &train_rows).matrix;
-        let test_x = encoder.transform(table, test_half).matrix;
+        let test_x = encoder.transform(table, &test_rows).matrix;
         let model_config = model_for(encoder.width());
         model_config.validate().map_err(anyhow::Error::msg)?;
         let config = TrainConfig {
             seed,
             ..opts.train.clone()
         };
-        let (mut untrained_scores, mut trained_scores) = (Vec::new(), Vec::new());
+        let (mut untrained_scores, mut trained) = (Vec::new(), Ensemble::default());
         let started = Instant::now();
         let (mut samples, mut final_loss) = (0usize, 0f64);
-        for member in 0..opts.restarts.max(1) {
-            let member_config = TrainConfig {
-                seed: config.seed + 1000 * member as u64,
-                ..config.clone()
-            };
-            let mut trainer = Trainer::new(model_config.clone(), member_config, train_x.rows);
-            untrained_scores.push(standardised_energies(
-                &trainer.model,
-                &trainer.dev,
-                &train_x,
-                &test_x,
-            )?);
+        for member in 0..members {
+            let mut trainer = Trainer::new(model_config.clone(), config.member(member), train_x.rows);
+            untrained_scores.push(member_of(&trainer, &train_x, None)?.0.scores(&test_x));
             let mut last = 0f64;
-            for epoch in 1..=opts.train.epochs {
+            for epoch in 1..=config.epochs {
                 let summary = trainer.epoch(&train_x, |_| true)?;
                 samples += summary.samples;
                 last = summary.loss.total;
                 progress(&format!(
-                    "run {}/{} seed {seed} model {}/{} epoch {epoch}/{} loss {:.4} (recon {:.4} energy {:.3} cov {:.3}) {:.0} samples/s",
+                    "run {}/{} seed {seed} model {}/{members} epoch {epoch}/{} loss {:.4} (recon {:.4} energy {:.3} cov {:.3}) {:.0} samples/s",
                     run + 1,
                     opts.runs,
                     member + 1,
-                    opts.restarts.max(1),
-                    opts.train.epochs,
+                    config.epochs,
                     summary.loss.total,
                     summary.loss.reconstruction,
                     summary.loss.energy,
@@ -191,41 +274,46 @@ pub fn run_protocol(
                     summary.samples as f64 / summary.seconds.max(1e-9)
                 ));
             }
-            final_loss += last / opts.restarts.max(1) as f64;
-            trained_scores.push(standardised_energies(
-                &trainer.model,
-                &trainer.dev,
-                &train_x,
-                &test_x,
-            )?);
+            final_loss += last / members as f64;
+            trained.members.push(member_of(&trainer, &train_x, None)?.0);
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        let untrained = evaluate(&average(&untrained_scores), &truth, contamination);
-        let trained = evaluate(&average(&trained_scores), &truth, contamination);
+        let trained_scores = trained.scores(&test_x);
+        let feedback = match (opts.protocol, opts.feedback) {
+            (Protocol::Unsupervised, n) if n > 0 => {
+                Some(simulate_analyst(&mut trained, &train_x, &trained_scores, &truth, n)?)
+            }
+            _ => None,
+        };
+        let forest = IsolationForest::fit(&train_x, REFERENCE_TREES, seed);
         let report = RunReport {
             run: run + 1,
             seed,
             model: model_config.clone(),
-            restarts: opts.restarts.max(1),
+            members,
             train_rows: train_x.rows,
             test_rows: test_x.rows,
-            test_anomaly_ratio: truth.iter().filter(|&&t| t).count() as f64 / truth.len() as f64,
+            test_anomaly_ratio: ratio,
             contamination,
-            trained,
-            untrained,
-            epochs: opts.train.epochs,
+            trained: evaluate(&trained_scores, &truth, contamination),
+            feedback,
+            untrained: evaluate(&mean_scores(&untrained_scores), &truth, contamination),
+            reference: evaluate(&forest.scores(&test_x), &truth, contamination),
+            epochs: config.epochs,
             train_seconds,
             samples_per_sec: samples as f64 / train_seconds.max(1e-9),
             final_loss,
         };
         progress(&format!(
-            "run {} seed {seed}: F1 {:.4} AUROC {:.4} (untrained F1 {:.4} AUROC {:.4}), test anomaly ratio {:.4}, {:.1} s",
+            "run {} seed {seed}: F1 {:.4} AUROC {:.4} (untrained F1 {:.4} AUROC {:.4}; IsolationForest F1 {:.4} AUROC {:.4}), anomaly ratio {:.4}, {:.1} s",
             run + 1,
-            trained.f1,
-            trained.auroc,
-            untrained.f1,
-            untrained.auroc,
-            report.test_anomaly_ratio,
+            report.trained.f1,
+            report.trained.auroc,
+            report.untrained.f1,
+            report.untrained.auroc,
+            report.reference.f1,
+            report.reference.auroc,
+            ratio,
             train_seconds
         ));
         reports.push(report);
@@ -233,31 +321,17 @@ pub fn run_protocol(
     Ok(reports)
 }
 
-/// Test energies of one model, standardised by the median and interquartile range of its
-/// own training-row energies, so that members of an ensemble weigh the same.
-fn standardised_energies(
-    model: &Dagmm,
-    dev: &Dev,
-    train_x: &Matrix,
-    test_x: &Matrix,
-) -> Result<Vec<f64>> {
-    let fit = fit_mixture(model, dev, train_x)?;
-    let gmm = fit.gmm.factorise().map_err(anyhow::Error::msg)?;
-    let mut reference = fit.energies;
-    reference.sort_by(f64::total_cmp);
-    let quantile = |q: f64| reference[((reference.len() - 1) as f64 * q).round() as usize];
-    let (median, spread) = (quantile(0.5), (quantile(0.75) - quantile(0.25)).max(1e-12));
-    Ok(model
-        .energies(dev, test_x, &gmm)
-        .into_iter()
-        .map(|e| (e - median) / spread)
-        .collect())
-}
-
-/// Element-wise mean of equally long score vectors.
-fn average(members: &[Vec<f64>]) -> Vec<f64> {
-    let n = members.len() as f64;
-    (0..members[0].len())
-        .map(|i| members.iter().map(|m| m[i]).sum::<f64>() / n)
-        .collect()
+/// Training and scored rows of one run: the paper's split (normal rows of a random half;
+/// the other half) or every row for both.
+fn split(protocol: Protocol, is_anomaly: &[bool], seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rows: Vec<usize> = (0..is_anomaly.len()).collect();
+    match protocol {
+        Protocol::Unsupervised => (rows.clone(), rows),
+        Protocol::Paper => {
+            rows.shuffle(&mut StdRng::seed_from_u64(seed));
+            let (train_half, test_half) = rows.split_at(rows.len() / 2);
+            let train = train_half.iter().copied().filter(|&r| !is_anomaly[r]).collect();
+            (train, test_half.to_vec())
+        }
+    }
 }

@@ -186,10 +186,10 @@ impl Dagmm {
 }
 
 impl Params for Dagmm {
-    fn visit_params(&mut self, _prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
-        self.encoder.visit_params("encoder", f);
-        self.decoder.visit_params("decoder", f);
-        self.estimation.visit_params("estimation", f);
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
+        self.encoder.visit_params(&format!("{prefix}.encoder"), f);
+        self.decoder.visit_params(&format!("{prefix}.decoder"), f);
+        self.estimation.visit_params(&format!("{prefix}.estimation"), f);
     }
 }
 

@@ -4,8 +4,10 @@
 pub mod config;
 pub mod dagmm;
 pub mod dense;
+pub mod ensemble;
 pub mod gmm;
 
 pub use config::{DagmmConfig, Preset};
+pub use ensemble::{Calibration, Detector, Ensemble, FittedDagmm, Member};
 pub use dagmm::{Dagmm, Inference, StepLoss};
 pub use gmm::{FactorisedGmm, GmmParams};

@@ -1,6 +1,8 @@
-//! Checkpoints: weights (safetensors) plus everything needed to score new data the same
-//! way — encoder (schema, scaler, levels), read options, architecture, training settings
-//! and the mixture parameters fitted over the training set. Written atomically.
+//! Checkpoints: an ensemble's weights (one safetensors file, tensors named `member{i}.…`)
+//! plus everything needed to score new data the same way — encoder (schema, scaler,
+//! levels), read options, training settings, and per member its detector (architecture and
+//! the mixture fitted over the training rows, for DAGMM), seed and score calibration.
+//! Written atomically.
 
 use std::fs;
 use std::io::Write;
@@ -13,10 +15,12 @@ use super::trainer::TrainConfig;
 use crate::data::{Encoder, ReadOptions};
 use crate::hash::fnv1a;
 use crate::model::dense::{load_safetensors, safetensors_bytes, Dev};
-use crate::model::{Dagmm, DagmmConfig, GmmParams};
+use crate::model::{
+    Calibration, Dagmm, DagmmConfig, Detector, Ensemble, FittedDagmm, GmmParams, Member,
+};
 
 /// Identifies the checkpoint layout; bumped when it changes.
-pub const FORMAT: &str = "dagmm-tui-checkpoint/2";
+pub const FORMAT: &str = "dagmm-tui-checkpoint/3";
 const WEIGHTS: &str = "model.safetensors";
 const META: &str = "model.json";
 /// Key in `model.json` holding the FNV-1a of the weights file: the two files are renamed
@@ -30,24 +34,73 @@ pub struct CheckpointMeta {
     pub format: String,
     pub read: ReadOptions,
     pub encoder: Encoder,
-    pub model: DagmmConfig,
+    /// The settings the ensemble was trained with (each member's seed is recorded below).
     pub train: TrainConfig,
-    pub gmm: GmmParams,
+    pub members: Vec<MemberMeta>,
+}
+
+/// One ensemble member as recorded in `model.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberMeta {
+    pub seed: u64,
     pub epochs_done: usize,
+    pub calibration: Calibration,
+    #[serde(flatten)]
+    pub detector: DetectorMeta,
+}
+
+/// What a member's detector needs besides its weights, tagged by the detector's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "detector", rename_all = "lowercase")]
+pub enum DetectorMeta {
+    /// A DAGMM: its architecture and the mixture fitted over the training rows.
+    Dagmm { model: DagmmConfig, gmm: GmmParams },
+}
+
+impl CheckpointMeta {
+    /// The metadata of `ensemble` trained with `train` on data read and encoded as given.
+    pub fn new(ensemble: &Ensemble, train: &TrainConfig, read: &ReadOptions, encoder: &Encoder) -> Self {
+        let members = ensemble
+            .members
+            .iter()
+            .map(|m| MemberMeta {
+                seed: m.seed,
+                epochs_done: m.epochs_done,
+                calibration: m.calibration,
+                detector: match &m.detector {
+                    Detector::Dagmm(d) => DetectorMeta::Dagmm {
+                        model: d.model.config.clone(),
+                        gmm: d.gmm.clone(),
+                    },
+                },
+            })
+            .collect();
+        Self {
+            format: FORMAT.to_string(),
+            read: read.clone(),
+            encoder: encoder.clone(),
+            train: train.clone(),
+            members,
+        }
+    }
+
+    /// Epochs of the least trained member (what "trained for N epochs" can honestly say).
+    pub fn epochs_done(&self) -> usize {
+        self.members.iter().map(|m| m.epochs_done).min().unwrap_or(0)
+    }
 }
 
 /// A loaded checkpoint: ready to score.
 pub struct Checkpoint {
     pub meta: CheckpointMeta,
-    pub dev: Dev,
-    pub model: Dagmm,
+    pub ensemble: Ensemble,
 }
 
-/// Writes `model` and `meta` into `dir` (created if needed); each file goes through a
+/// Writes `ensemble` and `meta` into `dir` (created if needed); each file goes through a
 /// temporary name and a rename, so a crash never leaves a half-written checkpoint file.
-pub fn save(dir: &Path, model: &Dagmm, meta: &CheckpointMeta) -> Result<()> {
+pub fn save(dir: &Path, ensemble: &Ensemble, meta: &CheckpointMeta) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let weights = safetensors_bytes(&mut model.clone())?;
+    let weights = safetensors_bytes(&mut ensemble.clone())?;
     let weights_tmp = dir.join(format!(".{WEIGHTS}.tmp"));
     write_synced(&weights_tmp, &weights)?;
     let mut value = serde_json::to_value(meta)?;
@@ -99,15 +152,9 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         .map(str::to_string);
     let meta: CheckpointMeta = serde_json::from_value(value)
         .with_context(|| format!("{}: malformed checkpoint", meta_path.display()))?;
-    if meta.model.input != meta.encoder.width() {
-        bail!(
-            "{}: model input width does not match the encoder",
-            meta_path.display()
-        );
+    if meta.members.is_empty() {
+        bail!("{}: the checkpoint holds no model", meta_path.display());
     }
-    meta.gmm
-        .factorise()
-        .map_err(|e| anyhow::anyhow!("{}: unusable mixture: {e}", meta_path.display()))?;
     let weights_path = dir.join(WEIGHTS);
     let weights =
         fs::read(&weights_path).with_context(|| format!("reading {}", weights_path.display()))?;
@@ -118,8 +165,32 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
             meta_path.display()
         );
     }
-    let dev = Dev::seed_from_u64(meta.train.seed);
-    let mut model = Dagmm::new(&dev, meta.model.clone(), meta.train.seed);
-    load_safetensors(&mut model, &weights, &weights_path)?;
-    Ok(Checkpoint { meta, dev, model })
+    let mut members = Vec::new();
+    for (i, m) in meta.members.iter().enumerate() {
+        let DetectorMeta::Dagmm { model, gmm } = &m.detector;
+        if model.input != meta.encoder.width() {
+            bail!(
+                "{}: member {} input width does not match the encoder",
+                meta_path.display(),
+                i + 1
+            );
+        }
+        model
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: member {}: {e}", meta_path.display(), i + 1))?;
+        let dev = Dev::seed_from_u64(m.seed);
+        let fitted = FittedDagmm::new(Dagmm::new(&dev, model.clone(), m.seed), dev, gmm.clone())
+            .map_err(|e| {
+                anyhow::anyhow!("{}: member {}: unusable mixture: {e}", meta_path.display(), i + 1)
+            })?;
+        members.push(Member {
+            detector: Detector::Dagmm(fitted),
+            calibration: m.calibration,
+            seed: m.seed,
+            epochs_done: m.epochs_done,
+        });
+    }
+    let mut ensemble = Ensemble { members };
+    load_safetensors(&mut ensemble, &weights, &weights_path)?;
+    Ok(Checkpoint { meta, ensemble })
 }

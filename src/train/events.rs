@@ -25,8 +25,13 @@ pub enum Control {
     Stop,
     /// Write a checkpoint of the current weights to this directory (served between steps).
     SaveCheckpoint(PathBuf),
-    /// Score every row with the current weights now (served between steps).
+    /// Score every row with the current weights now (served between steps; after
+    /// training, refits every member's mixture and calibration over the kept rows first).
     Rescore,
+    /// Rows (0-based, file order) an analyst marked anomalous: left out of training from the
+    /// next epoch on and out of every scoring fit from the next rescore on. Replaces the
+    /// previous set.
+    Exclude(Vec<u32>),
 }
 
 /// The data as read and encoded, for the UI to show beside the scores.
@@ -53,11 +58,16 @@ pub enum TrainEvent {
     Started {
         rows: usize,
         features: usize,
+        /// Epochs per ensemble member.
         epochs: usize,
+        /// Ensemble members, trained one after another.
+        members: usize,
         steps_per_epoch: usize,
         /// Epochs between two scorings of every row (`None`: no scoring events).
         rescore_every: Option<usize>,
     },
+    /// Member `member` (1-based) of `members` starts training; epochs count from 1 again.
+    MemberStarted { member: usize, members: usize },
     /// Sent at most every ~100 ms during an epoch.
     Step {
         epoch: usize,
@@ -82,7 +92,8 @@ pub enum TrainEvent {
         epochs_done: usize,
         stopped_early: bool,
     },
-    /// Every row scored with the weights after `epoch` epochs (workbench sessions only).
+    /// Every row scored by the ensemble so far, the member in training included
+    /// (workbench sessions only).
     Scored(Arc<Scoring>),
     /// Training could not continue.
     Failed(String),

@@ -4,10 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::trainer::MixtureFit;
 use crate::data::Matrix;
 use crate::model::dense::Dev;
-use crate::model::Dagmm;
+use crate::model::{Dagmm, Detector, Ensemble, Inference};
 
 /// Answers "why is this row flagged?" on demand: computing x̂ for one row takes
 /// microseconds, storing it for every row would double the memory of the data.
@@ -34,12 +33,24 @@ impl Explain for FrozenModel {
     }
 }
 
-/// Energies, ranks, z and γ̂ of every row at one point of training.
+/// Explains nothing: an empty ensemble has no networks.
+struct NoModel;
+
+impl Explain for NoModel {
+    fn reconstruction_error(&self, _: usize) -> Vec<f32> {
+        Vec::new()
+    }
+}
+
+/// Scores, ranks, z and γ̂ of every row at one point of training.
 pub struct Scoring {
-    /// Epochs completed when the rows were scored.
+    /// Epochs completed (by the member in training) when the rows were scored.
     pub epoch: usize,
-    /// Energy per row (file order); high means anomalous.
-    pub energies: Vec<f64>,
+    /// Ensemble score per row (file order): the mean over members of each member's energy,
+    /// centred on its median and divided by its interquartile range. High means anomalous.
+    pub scores: Vec<f64>,
+    /// Members in the ensemble that scored; z and γ̂ below are those of the last of them.
+    pub members: usize,
     /// Row indices, most anomalous first (ties keep file order).
     pub order: Vec<u32>,
     /// 0-based position of each row in `order`.
@@ -56,39 +67,60 @@ pub struct Scoring {
 }
 
 impl Scoring {
-    /// Scoring from a fitted mixture and the networks that produced it.
-    pub fn new(epoch: usize, fit: MixtureFit, model: &Dagmm, dev: &Dev, data: Arc<Matrix>) -> Self {
+    /// Scoring from the ensemble `scores`, and z and γ̂ of its last member (`members` in
+    /// all) with the networks that produced them, which the inspect view explains.
+    pub fn new(
+        epoch: usize,
+        scores: Vec<f64>,
+        inference: Inference,
+        model: &Dagmm,
+        dev: &Dev,
+        data: Arc<Matrix>,
+        members: usize,
+    ) -> Self {
         let explainer = Arc::new(FrozenModel {
             model: model.clone(),
             dev: dev.clone(),
             data,
         });
-        Self::from_parts(
+        let mut scoring = Self::from_parts(
             epoch,
-            fit.energies,
-            fit.inference.z,
-            fit.inference.gamma,
+            scores,
+            inference.z,
+            inference.gamma,
             model.config.components,
             explainer,
-        )
+        );
+        scoring.members = members;
+        scoring
     }
 
-    /// Scoring from plain per-row values (also how tests and benchmarks build one).
+    /// Scoring of a trained `ensemble` whose scores over `data` are `scores`; z and γ̂ come
+    /// from its last member.
+    pub fn of_ensemble(ensemble: &Ensemble, scores: Vec<f64>, data: Arc<Matrix>) -> Self {
+        let members = ensemble.members.len();
+        let epoch = ensemble.members.iter().map(|m| m.epochs_done).min().unwrap_or(0);
+        match ensemble.members.last().map(|m| &m.detector) {
+            Some(Detector::Dagmm(shown)) => {
+                let inference = shown.model.infer(&shown.dev, &data);
+                Self::new(epoch, scores, inference, &shown.model, &shown.dev, data, members)
+            }
+            None => Self::from_parts(epoch, scores, Vec::new(), Vec::new(), 1, Arc::new(NoModel)),
+        }
+    }
+
+    /// Scoring of one model from plain per-row values (also how tests and benchmarks
+    /// build one).
     pub fn from_parts(
         epoch: usize,
-        energies: Vec<f64>,
+        scores: Vec<f64>,
         z: Vec<f64>,
         gamma: Vec<f64>,
         components: usize,
         explainer: Arc<dyn Explain>,
     ) -> Self {
-        let n = energies.len();
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.sort_by(|&a, &b| {
-            energies[b as usize]
-                .total_cmp(&energies[a as usize])
-                .then(a.cmp(&b))
-        });
+        let n = scores.len();
+        let order = ranking(&scores);
         let mut position = vec![0u32; n];
         for (p, &row) in order.iter().enumerate() {
             position[row as usize] = p as u32;
@@ -96,7 +128,8 @@ impl Scoring {
         Self {
             epoch,
             z_width: z.len() / n.max(1),
-            energies,
+            scores,
+            members: 1,
             order,
             position,
             z,
@@ -108,20 +141,20 @@ impl Scoring {
 
     /// Number of rows scored.
     pub fn len(&self) -> usize {
-        self.energies.len()
+        self.scores.len()
     }
 
     /// `true` when no row was scored.
     pub fn is_empty(&self) -> bool {
-        self.energies.is_empty()
+        self.scores.is_empty()
     }
 
-    /// 1-based rank of `row` (1 = highest energy).
+    /// 1-based rank of `row` (1 = highest score).
     pub fn rank(&self, row: usize) -> usize {
         self.position[row] as usize + 1
     }
 
-    /// Share of rows with a lower energy, in percent.
+    /// Share of rows with a lower score, in percent.
     pub fn percentile(&self, row: usize) -> f64 {
         let n = self.len();
         100.0 * (n - self.rank(row)) as f64 / n.max(1) as f64
@@ -143,6 +176,18 @@ impl Scoring {
     }
 }
 
+/// Row indices by descending score, ties in file order: the one ranking rule of the
+/// table, score files and metrics.
+pub fn ranking(scores: &[f64]) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..scores.len() as u32).collect();
+    order.sort_by(|&a, &b| {
+        scores[b as usize]
+            .total_cmp(&scores[a as usize])
+            .then(a.cmp(&b))
+    });
+    order
+}
+
 impl fmt::Debug for Scoring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Scoring")
@@ -156,7 +201,7 @@ impl fmt::Debug for Scoring {
 impl PartialEq for Scoring {
     fn eq(&self, other: &Self) -> bool {
         self.epoch == other.epoch
-            && self.energies == other.energies
+            && self.scores == other.scores
             && self.z == other.z
             && self.gamma == other.gamma
     }
@@ -174,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn ranks_follow_descending_energy_and_ties_keep_file_order() {
+    fn ranks_follow_descending_score_and_ties_keep_file_order() {
         let s = Scoring::from_parts(
             1,
             vec![1.0, 5.0, 1.0, 3.0],

@@ -11,8 +11,8 @@ use anyhow::Result;
 use super::checkpoint;
 use super::events::{Control, LoadedData, TrainEvent};
 use super::scoring::Scoring;
-use super::trainer::{MixtureFit, TrainConfig};
-use super::worker::{spawn_thread, train_loop, DataContext, Trained, WorkerHandle, WorkerOptions};
+use super::trainer::TrainConfig;
+use super::worker::{serve_trained, spawn_thread, train_loop, DataContext, Trained, WorkerHandle, WorkerOptions};
 use crate::data::{read_table_reporting, Encoder, LoadProgress, ReadOptions, ScaleKind};
 use crate::model::DagmmConfig;
 
@@ -87,31 +87,22 @@ fn run(
                 table,
                 &context,
                 notes,
-                ck.model.config.describe(),
-                Some(dir),
+                ck.ensemble.describe(),
+                Some(dir.clone()),
             );
-            let out = ck.model.infer(&ck.dev, &data);
-            let factors = ck.meta.gmm.factorise().map_err(anyhow::Error::msg)?;
-            let energies = factors.energies(&out.z);
+            let scores = ck.ensemble.scores(&data);
             let _ = events.send(TrainEvent::Finished {
-                epochs_done: ck.meta.epochs_done,
+                epochs_done: ck.meta.epochs_done(),
                 stopped_early: false,
             });
-            let fit = MixtureFit {
-                gmm: ck.meta.gmm.clone(),
-                energies: energies.clone(),
-                inference: out,
-            };
-            let scoring = Scoring::new(ck.meta.epochs_done, fit, &ck.model, &ck.dev, data);
+            let scoring = Scoring::of_ensemble(&ck.ensemble, scores.clone(), data.clone());
             let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
-            Ok(Trained {
-                gmm: ck.meta.gmm,
-                energies,
+            let trained = Trained {
+                ensemble: ck.ensemble,
+                scores,
                 train: ck.meta.train,
-                epochs_done: ck.meta.epochs_done,
-                dev: ck.dev,
-                model: ck.model,
-            })
+            };
+            serve_trained(trained, &data, &context, events, controls)
         }
         (ModelSource::Train(choose), _) => {
             let (model, train) = choose(data.cols, data.rows)?;

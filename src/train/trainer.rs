@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::events::LossComponents;
 use crate::data::Matrix;
 use crate::model::dense::{all_finite, Adam, Dev};
+use crate::model::ensemble::{kept, Calibration, Detector, FittedDagmm, Member};
 use crate::model::{Dagmm, DagmmConfig, GmmParams, Inference};
 
 /// Optimisation settings.
@@ -19,6 +20,24 @@ pub struct TrainConfig {
     pub batch: usize,
     pub lr: f64,
     pub seed: u64,
+    /// Ensemble members, each trained from its own seed (see [`TrainConfig::member`]).
+    #[serde(default = "one")]
+    pub members: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl TrainConfig {
+    /// The settings of ensemble member `m` (0-based): its own seed, one model.
+    pub fn member(&self, m: usize) -> TrainConfig {
+        TrainConfig {
+            seed: self.seed.wrapping_add(1000 * m as u64),
+            members: 1,
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -29,6 +48,7 @@ impl Default for TrainConfig {
             batch: 1024,
             lr: 1e-4,
             seed: 0,
+            members: 1,
         }
     }
 }
@@ -45,11 +65,14 @@ pub struct EpochSummary {
     pub max_jitter: f64,
 }
 
+/// Optimisation steps the default epoch count gives a small file at least.
+pub const DEFAULT_MIN_STEPS: usize = 2000;
+
 /// Default epoch count for `rows` training rows: 20 (enough for KDDCUP's ~200 steps per
-/// epoch), raised so that small files still get at least 2,000 optimisation steps.
-pub fn default_epochs(rows: usize, batch: usize) -> usize {
+/// epoch), raised so that small files still get at least `min_steps` optimisation steps.
+pub fn default_epochs(rows: usize, batch: usize, min_steps: usize) -> usize {
     let steps_per_epoch = rows.div_ceil(batch.max(1)).max(1);
-    20usize.max(2000usize.div_ceil(steps_per_epoch))
+    20usize.max(min_steps.div_ceil(steps_per_epoch))
 }
 
 /// Model, optimiser and data order: everything needed to resume training where it stopped.
@@ -59,7 +82,10 @@ pub struct Trainer {
     pub config: TrainConfig,
     adam: Adam,
     rng: StdRng,
+    /// Rows trained on, shuffled every epoch.
     order: Vec<usize>,
+    /// Rows in the data.
+    rows: usize,
     pub epochs_done: usize,
 }
 
@@ -90,6 +116,7 @@ impl Trainer {
             adam: Adam::new(config.lr),
             rng: StdRng::seed_from_u64(config.seed.wrapping_add(0x5eed)),
             order: (0..rows).collect(),
+            rows,
             dev,
             model,
             config,
@@ -109,7 +136,17 @@ impl Trainer {
         }
     }
 
-    /// Batches per epoch for the row count given at construction.
+    /// Trains from now on only on the rows `keep` allows (all when `None`): rows an
+    /// analyst marked anomalous leave the batches from the next epoch on.
+    pub fn set_keep(&mut self, keep: Option<&[bool]>) {
+        let rows = self.rows;
+        self.order = match keep {
+            None => (0..rows).collect(),
+            Some(keep) => (0..rows).filter(|&r| keep.get(r).copied().unwrap_or(true)).collect(),
+        };
+    }
+
+    /// Batches per epoch over the rows trained on.
     pub fn steps_per_epoch(&self) -> usize {
         let full = self.order.len() / self.config.batch;
         let rest = self.order.len() % self.config.batch;
@@ -190,20 +227,49 @@ pub struct MixtureFit {
     pub inference: Inference,
 }
 
-/// Fits φ̂, μ̂, Σ̂ of `model` over every row of `data` (in f64) and scores those rows, from a
-/// single inference pass: the parameters scoring uses after training, and the training
-/// rows' energies that come with them.
-pub fn fit_mixture(model: &Dagmm, dev: &Dev, data: &Matrix) -> Result<MixtureFit> {
-    let out = model.infer(dev, data);
-    let c = &model.config;
-    let gmm = GmmParams::fit(&out.z, &out.gamma, c.z_width(), c.components, c.cov_eps);
-    let factors = gmm.factorise().map_err(anyhow::Error::msg)?;
-    let energies = factors.energies(&out.z);
+/// Fits φ̂, μ̂, Σ̂ of `model` over the rows of `data` that `keep` allows (all when `None`;
+/// in f64) and scores every row, from a single inference pass: the parameters scoring
+/// uses after training, and the rows' energies that come with them.
+pub fn fit_mixture(
+    model: &Dagmm,
+    dev: &Dev,
+    data: &Matrix,
+    keep: Option<&[bool]>,
+) -> Result<MixtureFit> {
+    let (fitted, inference, energies) =
+        FittedDagmm::fit(model.clone(), dev.clone(), data, keep).map_err(anyhow::Error::msg)?;
     Ok(MixtureFit {
-        gmm,
+        gmm: fitted.gmm,
         energies,
-        inference: out,
+        inference,
     })
+}
+
+/// The trainer's networks as an ensemble member (see [`StepView::member_of`]).
+pub fn member_of(
+    trainer: &Trainer,
+    data: &Matrix,
+    keep: Option<&[bool]>,
+) -> Result<(Member, MixtureFit)> {
+    trainer.view().member_of(data, keep)
+}
+
+impl StepView<'_> {
+    /// The networks of the moment as an ensemble member: the mixture fitted over the rows
+    /// of `data` that `keep` allows and the calibration of those rows' energies. Also
+    /// returns the fit (every row's energy, z, γ̂).
+    pub fn member_of(&self, data: &Matrix, keep: Option<&[bool]>) -> Result<(Member, MixtureFit)> {
+        let fit = fit_mixture(self.model, self.dev, data, keep)?;
+        let fitted = FittedDagmm::new(self.model.clone(), self.dev.clone(), fit.gmm.clone())
+            .map_err(anyhow::Error::msg)?;
+        let member = Member {
+            detector: Detector::Dagmm(fitted),
+            calibration: Calibration::fit(&kept(&fit.energies, keep)),
+            seed: self.config.seed,
+            epochs_done: self.epochs_done,
+        };
+        Ok((member, fit))
+    }
 }
 
 fn mean(sum: &LossComponents, count: usize) -> LossComponents {
@@ -223,9 +289,10 @@ mod tests {
 
     #[test]
     fn default_epochs_give_small_files_enough_steps() {
-        assert_eq!(default_epochs(198_000, 1024), 20);
-        assert_eq!(default_epochs(5_011, 1024), 400);
-        assert_eq!(default_epochs(10, 1024), 2000);
+        assert_eq!(default_epochs(198_000, 1024, 2000), 20);
+        assert_eq!(default_epochs(5_011, 1024, 2000), 400);
+        assert_eq!(default_epochs(10, 1024, 2000), 2000);
+        assert_eq!(default_epochs(10, 1024, 200), 200);
     }
 
     #[test]
@@ -243,6 +310,7 @@ mod tests {
             batch: 32,
             lr: 1e-3,
             seed: 0,
+            members: 1,
         };
         let mut trainer = Trainer::new(DagmmConfig::default_for(6), config, rows);
         let before = snapshot(&mut trainer.model);

@@ -12,56 +12,26 @@ use anyhow::Result;
 use super::checkpoint::{self, CheckpointMeta};
 use super::events::{Control, TrainEvent};
 use super::scoring::Scoring;
-use super::trainer::{fit_mixture, MixtureFit, StepView, TrainConfig, Trainer};
+use super::trainer::{fit_mixture, member_of, StepView, TrainConfig, Trainer};
 use crate::data::{Encoder, Matrix, ReadOptions};
-use crate::model::dense::Dev;
-use crate::model::{Dagmm, DagmmConfig, GmmParams};
+use crate::model::{DagmmConfig, Ensemble, Inference};
 
 /// Minimum time between two `Step` events.
 const STEP_EVENT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What a finished training run hands back.
 pub struct Trained {
-    pub model: Dagmm,
-    pub dev: Dev,
-    /// Mixture fitted over all training rows with the final networks.
-    pub gmm: GmmParams,
-    /// Energy of every training row under that mixture (file order).
-    pub energies: Vec<f64>,
+    /// Every member trained (a stop leaves the member in training as it stood).
+    pub ensemble: Ensemble,
+    /// Ensemble score of every training row (file order).
+    pub scores: Vec<f64>,
     pub train: TrainConfig,
-    pub epochs_done: usize,
 }
 
 impl Trained {
-    /// The checkpoint metadata for this model with the data transformation that fed it.
+    /// The checkpoint metadata for this ensemble with the data transformation that fed it.
     pub fn meta(&self, read: &ReadOptions, encoder: &Encoder) -> CheckpointMeta {
-        checkpoint_meta(
-            &self.model,
-            &self.train,
-            self.epochs_done,
-            self.gmm.clone(),
-            read,
-            encoder,
-        )
-    }
-}
-
-fn checkpoint_meta(
-    model: &Dagmm,
-    train: &TrainConfig,
-    epochs_done: usize,
-    gmm: GmmParams,
-    read: &ReadOptions,
-    encoder: &Encoder,
-) -> CheckpointMeta {
-    CheckpointMeta {
-        format: checkpoint::FORMAT.to_string(),
-        read: read.clone(),
-        encoder: encoder.clone(),
-        model: model.config.clone(),
-        train: train.clone(),
-        gmm,
-        epochs_done,
+        CheckpointMeta::new(&self.ensemble, &self.train, read, encoder)
     }
 }
 
@@ -81,6 +51,14 @@ pub struct WorkerOptions {
     pub rescore_every: Option<usize>,
     /// Wait for [`Control::Resume`] before the first step.
     pub start_paused: bool,
+}
+
+impl WorkerOptions {
+    /// A workbench session: after training, the worker keeps serving rescores (refits with
+    /// the analyst's marks) and saves until told to stop.
+    fn serves_after_training(&self) -> bool {
+        self.rescore_every.is_some()
+    }
 }
 
 /// The caller's side of a running worker.
@@ -134,7 +112,8 @@ pub(crate) fn spawn_thread(
     }
 }
 
-/// The training loop of a worker: epochs with events, controls served between steps.
+/// The training loop of a worker: `train.members` members one after another, each its
+/// epochs with events, controls served between steps.
 pub(crate) fn train_loop(
     model: DagmmConfig,
     train: TrainConfig,
@@ -144,8 +123,8 @@ pub(crate) fn train_loop(
     events: &Sender<TrainEvent>,
     controls: &Receiver<Control>,
 ) -> Result<Trained> {
-    let mut trainer = Trainer::new(model, train, data.rows);
-    let epochs = trainer.config.epochs;
+    let members = train.members.max(1);
+    let epochs = train.epochs;
     let rescore_every = options.rescore_every.map(|n| {
         if n == 0 {
             epochs.div_ceil(10).max(1)
@@ -153,105 +132,235 @@ pub(crate) fn train_loop(
             n
         }
     });
+    let mut trainer = Trainer::new(model.clone(), train.member(0), data.rows);
     let _ = events.send(TrainEvent::Started {
         rows: data.rows,
         features: data.cols,
         epochs,
+        members,
         steps_per_epoch: trainer.steps_per_epoch(),
         rescore_every,
     });
     let started = Instant::now();
     let mut inbox = Inbox::default();
-    let scorer = Scorer {
+    let mut scorer = Scorer {
         data: &data,
         context,
         events,
+        train: &train,
+        finished: Ensemble::default(),
+        finished_sum: vec![0.0; data.rows],
+        keep: None,
     };
     if options.start_paused {
         inbox.take(Control::Pause, events);
-        inbox.settle(controls, events, |inbox| {
-            scorer.serve(inbox, &trainer.view())
-        });
+        inbox.settle(controls, events, |inbox| scorer.serve(inbox, &trainer));
     }
-    for epoch in 1..=epochs {
-        if inbox.stop {
-            break;
-        }
-        let mut last_event = Instant::now();
-        let summary = trainer.epoch(&data, |view| {
-            if last_event.elapsed() >= STEP_EVENT_INTERVAL {
-                last_event = Instant::now();
-                let _ = events.send(TrainEvent::Step {
-                    epoch,
-                    step: view.step,
-                    loss: view.loss,
-                });
+    for member in 0..members {
+        if member > 0 {
+            if inbox.stop {
+                break;
             }
-            inbox.settle(controls, events, |inbox| scorer.serve(inbox, view));
-            !inbox.stop
-        })?;
-        if summary.dropped_steps > 0 {
-            let _ = events.send(TrainEvent::Warning(format!(
-                "epoch {epoch}: {} step(s) had a non-finite loss or update and were dropped",
-                summary.dropped_steps
-            )));
+            trainer = Trainer::new(model.clone(), train.member(member), data.rows);
         }
-        if summary.max_jitter > 0.0 {
-            let _ = events.send(TrainEvent::Warning(format!(
-                "epoch {epoch}: a covariance needed diagonal jitter {:.1e} to factorise",
-                summary.max_jitter
-            )));
+        let _ = events.send(TrainEvent::MemberStarted {
+            member: member + 1,
+            members,
+        });
+        for epoch in 1..=epochs {
+            if inbox.stop {
+                break;
+            }
+            if let Some(rows) = inbox.excluded.take() {
+                scorer.exclude(&rows);
+            }
+            trainer.set_keep(scorer.keep.as_deref());
+            let mut last_event = Instant::now();
+            let summary = trainer.epoch(&data, |view| {
+                if last_event.elapsed() >= STEP_EVENT_INTERVAL {
+                    last_event = Instant::now();
+                    let _ = events.send(TrainEvent::Step {
+                        epoch,
+                        step: view.step,
+                        loss: view.loss,
+                    });
+                }
+                inbox.settle(controls, events, |inbox| scorer.serve_view(inbox, view));
+                !inbox.stop
+            })?;
+            if summary.dropped_steps > 0 {
+                let _ = events.send(TrainEvent::Warning(format!(
+                    "member {}, epoch {epoch}: {} step(s) had a non-finite loss or update and were dropped",
+                    member + 1,
+                    summary.dropped_steps
+                )));
+            }
+            if summary.max_jitter > 0.0 {
+                let _ = events.send(TrainEvent::Warning(format!(
+                    "member {}, epoch {epoch}: a covariance needed diagonal jitter {:.1e} to factorise",
+                    member + 1,
+                    summary.max_jitter
+                )));
+            }
+            let _ = events.send(TrainEvent::Epoch {
+                epoch,
+                loss: summary.loss,
+                phi: summary.phi,
+                samples_per_sec: summary.samples as f64 / summary.seconds.max(1e-9),
+                elapsed_secs: started.elapsed().as_secs_f64(),
+            });
+            let due = rescore_every.is_some_and(|n| epoch % n == 0 && epoch < epochs);
+            inbox.rescore |= due;
+            inbox.settle(controls, events, |inbox| {
+                inbox.rescore &= !inbox.stop;
+                scorer.serve(inbox, &trainer)
+            });
         }
-        let _ = events.send(TrainEvent::Epoch {
-            epoch,
-            loss: summary.loss,
-            phi: summary.phi,
-            samples_per_sec: summary.samples as f64 / summary.seconds.max(1e-9),
-            elapsed_secs: started.elapsed().as_secs_f64(),
-        });
-        let due = rescore_every.is_some_and(|n| epoch % n == 0 && epoch < epochs);
-        inbox.rescore |= due;
-        inbox.settle(controls, events, |inbox| {
-            inbox.rescore &= !inbox.stop;
-            scorer.serve(inbox, &trainer.view())
-        });
+        // The member as it stands joins the ensemble (on a stop too: it is what exists).
+        scorer.finish(&trainer)?;
     }
-    let fit = fit_mixture(&trainer.model, &trainer.dev, &data)?;
     let _ = events.send(TrainEvent::Finished {
         epochs_done: trainer.epochs_done,
         stopped_early: inbox.stop,
     });
-    let gmm = fit.gmm.clone();
-    let energies = fit.energies.clone();
+    let scores = scorer.finished_scores();
     if rescore_every.is_some() {
-        scorer.send_scoring(fit, &trainer.view());
+        let fit = fit_mixture(&trainer.model, &trainer.dev, &data, scorer.keep.as_deref())?;
+        scorer.send_scoring(scores.clone(), fit.inference, &trainer.view(), members);
     }
     // Saves asked for while the last epoch ran (e.g. on quit) are written now.
-    scorer.serve(&mut inbox, &trainer.view());
-    Ok(Trained {
-        gmm,
-        energies,
-        train: trainer.config.clone(),
-        epochs_done: trainer.epochs_done,
-        dev: trainer.dev,
-        model: trainer.model,
-    })
+    scorer.serve_saves(&mut inbox);
+    let trained = Trained {
+        ensemble: scorer.finished,
+        scores,
+        train,
+    };
+    if options.serves_after_training() && !inbox.stop {
+        return serve_trained(trained, &data, context, events, controls);
+    }
+    Ok(trained)
 }
 
-/// Serves checkpoint and rescore requests with the networks of the moment.
+/// After training (or on opening a checkpoint): serves saves, and rescores that refit
+/// every member's mixture and calibration over the rows not marked anomalous, until told
+/// to stop. Returns the ensemble as last refitted.
+pub(crate) fn serve_trained(
+    mut trained: Trained,
+    data: &Arc<Matrix>,
+    context: &DataContext,
+    events: &Sender<TrainEvent>,
+    controls: &Receiver<Control>,
+) -> Result<Trained> {
+    let mut keep: Option<Vec<bool>> = None;
+    for control in controls.iter() {
+        match control {
+            Control::Stop => break,
+            Control::Exclude(rows) => keep = Some(keep_mask(data.rows, &rows)),
+            Control::SaveCheckpoint(dir) => {
+                let meta = trained.meta(&context.read, &context.encoder);
+                let event = match checkpoint::save(&dir, &trained.ensemble, &meta) {
+                    Ok(()) => TrainEvent::CheckpointSaved(dir),
+                    Err(e) => TrainEvent::Warning(format!("checkpoint not saved: {e:#}")),
+                };
+                let _ = events.send(event);
+            }
+            Control::Rescore => match trained.ensemble.refit(data, keep.as_deref()) {
+                Ok(scores) => {
+                    trained.scores = scores;
+                    let scoring = Scoring::of_ensemble(&trained.ensemble, trained.scores.clone(), data.clone());
+                    let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
+                }
+                Err(e) => {
+                    let _ = events.send(TrainEvent::Warning(format!("cannot refit: {e}")));
+                }
+            },
+            Control::Pause | Control::Resume => {}
+        }
+    }
+    Ok(trained)
+}
+
+/// `true` for every row not listed in `excluded`.
+fn keep_mask(rows: usize, excluded: &[u32]) -> Vec<bool> {
+    let mut keep = vec![true; rows];
+    for &r in excluded {
+        if let Some(k) = keep.get_mut(r as usize) {
+            *k = false;
+        }
+    }
+    keep
+}
+
+/// Serves checkpoint and rescore requests with the networks of the moment, and keeps the
+/// finished members with the sum of their calibrated scores over the data (so a rescore
+/// only scores the member in training).
 struct Scorer<'a> {
     data: &'a Arc<Matrix>,
     context: &'a DataContext,
     events: &'a Sender<TrainEvent>,
+    train: &'a TrainConfig,
+    finished: Ensemble,
+    finished_sum: Vec<f64>,
+    /// Rows the fits use (`None`: all); rows marked anomalous are `false`.
+    keep: Option<Vec<bool>>,
 }
 
 impl Scorer<'_> {
-    fn serve(&self, inbox: &mut Inbox, view: &StepView<'_>) {
+    /// Leaves `rows` out of every fit from now on; the finished members are refitted.
+    fn exclude(&mut self, rows: &[u32]) {
+        self.keep = Some(keep_mask(self.data.rows, rows));
+        if self.finished.members.is_empty() {
+            return;
+        }
+        match self.finished.refit(self.data, self.keep.as_deref()) {
+            Ok(scores) => {
+                let n = self.finished.members.len() as f64;
+                self.finished_sum = scores.into_iter().map(|s| s * n).collect();
+            }
+            Err(e) => {
+                let _ = self
+                    .events
+                    .send(TrainEvent::Warning(format!("cannot refit: {e}")));
+            }
+        }
+    }
+
+    /// Adds the trainer's networks, fitted over the kept rows, to the finished members.
+    fn finish(&mut self, trainer: &Trainer) -> Result<()> {
+        let (member, fit) = member_of(trainer, self.data, self.keep.as_deref())?;
+        let calibrated = member.calibrate(fit.energies);
+        self.finished_sum.iter_mut().zip(&calibrated).for_each(|(s, c)| *s += c);
+        self.finished.members.push(member);
+        Ok(())
+    }
+
+    /// Ensemble scores of the finished members.
+    fn finished_scores(&self) -> Vec<f64> {
+        let n = self.finished.members.len().max(1) as f64;
+        self.finished_sum.iter().map(|s| s / n).collect()
+    }
+
+    fn serve(&mut self, inbox: &mut Inbox, trainer: &Trainer) {
+        self.serve_view(inbox, &trainer.view());
+    }
+
+    /// Saves written once training is over: the finished ensemble as it is.
+    fn serve_saves(&self, inbox: &mut Inbox) {
+        for dir in std::mem::take(&mut inbox.saves) {
+            self.save(&dir, &self.finished);
+        }
+    }
+
+    fn serve_view(&mut self, inbox: &mut Inbox, view: &StepView<'_>) {
+        if let Some(rows) = inbox.excluded.take() {
+            self.exclude(&rows);
+        }
         if inbox.saves.is_empty() && !inbox.rescore {
             return;
         }
-        let fit = match fit_mixture(view.model, view.dev, self.data) {
-            Ok(fit) => fit,
+        let current = view.member_of(self.data, self.keep.as_deref());
+        let (member, fit) = match current {
+            Ok(pair) => pair,
             Err(e) => {
                 let _ = self.events.send(TrainEvent::Warning(format!(
                     "cannot score the rows now: {e:#}"
@@ -261,37 +370,44 @@ impl Scorer<'_> {
                 return;
             }
         };
+        let mut ensemble = self.finished.clone();
+        let calibrated = member.calibrate(fit.energies.clone());
+        ensemble.members.push(member);
         for dir in std::mem::take(&mut inbox.saves) {
-            self.save(&dir, &fit, view);
+            self.save(&dir, &ensemble);
         }
         if std::mem::take(&mut inbox.rescore) {
-            self.send_scoring(fit, view);
+            let n = ensemble.members.len() as f64;
+            let scores = self
+                .finished_sum
+                .iter()
+                .zip(&calibrated)
+                .map(|(s, c)| (s + c) / n)
+                .collect();
+            self.send_scoring(scores, fit.inference, view, ensemble.members.len());
         }
     }
 
-    fn save(&self, dir: &Path, fit: &MixtureFit, view: &StepView<'_>) {
-        let meta = checkpoint_meta(
-            view.model,
-            view.config,
-            view.epochs_done,
-            fit.gmm.clone(),
-            &self.context.read,
-            &self.context.encoder,
-        );
-        let event = match checkpoint::save(dir, view.model, &meta) {
+    fn save(&self, dir: &Path, ensemble: &Ensemble) {
+        let meta = CheckpointMeta::new(ensemble, self.train, &self.context.read, &self.context.encoder);
+        let event = match checkpoint::save(dir, ensemble, &meta) {
             Ok(()) => TrainEvent::CheckpointSaved(dir.to_path_buf()),
             Err(e) => TrainEvent::Warning(format!("checkpoint not saved: {e:#}")),
         };
         let _ = self.events.send(event);
     }
 
-    fn send_scoring(&self, fit: MixtureFit, view: &StepView<'_>) {
+    /// Sends the ensemble `scores` of every row; z and γ̂ (for the inspect view) are those
+    /// of the member in training, member `shown` (1-based) of the ensemble.
+    fn send_scoring(&self, scores: Vec<f64>, inference: Inference, view: &StepView<'_>, shown: usize) {
         let scoring = Scoring::new(
             view.epochs_done,
-            fit,
+            scores,
+            inference,
             view.model,
             view.dev,
             self.data.clone(),
+            shown,
         );
         let _ = self.events.send(TrainEvent::Scored(Arc::new(scoring)));
     }
@@ -305,6 +421,8 @@ struct Inbox {
     rescore: bool,
     /// Checkpoint directories requested, served at the next step boundary.
     saves: Vec<PathBuf>,
+    /// The latest set of rows marked anomalous, not yet applied.
+    excluded: Option<Vec<u32>>,
 }
 
 impl Inbox {
@@ -337,6 +455,7 @@ impl Inbox {
             Control::Stop => self.stop = true,
             Control::SaveCheckpoint(dir) => self.saves.push(dir),
             Control::Rescore => self.rescore = true,
+            Control::Exclude(rows) => self.excluded = Some(rows),
             Control::Pause if !self.paused => {
                 self.paused = true;
                 let _ = events.send(TrainEvent::Paused);

@@ -1,4 +1,4 @@
-//! Exporting triaged rows: the original record text plus energy, rank and mark, as CSV or
+//! Exporting triaged rows: the original record text plus score, rank and mark, as CSV or
 //! JSON lines, written to a temporary file and renamed so a crash never leaves half a file.
 
 use std::borrow::Cow;
@@ -75,7 +75,7 @@ pub struct ExportRow {
     /// 1-based data record number in the source file.
     pub record: u64,
     pub rank: usize,
-    pub energy: f64,
+    pub score: f64,
     pub mark: Option<Mark>,
 }
 
@@ -136,7 +136,7 @@ fn write_csv(
     safety: CellSafety,
 ) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    let extra = ["energy", "rank", "mark"];
+    let extra = ["score", "rank", "mark"];
     let names: Vec<Cow<str>> = header.iter().map(|h| safety.apply(h)).collect();
     w.write_record(
         names
@@ -146,7 +146,7 @@ fn write_csv(
     )?;
     for (row, record) in rows {
         let extra = [
-            row.energy.to_string(),
+            row.score.to_string(),
             row.rank.to_string(),
             row.mark.map_or("", Mark::name).to_string(),
         ];
@@ -168,10 +168,10 @@ fn write_json_lines(
         for (name, value) in header.iter().zip(record.iter()) {
             object.insert(name.clone(), value.into());
         }
-        // JSON has no NaN/inf: a non-finite energy becomes null.
-        let energy =
-            serde_json::Number::from_f64(row.energy).map_or(serde_json::Value::Null, Into::into);
-        object.insert("energy".into(), energy);
+        // JSON has no NaN/inf: a non-finite score becomes null.
+        let score =
+            serde_json::Number::from_f64(row.score).map_or(serde_json::Value::Null, Into::into);
+        object.insert("score".into(), score);
         object.insert("rank".into(), row.rank.into());
         object.insert("mark".into(), row.mark.map(Mark::name).into());
         serde_json::to_writer(&mut *out, &object)?;
@@ -193,13 +193,13 @@ mod tests {
             ExportRow {
                 record: 2,
                 rank: 1,
-                energy: 9.5,
+                score: 9.5,
                 mark: Some(Mark::Anomaly),
             },
             ExportRow {
                 record: 1,
                 rank: 2,
-                energy: 3.0,
+                score: 3.0,
                 mark: None,
             },
         ];
@@ -210,7 +210,7 @@ mod tests {
         );
         assert_eq!(
             fs::read_to_string(&out).unwrap(),
-            "a,b,energy,rank,mark\n2,\"y,z\",9.5,1,anomaly\n1.50,x,3,2,\n"
+            "a,b,score,rank,mark\n2,\"y,z\",9.5,1,anomaly\n1.50,x,3,2,\n"
         );
         let out = dir.path().join("out.jsonl");
         export(&data, b',', &rows, &out, CellSafety::Defuse).unwrap();
@@ -263,19 +263,19 @@ mod tests {
         let rows = [ExportRow {
             record: 1,
             rank: 1,
-            energy: -2.0,
+            score: -2.0,
             mark: None,
         }];
         let out = dir.path().join("out.csv");
         export(&data, b',', &rows, &out, CellSafety::Defuse).unwrap();
         assert_eq!(
             fs::read_to_string(&out).unwrap(),
-            "'=name,x,energy,rank,mark\n'=cmd|' /C calc'!A0,-1.5,-2,1,\n"
+            "'=name,x,score,rank,mark\n'=cmd|' /C calc'!A0,-1.5,-2,1,\n"
         );
         export(&data, b',', &rows, &out, CellSafety::Raw).unwrap();
         assert_eq!(
             fs::read_to_string(&out).unwrap(),
-            "=name,x,energy,rank,mark\n=cmd|' /C calc'!A0,-1.5,-2,1,\n"
+            "=name,x,score,rank,mark\n=cmd|' /C calc'!A0,-1.5,-2,1,\n"
         );
     }
 }

@@ -1,4 +1,4 @@
-//! Triage: ranking and writing scores (rank 1 is the highest energy, the most anomalous
+//! Triage: ranking and writing scores (rank 1 is the highest score, the most anomalous
 //! row), the marks a person gives rows and their journal, and exports.
 
 pub mod export;
@@ -13,37 +13,35 @@ use anyhow::Result;
 
 use crate::data::{Labels, RowRef};
 
-/// 1-based rank of every row by descending energy (ties keep file order).
-pub fn ranks(energies: &[f64]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..energies.len()).collect();
-    order.sort_by(|&a, &b| energies[b].total_cmp(&energies[a]).then(a.cmp(&b)));
-    let mut rank = vec![0; energies.len()];
-    for (position, &row) in order.iter().enumerate() {
-        rank[row] = position + 1;
+/// 1-based rank of every row by descending score (ties keep file order).
+pub fn ranks(scores: &[f64]) -> Vec<usize> {
+    let mut rank = vec![0; scores.len()];
+    for (position, &row) in crate::train::ranking(scores).iter().enumerate() {
+        rank[row as usize] = position + 1;
     }
     rank
 }
 
-/// Writes `row,energy,rank[,label]` for every row, in file order; label text goes
+/// Writes `row,score,rank[,label]` for every row, in file order; label text goes
 /// through `safety`.
 pub fn write_scores(
     out: impl Write,
     rows: &[RowRef],
-    energies: &[f64],
+    scores: &[f64],
     labels: Option<&Labels>,
     safety: CellSafety,
 ) -> Result<()> {
     let mut writer = csv::Writer::from_writer(out);
-    let mut header = vec!["row".into(), "energy".into(), "rank".into()];
+    let mut header = vec!["row".into(), "score".into(), "rank".into()];
     if let Some(labels) = labels {
         header.push(safety.apply(&labels.column));
     }
     writer.write_record(header.iter().map(|h| h.as_bytes()))?;
-    let rank = ranks(energies);
+    let rank = ranks(scores);
     for (i, row) in rows.iter().enumerate() {
         let mut record = vec![
             row.number.to_string(),
-            energies[i].to_string(),
+            scores[i].to_string(),
             rank[i].to_string(),
         ];
         if let Some(labels) = labels {
@@ -60,7 +58,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn highest_energy_gets_rank_one_and_ties_keep_file_order() {
+    fn highest_score_gets_rank_one_and_ties_keep_file_order() {
         assert_eq!(ranks(&[0.5, 3.0, 0.5, -1.0]), vec![2, 1, 3, 4]);
     }
 }

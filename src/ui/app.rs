@@ -130,6 +130,10 @@ pub enum Msg {
 /// Training progress as the status line shows it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Progress {
+    /// Ensemble member in training (1-based; 0 before the first) and how many there are.
+    pub member: usize,
+    pub members: usize,
+    /// Epochs per member.
     pub epochs: usize,
     pub epochs_done: usize,
     pub step: usize,
@@ -138,6 +142,19 @@ pub struct Progress {
     pub elapsed_secs: f64,
     /// Epochs between two scorings of every row.
     pub rescore_every: Option<usize>,
+}
+
+impl Progress {
+    /// Share of the whole run done (all members), with `within` of the current epoch.
+    pub fn fraction(&self, within: f64) -> f64 {
+        let total = (self.members.max(1) * self.epochs) as f64;
+        (self.epochs_before() + self.epochs_done as f64 + within) / total.max(1.0)
+    }
+
+    /// Epochs completed by the members before the current one.
+    pub fn epochs_before(&self) -> f64 {
+        (self.member.max(1) - 1) as f64 * self.epochs as f64
+    }
 }
 
 /// One displayed column of the original data.
@@ -657,14 +674,26 @@ impl App {
             TrainEvent::Loaded(loaded) => self.loaded(loaded),
             TrainEvent::Started {
                 epochs,
+                members,
                 steps_per_epoch,
                 rescore_every,
                 ..
             } => {
                 self.phase = Phase::Training;
+                self.progress.members = members;
                 self.progress.epochs = epochs;
                 self.progress.steps_per_epoch = steps_per_epoch;
                 self.progress.rescore_every = rescore_every;
+            }
+            TrainEvent::MemberStarted { member, members } => {
+                // Each member's loss and mixture curves start afresh.
+                self.progress.member = member;
+                self.progress.members = members;
+                self.progress.epochs_done = 0;
+                self.progress.step = 0;
+                self.loss_history.clear();
+                self.phi_history.clear();
+                self.loss_live = None;
             }
             TrainEvent::Step { step, loss, .. } => {
                 self.progress.step = step + 1;
@@ -765,12 +794,9 @@ impl App {
                     return None;
                 }
             },
-            // Two classes: the rarer one. More: ambiguous, so no guess.
-            None if labels.names.len() == 2 => {
-                let ones = labels.values.iter().filter(|&&v| v == 1).count();
-                u32::from(ones * 2 < labels.values.len())
-            }
-            None => {
+            None => match labels.rarer_of_two() {
+                Some(rarer) => labels.names.iter().position(|n| n == rarer).unwrap_or(0) as u32,
+                None => {
                 self.say(
                     Level::Info,
                     format!(
@@ -780,7 +806,8 @@ impl App {
                     ),
                 );
                 return None;
-            }
+                }
+            },
         };
         let is_anomaly: Vec<bool> = labels.values.iter().map(|&v| v == positive).collect();
         let positives = is_anomaly.iter().filter(|&&a| a).count();
@@ -815,7 +842,7 @@ impl App {
                     hits.push(count);
                 }
                 let order = &scoring.order;
-                let auroc = auroc_ranked(&scoring.energies, &t.is_anomaly, |p| order[p] as usize);
+                let auroc = auroc_ranked(&scoring.scores, &t.is_anomaly, |p| order[p] as usize);
                 (hits, Some(auroc))
             }
             _ => (Vec::new(), None),
@@ -1095,7 +1122,7 @@ impl App {
                 (position < flagged || mark.is_some()).then(|| ExportRow {
                     record,
                     rank: position + 1,
-                    energy: shown.scoring.energies[row as usize],
+                    score: shown.scoring.scores[row as usize],
                     mark,
                 })
             })

@@ -6,7 +6,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
 
-use super::table::{energy, mark_symbol};
+use super::table::{mark_symbol, score};
 use super::{bar, overlay, Look};
 use crate::ui::app::App;
 use crate::ui::text::{number, thousands, truncate, visible, width};
@@ -75,16 +75,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         ..right
     };
     let w = right.width as usize;
-    let e = scoring.energies[row];
+    let e = scoring.scores[row];
     let (symbol, mark_style) = mark_symbol(app.mark_of(row), look);
     let mark_text = app
         .mark_of(row)
         .map_or("none (a n u to mark)", |m| m.name());
     let mut lines = vec![
         Line::from(vec![
-            Span::styled("energy  ", t.muted),
+            Span::styled("score   ", t.muted),
             Span::styled(
-                energy(e),
+                score(e),
                 if app.is_flagged(row) {
                     t.flagged
                 } else {
@@ -109,7 +109,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             Span::styled(format!("{symbol} "), mark_style),
             Span::styled(mark_text, mark_style),
         ]),
-        Line::styled("membership γ", t.title),
+        Line::styled(member_title("membership γ", scoring.members), t.title),
     ];
     let bar_w = w.saturating_sub(14).min(30);
     for (k, &g) in scoring.gamma_of(row).iter().enumerate() {
@@ -125,7 +125,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let z = scoring.z_of(row);
     let latent = z.len().saturating_sub(2);
     let z_c: Vec<String> = z[..latent].iter().map(|v| number(*v, 3)).collect();
-    lines.push(Line::styled("z", t.title));
+    lines.push(Line::styled(member_title("z", scoring.members), t.title));
     lines.push(Line::from(vec![
         Span::styled(" z_c ", t.muted),
         Span::styled(format!("[{}]", z_c.join(", ")), t.text),
@@ -178,4 +178,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         ]));
     }
     frame.render_widget(Paragraph::new(lines), right);
+}
+
+/// A section title, naming the member it describes when there are several.
+fn member_title(what: &str, members: usize) -> String {
+    if members > 1 {
+        format!("{what} (model {members} of {members})")
+    } else {
+        what.to_string()
+    }
 }

@@ -14,7 +14,7 @@ use crate::ui::text::thousands;
 /// Draws the placeholder for the ranked table into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = &look.theme;
-    let outer = block(" Ranked by energy ", t);
+    let outer = block(" Ranked by score ", t);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
     let [text_area, gauge_area, _] = Layout::vertical([

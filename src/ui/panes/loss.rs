@@ -34,7 +34,13 @@ fn symlog(v: f64) -> f64 {
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = &look.theme;
     let scale = if app.chart.log_scale { " · log" } else { "" };
-    let title = format!(" Loss per epoch{scale} ");
+    let p = &app.progress;
+    let member = if p.members > 1 {
+        format!(" · model {}/{}", p.member.max(1), p.members)
+    } else {
+        String::new()
+    };
+    let title = format!(" Loss per epoch{member}{scale} ");
     let outer = block(title, t)
         .title_bottom(Line::from(Span::styled(" 1-4 series · l log ", t.muted)).right_aligned());
     let inner = outer.inner(area);

@@ -61,12 +61,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         } else {
             0.0
         };
-        let fraction = ((p.epochs_done as f64 + within) / p.epochs as f64).min(1.0);
+        let fraction = p.fraction(within).min(1.0);
         let shown_epoch = if app.phase == Phase::Done {
             p.epochs_done
         } else {
             (p.epochs_done + 1).min(p.epochs)
         };
+        if p.members > 1 {
+            parts.push((
+                8,
+                Span::styled(format!("  member {}/{}", p.member.max(1), p.members), t.text),
+            ));
+        }
         parts.push((
             8,
             Span::styled(format!("  epoch {shown_epoch}/{}", p.epochs), t.text),
@@ -89,9 +95,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
                 Span::styled(format!("  {}/s", rate(p.samples_per_sec)), t.muted),
             ));
         }
-        if matches!(app.phase, Phase::Training) && p.epochs_done > 0 {
-            let per_epoch = p.elapsed_secs / p.epochs_done as f64;
-            let left = per_epoch * (p.epochs as f64 - p.epochs_done as f64 - within).max(0.0);
+        let done = p.epochs_before() + p.epochs_done as f64;
+        if matches!(app.phase, Phase::Training) && done > 0.0 {
+            let per_epoch = p.elapsed_secs / done;
+            let total = (p.members.max(1) * p.epochs) as f64;
+            let left = per_epoch * (total - done - within).max(0.0);
             parts.push((4, Span::styled(format!("  ETA {}", clock(left)), t.muted)));
         }
     } else if app.phase == Phase::Done {

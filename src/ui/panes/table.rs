@@ -36,7 +36,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let flagged = app.flagged_count();
     let mut title = vec![Span::styled(
         format!(
-            " Ranked by energy · epoch {} · rescored {} ago · flagged {} ({:.1} %) ",
+            " Ranked by {} · epoch {} · rescored {} ago · flagged {} ({:.1} %) ",
+            score_name(scoring.members),
             scoring.epoch,
             elapsed(ago),
             thousands(flagged),
@@ -95,7 +96,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
 
     let table = &data.loaded.table;
     let label_col = table.labels.as_ref();
-    // Fixed columns: marker, rank, row, energy, mark, label.
+    // Fixed columns: marker, rank, row, score, mark, label.
     let n = scoring.len();
     let rank_w = thousands(n).len().max(4);
     let row_w = table
@@ -107,7 +108,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         Cell::from(""),
         Cell::from(format!("{:>rank_w$}", "rank")),
         Cell::from(format!("{:>row_w$}", "row")),
-        Cell::from(format!("{:>10}", "energy")),
+        Cell::from(format!("{:>10}", "score")),
         Cell::from("mk"),
     ];
     let mut widths = vec![
@@ -164,7 +165,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
                 .style(if flagged_row { t.flagged } else { t.text }),
                 Cell::from(format!("{:>rank_w$}", scoring.rank(row))),
                 Cell::from(format!("{:>row_w$}", table.rows[row].number)),
-                Cell::from(format!("{:>10}", energy(scoring.energies[row])))
+                Cell::from(format!("{:>10}", score(scoring.scores[row])))
                     .style(if flagged_row { t.flagged } else { t.text }),
                 Cell::from(symbol).style(mark_style),
             ];
@@ -191,8 +192,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     frame.render_widget(widget, inner);
 }
 
-/// An energy in about 4 significant digits, right-aligned by the caller.
-pub fn energy(e: f64) -> String {
+/// What the score column holds: one DAGMM's score is its standardised energy; an
+/// ensemble's is the mean of its members'.
+pub fn score_name(members: usize) -> String {
+    match members {
+        0 | 1 => "score (standardised energy)".into(),
+        n => format!("score (mean standardised energy of {n} models)"),
+    }
+}
+
+/// A score with the significant digits that matter in a narrow column.
+pub fn score(e: f64) -> String {
     crate::ui::text::number(e, 4)
 }
 
