@@ -15,7 +15,7 @@ use crate::data::{read_table, Encoder, MissingPolicy, ReadOptions, ScaleKind};
 use crate::eval::{run_protocol, Protocol, ProtocolOptions, RunReport, Spread, Summary};
 use crate::model::{DagmmConfig, Preset};
 use crate::train::{
-    checkpoint, default_epochs, DEFAULT_MIN_STEPS, DataContext, ModelSource, SessionPlan, TrainConfig, TrainEvent,
+    checkpoint, default_epochs, DataContext, DEFAULT_MEMBERS, DEFAULT_MIN_STEPS, ModelSource, SessionPlan, TrainConfig, TrainEvent,
     WorkerOptions,
 };
 use crate::triage::{write_scores, CellSafety};
@@ -164,11 +164,12 @@ pub struct SettingsArgs {
     /// ε added to covariance diagonals.
     #[arg(long, global = true)]
     pub cov_eps: Option<f64>,
-    /// Training epochs (default: 20, more for small files so that training gets ≥ 2,000 steps).
+    /// Training epochs per member (default: 20, more for small files so that training gets
+    /// at least --min-steps steps).
     #[arg(long, global = true)]
     pub epochs: Option<usize>,
-    /// Optimisation steps the default epoch count gives a small file at least (ignored
-    /// with --epochs).
+    /// Optimisation steps the default epoch count gives a small file at least (default 200;
+    /// ignored with --epochs).
     #[arg(long, global = true)]
     pub min_steps: Option<usize>,
     /// Mini-batch size.
@@ -180,8 +181,8 @@ pub struct SettingsArgs {
     /// Seed for weights, batches, dropout (and the split in eval).
     #[arg(long, global = true)]
     pub seed: Option<u64>,
-    /// Ensemble members, each trained from its own seed; their calibrated scores are averaged
-    /// (no labels involved). 1 = a single model.
+    /// Ensemble members (default 5), each trained from its own seed; their calibrated
+    /// scores are averaged (no labels involved). 1 = a single model.
     #[arg(long, global = true)]
     pub members: Option<usize>,
     /// Compute threads (default 1, leaving a core for reading and the UI; 2 gains little in training).
@@ -246,7 +247,7 @@ impl SettingsArgs {
             batch,
             lr: self.lr.unwrap_or(d.lr),
             seed: self.seed.unwrap_or(d.seed),
-            members: self.members.unwrap_or(d.members),
+            members: self.members.unwrap_or(DEFAULT_MEMBERS),
         };
         if config.members == 0 {
             bail!("--members must be at least 1");

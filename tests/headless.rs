@@ -1,5 +1,6 @@
-//! Headless training end to end: train → checkpoint + scores.csv → score reproduces the
-//! energies; the same seed gives the same result; eval reports trained and untrained figures.
+//! Headless training end to end: train → checkpoint (an ensemble) + scores.csv → score
+//! reproduces the scores; the same seed gives the same result; eval reports trained,
+//! untrained and IsolationForest figures in both protocols.
 
 mod common;
 
@@ -8,28 +9,37 @@ use std::path::Path;
 
 use common::{run, sample, small_sample, stderr};
 
-fn energies(csv_text: &str) -> HashMap<String, f64> {
+fn scores(csv_text: &str) -> HashMap<String, f64> {
     let mut lines = csv_text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let energy = header.iter().position(|h| *h == "energy").unwrap();
+    let score = header.iter().position(|h| *h == "score").unwrap();
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            (f[0].to_string(), f[energy].parse().unwrap())
+            (f[0].to_string(), f[score].parse().unwrap())
         })
         .collect()
 }
 
 fn train(data: &Path, out: &Path, seed: &str) {
     let flags = [
-        "--label", "attack", "--epochs", "3", "--batch", "256", "--seed", seed,
+        "--label",
+        "attack",
+        "--epochs",
+        "3",
+        "--batch",
+        "256",
+        "--seed",
+        seed,
+        "--members",
+        "3",
     ];
     let result = common::train(data, out, &flags);
     assert!(result.status.success(), "{}", stderr(&result));
 }
 
 #[test]
-fn train_then_score_reproduces_the_training_energies() {
+fn train_then_score_reproduces_the_ensemble_scores() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_sample(dir.path(), 1200);
     let out = dir.path().join("model");
@@ -39,15 +49,24 @@ fn train_then_score_reproduces_the_training_energies() {
     }
     let written = std::fs::read_to_string(out.join("scores.csv")).unwrap();
     assert!(
-        written.starts_with("row,energy,rank,attack\n"),
+        written.starts_with("row,score,rank,attack\n"),
         "{written:.80}"
     );
+    // The checkpoint holds the three members, each with its seed and calibration.
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    let members = meta["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3);
+    let seeds: Vec<u64> = members.iter().map(|m| m["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, vec![5, 1005, 2005]);
+    assert!(members.iter().all(|m| m["detector"] == "dagmm"));
+    assert!(members.iter().all(|m| m["calibration"]["spread"].as_f64().unwrap() > 0.0));
     let scored_path = dir.path().join("rescored.csv");
     let result = common::score(&out, &data, &["--out", scored_path.to_str().unwrap()]);
     assert!(result.status.success(), "{}", stderr(&result));
     let (a, b) = (
-        energies(&written),
-        energies(&std::fs::read_to_string(&scored_path).unwrap()),
+        scores(&written),
+        scores(&std::fs::read_to_string(&scored_path).unwrap()),
     );
     assert_eq!(a.len(), 1200);
     assert_eq!(a.len(), b.len());
@@ -58,11 +77,11 @@ fn train_then_score_reproduces_the_training_energies() {
             "row {row}: trained {e}, rescored {r}"
         );
     }
-    // KDDCUP has many duplicate rows, but the energies still spread over many values.
+    // KDDCUP has many duplicate rows, but the scores still spread over many values.
     let distinct: std::collections::HashSet<u64> = a.values().map(|e| e.to_bits()).collect();
     assert!(
         distinct.len() > 100,
-        "only {} distinct energies",
+        "only {} distinct scores",
         distinct.len()
     );
 }
@@ -99,30 +118,84 @@ fn eval_reports_trained_and_untrained_figures_as_json() {
         "2",
         "--batch",
         "256",
-        "--restarts",
+        "--members",
         "2",
         "--json",
     ]);
     assert!(result.status.success(), "{}", stderr(&result));
     let value: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
-    let runs = value["runs"].as_array().unwrap();
+    let file = &value["files"][0];
+    let runs = file["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     for r in runs {
         for key in ["precision", "recall", "f1", "auroc", "auprc"] {
-            let trained = r["trained"][key].as_f64().unwrap();
-            let untrained = r["untrained"][key].as_f64().unwrap();
-            assert!(
-                (0.0..=1.0).contains(&trained) && (0.0..=1.0).contains(&untrained),
-                "{key}"
-            );
+            for column in ["trained", "untrained", "reference"] {
+                let v = r[column][key].as_f64().unwrap();
+                assert!((0.0..=1.0).contains(&v), "{column} {key} {v}");
+            }
         }
         let ratio = r["test_anomaly_ratio"].as_f64().unwrap();
         assert!((0.15..0.25).contains(&ratio), "test anomaly ratio {ratio}");
     }
     assert_ne!(runs[0]["seed"], runs[1]["seed"]);
-    assert_eq!(runs[0]["restarts"], 2);
-    assert_eq!(runs[0]["model"]["components"], 4);
-    assert!(value["summary"]["f1"]["median"].is_number());
+    assert_eq!(runs[0]["members"], 2);
+    assert_eq!(runs[0]["model"]["components"], 2);
+    assert!(file["summary"]["f1"]["median"].is_number());
+    assert!(file["summary"]["reference_auroc"]["median"].is_number());
+}
+
+#[test]
+fn unsupervised_eval_over_a_directory_reports_every_file_and_the_median() {
+    let dir = tempfile::tempdir().unwrap();
+    let sets = dir.path().join("sets");
+    std::fs::create_dir(&sets).unwrap();
+    // Two files: a cloud with a few far rows, and the same with a constant column (a note).
+    for (name, extra) in [("a.csv", ""), ("b.csv", ",7")] {
+        let mut text = format!("x,y{},label\n", if extra.is_empty() { "" } else { ",flat" });
+        for i in 0..300 {
+            let (x, y) = ((i * 37 % 101) as f64 / 101.0, (i * 53 % 97) as f64 / 97.0);
+            let far = i % 50 == 0;
+            let (x, y) = if far { (x + 6.0, y - 5.0) } else { (x, y) };
+            text.push_str(&format!("{x},{y}{extra},{}\n", u8::from(far)));
+        }
+        std::fs::write(sets.join(name), text).unwrap();
+    }
+    let result = run(&[
+        "eval",
+        sets.to_str().unwrap(),
+        "--label",
+        "label",
+        "--protocol",
+        "unsupervised",
+        "--runs",
+        "2",
+        "--members",
+        "2",
+        "--min-steps",
+        "20",
+        "--feedback",
+        "5",
+        "--json",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let err = stderr(&result);
+    assert!(err.contains("note: ") && err.contains("b.csv") && err.contains("flat"), "{err}");
+    let value: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    let files = value["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    for f in files {
+        assert_eq!(f["anomaly"], "1", "the rarer label value");
+        let run = &f["runs"][0];
+        // Every row trains and is scored; the true ratio sets the threshold.
+        assert_eq!((run["train_rows"].as_u64(), run["test_rows"].as_u64()), (Some(300), Some(300)));
+        assert!((run["test_anomaly_ratio"].as_f64().unwrap() - 6.0 / 300.0).abs() < 1e-12);
+        // Six rows far from the cloud: the forest isolates them all.
+        assert_eq!(run["reference"]["auroc"], 1.0);
+        assert_eq!(run["feedback"]["marked"], 5);
+    }
+    let overall = &value["median_over_files"];
+    assert_eq!(overall["files"], 2);
+    assert!(overall["auroc"].is_number() && overall["reference_auroc"].is_number());
 }
 
 #[test]

@@ -177,7 +177,7 @@ fn train_inspect_mark_export_quit_and_find_the_mark_again() {
 
     // Scores arrive; pause so the ranking holds still, then inspect the selected row.
     tmux.wait_for("the ranked table", 60, |s| {
-        s.contains("Ranked by energy · epoch")
+        s.contains("Ranked by score · epoch")
     });
     tmux.keys(&["Space"]);
     tmux.wait_for("pause", 30, |s| s.contains("‖ paused"));
@@ -219,7 +219,7 @@ fn train_inspect_mark_export_quit_and_find_the_mark_again() {
     // Relaunch on the same file: the mark is back.
     let tmux = Tmux::start(&workbench_command(&state), dir.path());
     tmux.wait_for("the ranked table", 60, |s| {
-        s.contains("Ranked by energy · epoch")
+        s.contains("Ranked by score · epoch")
     });
     tmux.keys(&["f", "f"]);
     let marked = tmux.wait_for("the marked filter", 10, |s| s.contains("marked 1/"));
@@ -246,7 +246,7 @@ fn check_export(path: &PathBuf, row: u64, written: u64) {
     assert_eq!(names.first(), Some(&"duration"));
     assert_eq!(
         &names[names.len() - 4..],
-        &["attack", "energy", "rank", "mark"]
+        &["attack", "score", "rank", "mark"]
     );
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len() as u64, written);
@@ -304,7 +304,7 @@ fn ends_with_checkpoint(end: impl FnOnce(&Tmux, u32)) {
     let state = dir.path().join("state");
     let tmux = Tmux::start(&workbench_command(&state), dir.path());
     tmux.wait_for("the ranked table", 60, |s| {
-        s.contains("Ranked by energy · epoch")
+        s.contains("Ranked by score · epoch")
     });
     tmux.keys(&["u"]);
     tmux.wait_for("the mark", 10, |s| s.contains(": unsure"));
@@ -372,7 +372,7 @@ fn sigterm_saves_a_checkpoint_and_restores_the_terminal() {
         let after = tmux.history();
         assert!(after.contains("marked row(s) kept"), "{after}");
         assert!(
-            !after.contains("Ranked by energy"),
+            !after.contains("Ranked by score"),
             "the alternate screen is gone: {after}"
         );
     });
@@ -419,7 +419,7 @@ fn hostile_file_shows_escapes_and_drives_nothing() {
     );
     let tmux = Tmux::start(&command, dir.path());
     let table = tmux.wait_for("the ranked table", 60, |s| {
-        s.contains("Ranked by energy · epoch")
+        s.contains("Ranked by score · epoch")
     });
     tmux.keys(&["Space"]);
     tmux.wait_for("pause", 30, |s| s.contains("‖ paused"));

@@ -124,6 +124,7 @@ fn trained_app_on(config: AppConfig, data: Arc<LoadedData>, epochs: usize) -> Ap
             rows,
             features,
             epochs: 20,
+            members: 1,
             steps_per_epoch: 5,
             rescore_every: Some(2),
         },
@@ -235,6 +236,7 @@ fn loading_gauge_then_waiting_for_scores() {
         rows: 5011,
         features: 89,
         epochs: 20,
+        members: 1,
         steps_per_epoch: 5,
         rescore_every: Some(2),
     }));
@@ -311,7 +313,7 @@ fn selection_stays_on_top_until_moved_then_follows_its_row() {
     let top = app.visible[0];
     // A rescore with reversed energies: the untouched selection moves to the new top.
     let reversed = |scoring: &Scoring| {
-        let energies: Vec<f64> = scoring.energies.iter().map(|e| -e).collect();
+        let energies: Vec<f64> = scoring.scores.iter().map(|e| -e).collect();
         Arc::new(Scoring::from_parts(
             4,
             energies,

@@ -27,6 +27,7 @@ fn pause_checkpoint_resume_and_stop() {
         batch: 64,
         lr: 1e-3,
         seed: 3,
+        members: 2,
     };
     let worker = spawn(
         DagmmConfig::default_for(data.cols),
@@ -48,7 +49,18 @@ fn pause_checkpoint_resume_and_stop() {
     };
     assert!(matches!(
         wait_for(&|e| matches!(e, TrainEvent::Started { .. })),
-        TrainEvent::Started { rows: 800, .. }
+        TrainEvent::Started {
+            rows: 800,
+            members: 2,
+            ..
+        }
+    ));
+    assert!(matches!(
+        wait_for(&|e| matches!(e, TrainEvent::MemberStarted { .. })),
+        TrainEvent::MemberStarted {
+            member: 1,
+            members: 2
+        }
     ));
     let first = wait_for(&|e| matches!(e, TrainEvent::Epoch { .. }));
     if let TrainEvent::Epoch {
@@ -85,8 +97,13 @@ fn pause_checkpoint_resume_and_stop() {
         }
     ));
     let trained = worker.thread.join().unwrap().unwrap();
-    assert!(trained.epochs_done >= 1 && trained.epochs_done < 10_000);
+    // Stopped within the first member: the ensemble is that member as it stood.
+    assert_eq!(trained.ensemble.members.len(), 1);
+    let epochs_done = trained.ensemble.members[0].epochs_done;
+    assert!((1..10_000).contains(&epochs_done), "{epochs_done}");
+    // The checkpoint saved mid-training holds the member in training, ready to score.
     let loaded = checkpoint::load(&ckpt).unwrap();
-    assert_eq!(loaded.meta.model, trained.model.config);
-    assert!(loaded.meta.gmm.factorise().is_ok());
+    assert_eq!(loaded.meta.members.len(), 1);
+    assert_eq!(loaded.ensemble.describe(), trained.ensemble.describe());
+    assert_eq!(trained.scores.len(), 800);
 }

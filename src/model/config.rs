@@ -39,12 +39,13 @@ pub enum Preset {
 
 impl DagmmConfig {
     /// The default rule for an input of width `input`:
-    /// - latent size 1 up to 150 inputs, else 2 (the paper: KDDCUP 1, Arrhythmia 2);
+    /// - latent size 8, or the input width when that is smaller (a 1-wide code throws away
+    ///   what separates anomalies: see README's detection-quality record);
     /// - hidden widths start at `clamp(input / 2, 12, 64)` and halve while ≥ 4, at most 3
     ///   layers (120 inputs → 60, 30, 15; 6 inputs → 12, 6);
-    /// - estimation network `z → 10 → K` with dropout 0.5, K = 4, λ1 = 0.1, λ2 = 0.005.
+    /// - estimation network `z → 10 → K` with dropout 0.5, K = 2, λ1 = 0.1, λ2 = 0.005.
     pub fn default_for(input: usize) -> Self {
-        let latent = if input <= 150 { 1 } else { 2 };
+        let latent = input.clamp(1, 8);
         let mut hidden = Vec::new();
         let mut width = (input / 2).clamp(12, 64);
         while width >= 4 && hidden.len() < 3 {
@@ -56,7 +57,7 @@ impl DagmmConfig {
             hidden,
             latent,
             estimation_hidden: 10,
-            components: 4,
+            components: 2,
             dropout: 0.5,
             lambda_energy: 0.1,
             lambda_cov: 0.005,
@@ -134,7 +135,11 @@ mod tests {
     fn default_rule_matches_its_documentation() {
         assert_eq!(DagmmConfig::default_for(120).hidden, vec![60, 30, 15]);
         assert_eq!(DagmmConfig::default_for(6).hidden, vec![12, 6]);
-        assert_eq!(DagmmConfig::default_for(274).latent, 2);
+        assert_eq!(DagmmConfig::default_for(274).latent, 8);
+        assert_eq!(DagmmConfig::default_for(5).latent, 5);
+        assert_eq!(DagmmConfig::default_for(9).components, 2);
+        let paper = DagmmConfig::preset(Preset::Kddcup, 120);
+        assert_eq!((paper.latent, paper.components), (1, 4));
         assert_eq!(
             DagmmConfig::preset(Preset::Kddcup, 120).encoder_widths(),
             vec![120, 60, 30, 10, 1]

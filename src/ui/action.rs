@@ -71,7 +71,7 @@ impl Action {
             Action::Export => "export flagged and marked rows (CSV or .jsonl)",
             Action::TogglePause => "pause / resume training",
             Action::SaveCheckpoint => "save a checkpoint of the model",
-            Action::Rescore => "rescore every row now",
+            Action::Rescore => "refit without rows marked anomaly, rescore every row",
             Action::ToggleFreeze => "freeze / unfreeze the table's ranking",
             Action::ToggleSeries(0) => "show / hide reconstruction loss",
             Action::ToggleSeries(1) => "show / hide sample energy",
@@ -99,7 +99,7 @@ impl Action {
             Action::Export => "export",
             Action::TogglePause => "pause",
             Action::SaveCheckpoint => "save",
-            Action::Rescore => "rescore",
+            Action::Rescore => "refit",
             Action::NextRow => "next row",
             _ => "",
         }

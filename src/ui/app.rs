@@ -252,6 +252,8 @@ pub struct App {
     pub shown: Option<Shown>,
     /// A newer scoring held back while the table is frozen.
     pub pending: Option<Arc<Scoring>>,
+    /// The flagged rows before a refit was asked for, and how many rows it leaves out.
+    refit_from: Option<(Vec<u32>, usize)>,
     pub frozen: bool,
     pub marks: Marks,
     journal: Option<Journal>,
@@ -307,6 +309,7 @@ impl App {
             phi_history: Vec::new(),
             shown: None,
             pending: None,
+            refit_from: None,
             frozen: false,
             marks,
             journal,
@@ -502,10 +505,10 @@ impl App {
                     );
                 }
             }
-            Action::MarkAnomaly => self.mark(Some(Mark::Anomaly), !in_inspect),
-            Action::MarkNormal => self.mark(Some(Mark::Normal), !in_inspect),
-            Action::MarkUnsure => self.mark(Some(Mark::Unsure), !in_inspect),
-            Action::ClearMark => self.mark(None, !in_inspect),
+            Action::MarkAnomaly => return self.mark(Some(Mark::Anomaly), !in_inspect),
+            Action::MarkNormal => return self.mark(Some(Mark::Normal), !in_inspect),
+            Action::MarkUnsure => return self.mark(Some(Mark::Unsure), !in_inspect),
+            Action::ClearMark => return self.mark(None, !in_inspect),
             Action::NextUnmarked => self.next_unmarked(),
             Action::CycleFilter => {
                 self.filter = self.filter.next();
@@ -854,6 +857,7 @@ impl App {
             auroc,
         });
         self.refresh_view();
+        self.report_refit();
     }
 
     /// Recomputes the listed rows and the metrics after scores, filter, marks or threshold
@@ -935,9 +939,9 @@ impl App {
         self.inspect_scroll = 0;
     }
 
-    fn mark(&mut self, mark: Option<Mark>, advance: bool) {
+    fn mark(&mut self, mark: Option<Mark>, advance: bool) -> Vec<Effect> {
         let (Some(row), Some(data)) = (self.selected, &self.data) else {
-            return;
+            return Vec::new();
         };
         let number = data.loaded.table.rows[row as usize].number;
         self.marks.set(number, mark);
@@ -960,6 +964,30 @@ impl App {
         }
         let what = mark.map_or("cleared", Mark::name);
         self.say(Level::Info, format!("row {number}: {what}"));
+        // Training leaves rows marked anomalous out from the next epoch on.
+        match self.phase {
+            Phase::Training | Phase::Paused => {
+                vec![Effect::Control(Control::Exclude(self.anomaly_rows()))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Rows (0-based, file order) marked anomalous: what refits leave out.
+    pub fn anomaly_rows(&self) -> Vec<u32> {
+        let Some(data) = &self.data else {
+            return Vec::new();
+        };
+        let rows = &data.loaded.table.rows;
+        let mut out: Vec<u32> = self
+            .marks
+            .iter()
+            .filter(|(_, m)| *m == Mark::Anomaly)
+            .filter_map(|(number, _)| rows.binary_search_by_key(&number, |r| r.number).ok())
+            .map(|i| i as u32)
+            .collect();
+        out.sort_unstable();
+        out
     }
 
     fn next_unmarked(&mut self) {
@@ -1171,17 +1199,52 @@ impl App {
         ))]
     }
 
+    /// Refits the scoring with the marks (rows marked anomalous left out) and rescores.
     fn rescore(&mut self) -> Vec<Effect> {
         match self.phase {
-            Phase::Training | Phase::Paused => {
-                self.say(Level::Info, "rescoring every row…".into());
-                vec![Effect::Control(Control::Rescore)]
+            Phase::Training | Phase::Paused | Phase::Done => {
+                let excluded = self.anomaly_rows();
+                self.say(
+                    Level::Info,
+                    format!(
+                        "refitting without {} row(s) marked anomaly, rescoring every row…",
+                        excluded.len()
+                    ),
+                );
+                self.refit_from = self.shown.as_ref().map(|s| {
+                    let flagged = self.flagged_count();
+                    (s.scoring.order[..flagged].to_vec(), excluded.len())
+                });
+                vec![
+                    Effect::Control(Control::Exclude(excluded)),
+                    Effect::Control(Control::Rescore),
+                ]
             }
             _ => {
-                self.say(Level::Info, "training is over: the scores are final".into());
+                self.say(Level::Info, "no model to refit yet".into());
                 Vec::new()
             }
         }
+    }
+
+    /// After a refit: how many of the flagged rows are new to the flagged set.
+    fn report_refit(&mut self) {
+        let Some((before, excluded)) = self.refit_from.take() else {
+            return;
+        };
+        let flagged = self.flagged_count();
+        let Some(shown) = &self.shown else { return };
+        let was: std::collections::HashSet<u32> = before.into_iter().collect();
+        let changed = shown.scoring.order[..flagged]
+            .iter()
+            .filter(|r| !was.contains(r))
+            .count();
+        self.say(
+            Level::Info,
+            format!(
+                "refit without {excluded} row(s) marked anomaly: {changed} of {flagged} flagged rows changed"
+            ),
+        );
     }
 
     fn toggle_freeze(&mut self) {
