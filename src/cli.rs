@@ -15,8 +15,8 @@ use crate::data::{read_table, Encoder, MissingPolicy, ReadOptions, ScaleKind};
 use crate::eval::{run_protocol, Protocol, ProtocolOptions, RunReport, Spread, Summary};
 use crate::model::{DagmmConfig, Preset};
 use crate::train::{
-    checkpoint, default_epochs, DataContext, DEFAULT_MEMBERS, DEFAULT_MIN_STEPS, ModelSource, SessionPlan, TrainConfig, TrainEvent,
-    WorkerOptions,
+    checkpoint, default_epochs, DataContext, ModelSource, SessionPlan, TrainConfig, TrainEvent,
+    WorkerOptions, DEFAULT_MEMBERS, DEFAULT_MIN_STEPS,
 };
 use crate::triage::{write_scores, CellSafety};
 use crate::ui::text::{json_safe, visible};
@@ -715,9 +715,8 @@ struct Overall {
 
 impl Overall {
     fn of(reports: &[FileReport]) -> Self {
-        let median = |f: &dyn Fn(&Summary) -> f64| {
-            Spread::of(reports.iter().map(|r| f(&r.summary))).median
-        };
+        let median =
+            |f: &dyn Fn(&Summary) -> f64| Spread::of(reports.iter().map(|r| f(&r.summary))).median;
         let count = |f: &dyn Fn(&Summary) -> bool| reports.iter().filter(|r| f(&r.summary)).count();
         Self {
             files: reports.len(),

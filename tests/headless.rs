@@ -57,10 +57,15 @@ fn train_then_score_reproduces_the_ensemble_scores() {
         serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
     let members = meta["members"].as_array().unwrap();
     assert_eq!(members.len(), 3);
-    let seeds: Vec<u64> = members.iter().map(|m| m["seed"].as_u64().unwrap()).collect();
+    let seeds: Vec<u64> = members
+        .iter()
+        .map(|m| m["seed"].as_u64().unwrap())
+        .collect();
     assert_eq!(seeds, vec![5, 1005, 2005]);
     assert!(members.iter().all(|m| m["detector"] == "dagmm"));
-    assert!(members.iter().all(|m| m["calibration"]["spread"].as_f64().unwrap() > 0.0));
+    assert!(members
+        .iter()
+        .all(|m| m["calibration"]["spread"].as_f64().unwrap() > 0.0));
     let scored_path = dir.path().join("rescored.csv");
     let result = common::score(&out, &data, &["--out", scored_path.to_str().unwrap()]);
     assert!(result.status.success(), "{}", stderr(&result));
@@ -179,7 +184,10 @@ fn unsupervised_eval_over_a_directory_reports_every_file_and_the_median() {
     ]);
     assert!(result.status.success(), "{}", stderr(&result));
     let err = stderr(&result);
-    assert!(err.contains("note: ") && err.contains("b.csv") && err.contains("flat"), "{err}");
+    assert!(
+        err.contains("note: ") && err.contains("b.csv") && err.contains("flat"),
+        "{err}"
+    );
     let value: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
     let files = value["files"].as_array().unwrap();
     assert_eq!(files.len(), 2);
@@ -187,7 +195,10 @@ fn unsupervised_eval_over_a_directory_reports_every_file_and_the_median() {
         assert_eq!(f["anomaly"], "1", "the rarer label value");
         let run = &f["runs"][0];
         // Every row trains and is scored; the true ratio sets the threshold.
-        assert_eq!((run["train_rows"].as_u64(), run["test_rows"].as_u64()), (Some(300), Some(300)));
+        assert_eq!(
+            (run["train_rows"].as_u64(), run["test_rows"].as_u64()),
+            (Some(300), Some(300))
+        );
         assert!((run["test_anomaly_ratio"].as_f64().unwrap() - 6.0 / 300.0).abs() < 1e-12);
         // Six rows far from the cloud: the forest isolates them all.
         assert_eq!(run["reference"]["auroc"], 1.0);

@@ -389,3 +389,138 @@ fn hostile_text_shows_as_visible_escapes_everywhere() {
         assert!(seen.contains(text), "{text} not shown");
     }
 }
+
+/// The whole screen as text, row by row.
+fn screen(app: &App, width: u16, height: u16) -> String {
+    let t = render(app, width, height);
+    let buffer = t.backend().buffer().clone();
+    (0..height)
+        .map(|y| {
+            (0..width)
+                .map(|x| buffer[(x, y)].symbol().to_string())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn ensemble_member_in_training_shows_in_status_and_loss_pane() {
+    let mut app = App::new(
+        config(),
+        Keymap::default(),
+        Marks::default(),
+        None,
+        Instant::now(),
+    );
+    let data = loaded();
+    let (rows, features) = (data.table.len(), data.feature_names.len());
+    app.update(Msg::Train(TrainEvent::Loaded(data)));
+    app.update(Msg::Train(TrainEvent::Started {
+        rows,
+        features,
+        epochs: 20,
+        members: 3,
+        steps_per_epoch: 5,
+        rescore_every: Some(2),
+    }));
+    let epoch = |app: &mut App, epoch: usize| {
+        app.update(Msg::Train(TrainEvent::Epoch {
+            epoch,
+            loss: loss(epoch),
+            phi: vec![0.6, 0.4],
+            samples_per_sec: 123_456.0,
+            elapsed_secs: 2.0 * epoch as f64,
+        }));
+    };
+    app.update(Msg::Train(TrainEvent::MemberStarted {
+        member: 1,
+        members: 3,
+    }));
+    (1..=20).for_each(|e| epoch(&mut app, e));
+    app.update(Msg::Train(TrainEvent::MemberStarted {
+        member: 2,
+        members: 3,
+    }));
+    (1..=4).for_each(|e| epoch(&mut app, e));
+    // Each member's curves start afresh; progress counts the whole ensemble.
+    assert_eq!(app.loss_history.len(), 4);
+    assert_eq!(app.progress.fraction(0.0), 24.0 / 60.0);
+    let mut scored = Arc::try_unwrap(scoring(rows, features, 4)).unwrap();
+    scored.members = 2;
+    app.update(Msg::Train(TrainEvent::Scored(Arc::new(scored))));
+    app.message = None;
+    let text = screen(&app, 160, 48);
+    assert!(
+        text.contains("member 2/3") && text.contains("epoch 5/20"),
+        "{text}"
+    );
+    assert!(text.contains("Loss per epoch · model 2/3"), "{text}");
+    assert!(text.contains("Ranked by score of 2 models"), "{text}");
+    insta::assert_snapshot!("ensemble_160x48", render(&app, 160, 48).backend());
+}
+
+#[test]
+fn marks_leave_training_and_the_refit_key_reports_changed_flags() {
+    use dagmm_tui::train::Control;
+    use dagmm_tui::ui::app::Effect;
+    let mut app = trained_app(4);
+    let top = app.visible[0];
+    // Marking a row anomalous while training tells the worker to leave it out.
+    let effects = app.update(key('a'));
+    assert_eq!(effects, vec![Effect::Control(Control::Exclude(vec![top]))]);
+    assert_eq!(app.anomaly_rows(), vec![top]);
+    // A normal mark is not left out.
+    let effects = app.update(key('n'));
+    assert_eq!(effects, vec![Effect::Control(Control::Exclude(vec![top]))]);
+    // The refit key sends the marks, then asks for a rescore.
+    let effects = app.apply(Action::Rescore);
+    assert_eq!(
+        effects,
+        vec![
+            Effect::Control(Control::Exclude(vec![top])),
+            Effect::Control(Control::Rescore)
+        ]
+    );
+    // The new scores flag other rows: the footer says how many of the flagged changed.
+    let flagged = app.flagged_count();
+    let old = app.shown.as_ref().unwrap().scoring.clone();
+    let reversed: Vec<f64> = old.scores.iter().map(|s| -s).collect();
+    let overlap = {
+        let before: std::collections::HashSet<u32> = old.order[..flagged].iter().copied().collect();
+        let after = Scoring::from_parts(
+            5,
+            reversed.clone(),
+            old.z.clone(),
+            old.gamma.clone(),
+            4,
+            Arc::new(FixedErrors(3)),
+        );
+        after.order[..flagged]
+            .iter()
+            .filter(|r| before.contains(r))
+            .count()
+    };
+    app.update(Msg::Train(TrainEvent::Scored(Arc::new(
+        Scoring::from_parts(
+            5,
+            reversed,
+            old.z.clone(),
+            old.gamma.clone(),
+            4,
+            Arc::new(FixedErrors(3)),
+        ),
+    ))));
+    let message = app
+        .message
+        .as_ref()
+        .map(|m| m.text.clone())
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        format!(
+            "refit without 1 row(s) marked anomaly: {} of {flagged} flagged rows changed",
+            flagged - overlap
+        )
+    );
+}

@@ -101,10 +101,12 @@ fn grow(
     // Features that vary over these rows, with their ranges; none left makes a leaf.
     let ranges: Vec<(usize, f32, f32)> = (0..x.cols)
         .filter_map(|f| {
-            let (lo, hi) = rows.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
-                let v = x.data[r * x.cols + f];
-                (lo.min(v), hi.max(v))
-            });
+            let (lo, hi) = rows
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &r| {
+                    let v = x.data[r * x.cols + f];
+                    (lo.min(v), hi.max(v))
+                });
             (hi > lo).then_some((f, lo, hi))
         })
         .collect();
@@ -145,7 +147,11 @@ fn path_length(tree: &[Node], row: &[f32]) -> f64 {
                 left,
                 right,
             } => {
-                node = if row[feature] <= threshold { left } else { right };
+                node = if row[feature] <= threshold {
+                    left
+                } else {
+                    right
+                };
                 depth += 1;
             }
             Node::Leaf { size } => return depth as f64 + average_path_length(size),
@@ -188,7 +194,11 @@ mod tests {
         let scores = forest.scores(&x);
         assert_eq!(auroc(&scores, &truth), 1.0);
         // scikit-learn's scores: outliers well above 0.5, the cloud below it on average.
-        assert!(scores[500..].iter().all(|&s| s > 0.6), "{:?}", &scores[500..]);
+        assert!(
+            scores[500..].iter().all(|&s| s > 0.6),
+            "{:?}",
+            &scores[500..]
+        );
         let inlier_mean = scores[..500].iter().sum::<f64>() / 500.0;
         assert!((0.35..0.5).contains(&inlier_mean), "{inlier_mean}");
         assert_eq!(IsolationForest::fit(&x, 100, 1).scores(&x), scores);

@@ -21,8 +21,8 @@ use serde::Serialize;
 
 use crate::data::{Encoder, RawTable, ScaleKind};
 use crate::model::ensemble::mean_scores;
-use crate::model::Ensemble;
 use crate::model::DagmmConfig;
+use crate::model::Ensemble;
 use crate::train::{member_of, TrainConfig, Trainer};
 pub use iforest::IsolationForest;
 pub use metrics::{evaluate, Detection};
@@ -254,7 +254,8 @@ pub fn run_protocol(
         let started = Instant::now();
         let (mut samples, mut final_loss) = (0usize, 0f64);
         for member in 0..members {
-            let mut trainer = Trainer::new(model_config.clone(), config.member(member), train_x.rows);
+            let mut trainer =
+                Trainer::new(model_config.clone(), config.member(member), train_x.rows);
             untrained_scores.push(member_of(&trainer, &train_x, None)?.0.scores(&test_x));
             let mut last = 0f64;
             for epoch in 1..=config.epochs {
@@ -280,9 +281,13 @@ pub fn run_protocol(
         let train_seconds = started.elapsed().as_secs_f64();
         let trained_scores = trained.scores(&test_x);
         let feedback = match (opts.protocol, opts.feedback) {
-            (Protocol::Unsupervised, n) if n > 0 => {
-                Some(simulate_analyst(&mut trained, &train_x, &trained_scores, &truth, n)?)
-            }
+            (Protocol::Unsupervised, n) if n > 0 => Some(simulate_analyst(
+                &mut trained,
+                &train_x,
+                &trained_scores,
+                &truth,
+                n,
+            )?),
             _ => None,
         };
         let forest = IsolationForest::fit(&train_x, REFERENCE_TREES, seed);
@@ -330,7 +335,11 @@ fn split(protocol: Protocol, is_anomaly: &[bool], seed: u64) -> (Vec<usize>, Vec
         Protocol::Paper => {
             rows.shuffle(&mut StdRng::seed_from_u64(seed));
             let (train_half, test_half) = rows.split_at(rows.len() / 2);
-            let train = train_half.iter().copied().filter(|&r| !is_anomaly[r]).collect();
+            let train = train_half
+                .iter()
+                .copied()
+                .filter(|&r| !is_anomaly[r])
+                .collect();
             (train, test_half.to_vec())
         }
     }

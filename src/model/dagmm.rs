@@ -189,7 +189,8 @@ impl Params for Dagmm {
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
         self.encoder.visit_params(&format!("{prefix}.encoder"), f);
         self.decoder.visit_params(&format!("{prefix}.decoder"), f);
-        self.estimation.visit_params(&format!("{prefix}.estimation"), f);
+        self.estimation
+            .visit_params(&format!("{prefix}.estimation"), f);
     }
 }
 

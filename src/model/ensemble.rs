@@ -107,7 +107,12 @@ impl FittedDagmm {
 pub fn kept(all: &[f64], keep: Option<&[bool]>) -> Vec<f64> {
     match keep {
         None => all.to_vec(),
-        Some(keep) => all.iter().zip(keep).filter(|(_, &k)| k).map(|(v, _)| *v).collect(),
+        Some(keep) => all
+            .iter()
+            .zip(keep)
+            .filter(|(_, &k)| k)
+            .map(|(v, _)| *v)
+            .collect(),
     }
 }
 

@@ -8,6 +8,6 @@ pub mod ensemble;
 pub mod gmm;
 
 pub use config::{DagmmConfig, Preset};
-pub use ensemble::{Calibration, Detector, Ensemble, FittedDagmm, Member};
 pub use dagmm::{Dagmm, Inference, StepLoss};
+pub use ensemble::{Calibration, Detector, Ensemble, FittedDagmm, Member};
 pub use gmm::{FactorisedGmm, GmmParams};

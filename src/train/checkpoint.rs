@@ -59,7 +59,12 @@ pub enum DetectorMeta {
 
 impl CheckpointMeta {
     /// The metadata of `ensemble` trained with `train` on data read and encoded as given.
-    pub fn new(ensemble: &Ensemble, train: &TrainConfig, read: &ReadOptions, encoder: &Encoder) -> Self {
+    pub fn new(
+        ensemble: &Ensemble,
+        train: &TrainConfig,
+        read: &ReadOptions,
+        encoder: &Encoder,
+    ) -> Self {
         let members = ensemble
             .members
             .iter()
@@ -86,7 +91,11 @@ impl CheckpointMeta {
 
     /// Epochs of the least trained member (what "trained for N epochs" can honestly say).
     pub fn epochs_done(&self) -> usize {
-        self.members.iter().map(|m| m.epochs_done).min().unwrap_or(0)
+        self.members
+            .iter()
+            .map(|m| m.epochs_done)
+            .min()
+            .unwrap_or(0)
     }
 }
 
@@ -181,7 +190,11 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         let dev = Dev::seed_from_u64(m.seed);
         let fitted = FittedDagmm::new(Dagmm::new(&dev, model.clone(), m.seed), dev, gmm.clone())
             .map_err(|e| {
-                anyhow::anyhow!("{}: member {}: unusable mixture: {e}", meta_path.display(), i + 1)
+                anyhow::anyhow!(
+                    "{}: member {}: unusable mixture: {e}",
+                    meta_path.display(),
+                    i + 1
+                )
             })?;
         members.push(Member {
             detector: Detector::Dagmm(fitted),

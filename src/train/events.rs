@@ -67,7 +67,10 @@ pub enum TrainEvent {
         rescore_every: Option<usize>,
     },
     /// Member `member` (1-based) of `members` starts training; epochs count from 1 again.
-    MemberStarted { member: usize, members: usize },
+    MemberStarted {
+        member: usize,
+        members: usize,
+    },
     /// Sent at most every ~100 ms during an epoch.
     Step {
         epoch: usize,

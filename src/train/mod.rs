@@ -12,5 +12,8 @@ pub mod worker;
 pub use events::{Control, LoadedData, LossComponents, TrainEvent};
 pub use scoring::{ranking, Explain, Scoring};
 pub use session::{spawn_session, ModelSource, SessionPlan};
-pub use trainer::{default_epochs, DEFAULT_MEMBERS, DEFAULT_MIN_STEPS, fit_mixture, member_of, MixtureFit, TrainConfig, Trainer};
+pub use trainer::{
+    default_epochs, fit_mixture, member_of, MixtureFit, TrainConfig, Trainer, DEFAULT_MEMBERS,
+    DEFAULT_MIN_STEPS,
+};
 pub use worker::{spawn, DataContext, Trained, WorkerHandle, WorkerOptions};

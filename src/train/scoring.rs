@@ -99,11 +99,24 @@ impl Scoring {
     /// from its last member.
     pub fn of_ensemble(ensemble: &Ensemble, scores: Vec<f64>, data: Arc<Matrix>) -> Self {
         let members = ensemble.members.len();
-        let epoch = ensemble.members.iter().map(|m| m.epochs_done).min().unwrap_or(0);
+        let epoch = ensemble
+            .members
+            .iter()
+            .map(|m| m.epochs_done)
+            .min()
+            .unwrap_or(0);
         match ensemble.members.last().map(|m| &m.detector) {
             Some(Detector::Dagmm(shown)) => {
                 let inference = shown.model.infer(&shown.dev, &data);
-                Self::new(epoch, scores, inference, &shown.model, &shown.dev, data, members)
+                Self::new(
+                    epoch,
+                    scores,
+                    inference,
+                    &shown.model,
+                    &shown.dev,
+                    data,
+                    members,
+                )
             }
             None => Self::from_parts(epoch, scores, Vec::new(), Vec::new(), 1, Arc::new(NoModel)),
         }

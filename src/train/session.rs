@@ -12,7 +12,9 @@ use super::checkpoint;
 use super::events::{Control, LoadedData, TrainEvent};
 use super::scoring::Scoring;
 use super::trainer::TrainConfig;
-use super::worker::{serve_trained, spawn_thread, train_loop, DataContext, Trained, WorkerHandle, WorkerOptions};
+use super::worker::{
+    serve_trained, spawn_thread, train_loop, DataContext, Trained, WorkerHandle, WorkerOptions,
+};
 use crate::data::{read_table_reporting, Encoder, LoadProgress, ReadOptions, ScaleKind};
 use crate::model::DagmmConfig;
 

@@ -146,7 +146,9 @@ impl Trainer {
         let rows = self.rows;
         self.order = match keep {
             None => (0..rows).collect(),
-            Some(keep) => (0..rows).filter(|&r| keep.get(r).copied().unwrap_or(true)).collect(),
+            Some(keep) => (0..rows)
+                .filter(|&r| keep.get(r).copied().unwrap_or(true))
+                .collect(),
         };
     }
 
@@ -297,6 +299,47 @@ mod tests {
         assert_eq!(default_epochs(5_011, 1024, 2000), 400);
         assert_eq!(default_epochs(10, 1024, 2000), 2000);
         assert_eq!(default_epochs(10, 1024, 200), 200);
+    }
+
+    #[test]
+    fn a_row_marked_anomalous_leaves_the_batches_and_the_fit() {
+        // Row 5 is NaN: if it ever entered a batch that step would be dropped.
+        let rows = 40;
+        let mut data = Matrix {
+            rows,
+            cols: 4,
+            data: (0..rows * 4)
+                .map(|i| ((i * 37 % 101) as f32) / 101.0)
+                .collect(),
+        };
+        data.data[5 * 4] = f32::NAN;
+        let config = TrainConfig {
+            epochs: 1,
+            // 39 kept rows: three full batches, no partial one to drop.
+            batch: 13,
+            lr: 1e-3,
+            seed: 0,
+            members: 1,
+        };
+        let mut trainer = Trainer::new(DagmmConfig::default_for(4), config, rows);
+        let mut keep = vec![true; rows];
+        keep[5] = false;
+        trainer.set_keep(Some(&keep));
+        for _ in 0..3 {
+            let summary = trainer.epoch(&data, |_| true).unwrap();
+            assert_eq!((summary.dropped_steps, summary.samples), (0, rows - 1));
+        }
+        // The mixture over the kept rows is the mixture of the data without row 5.
+        data.data[5 * 4] = 100.0;
+        let fit = fit_mixture(&trainer.model, &trainer.dev, &data, Some(&keep)).unwrap();
+        let others: Vec<usize> = (0..rows).filter(|&r| r != 5).collect();
+        let without =
+            fit_mixture(&trainer.model, &trainer.dev, &data.gather(&others), None).unwrap();
+        assert_eq!(fit.gmm, without.gmm);
+        assert_eq!(fit.energies.len(), rows, "every row is still scored");
+        let (member, _) = member_of(&trainer, &data, Some(&keep)).unwrap();
+        let (alone, _) = member_of(&trainer, &data.gather(&others), None).unwrap();
+        assert_eq!(member.calibration, alone.calibration);
     }
 
     #[test]

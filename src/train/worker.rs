@@ -267,7 +267,11 @@ pub(crate) fn serve_trained(
             Control::Rescore => match trained.ensemble.refit(data, keep.as_deref()) {
                 Ok(scores) => {
                     trained.scores = scores;
-                    let scoring = Scoring::of_ensemble(&trained.ensemble, trained.scores.clone(), data.clone());
+                    let scoring = Scoring::of_ensemble(
+                        &trained.ensemble,
+                        trained.scores.clone(),
+                        data.clone(),
+                    );
                     let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
                 }
                 Err(e) => {
@@ -329,7 +333,10 @@ impl Scorer<'_> {
     fn finish(&mut self, trainer: &Trainer) -> Result<()> {
         let (member, fit) = member_of(trainer, self.data, self.keep.as_deref())?;
         let calibrated = member.calibrate(fit.energies);
-        self.finished_sum.iter_mut().zip(&calibrated).for_each(|(s, c)| *s += c);
+        self.finished_sum
+            .iter_mut()
+            .zip(&calibrated)
+            .for_each(|(s, c)| *s += c);
         self.finished.members.push(member);
         Ok(())
     }
@@ -389,7 +396,12 @@ impl Scorer<'_> {
     }
 
     fn save(&self, dir: &Path, ensemble: &Ensemble) {
-        let meta = CheckpointMeta::new(ensemble, self.train, &self.context.read, &self.context.encoder);
+        let meta = CheckpointMeta::new(
+            ensemble,
+            self.train,
+            &self.context.read,
+            &self.context.encoder,
+        );
         let event = match checkpoint::save(dir, ensemble, &meta) {
             Ok(()) => TrainEvent::CheckpointSaved(dir.to_path_buf()),
             Err(e) => TrainEvent::Warning(format!("checkpoint not saved: {e:#}")),
@@ -399,7 +411,13 @@ impl Scorer<'_> {
 
     /// Sends the ensemble `scores` of every row; z and γ̂ (for the inspect view) are those
     /// of the member in training, member `shown` (1-based) of the ensemble.
-    fn send_scoring(&self, scores: Vec<f64>, inference: Inference, view: &StepView<'_>, shown: usize) {
+    fn send_scoring(
+        &self,
+        scores: Vec<f64>,
+        inference: Inference,
+        view: &StepView<'_>,
+        shown: usize,
+    ) {
         let scoring = Scoring::new(
             view.epochs_done,
             scores,

@@ -800,15 +800,15 @@ impl App {
             None => match labels.rarer_of_two() {
                 Some(rarer) => labels.names.iter().position(|n| n == rarer).unwrap_or(0) as u32,
                 None => {
-                self.say(
-                    Level::Info,
-                    format!(
-                        "label '{}' has {} values: pass --anomaly VALUE for live metrics",
-                        visible(&labels.column),
-                        labels.names.len()
-                    ),
-                );
-                return None;
+                    self.say(
+                        Level::Info,
+                        format!(
+                            "label '{}' has {} values: pass --anomaly VALUE for live metrics",
+                            visible(&labels.column),
+                            labels.names.len()
+                        ),
+                    );
+                    return None;
                 }
             },
         };

@@ -70,7 +70,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         if p.members > 1 {
             parts.push((
                 8,
-                Span::styled(format!("  member {}/{}", p.member.max(1), p.members), t.text),
+                Span::styled(
+                    format!("  member {}/{}", p.member.max(1), p.members),
+                    t.text,
+                ),
             ));
         }
         parts.push((

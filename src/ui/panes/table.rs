@@ -154,21 +154,22 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             let is_selected = app.selected == Some(r);
             let flagged_row = app.is_flagged(row);
             let (symbol, mark_style) = mark_symbol(app.mark_of(row), look);
-            let mut cells = vec![
-                Cell::from(if is_selected {
-                    "▶"
-                } else if flagged_row {
-                    "●"
-                } else {
-                    " "
-                })
-                .style(if flagged_row { t.flagged } else { t.text }),
-                Cell::from(format!("{:>rank_w$}", scoring.rank(row))),
-                Cell::from(format!("{:>row_w$}", table.rows[row].number)),
-                Cell::from(format!("{:>10}", score(scoring.scores[row])))
+            let mut cells =
+                vec![
+                    Cell::from(if is_selected {
+                        "▶"
+                    } else if flagged_row {
+                        "●"
+                    } else {
+                        " "
+                    })
                     .style(if flagged_row { t.flagged } else { t.text }),
-                Cell::from(symbol).style(mark_style),
-            ];
+                    Cell::from(format!("{:>rank_w$}", scoring.rank(row))),
+                    Cell::from(format!("{:>row_w$}", table.rows[row].number)),
+                    Cell::from(format!("{:>10}", score(scoring.scores[row])))
+                        .style(if flagged_row { t.flagged } else { t.text }),
+                    Cell::from(symbol).style(mark_style),
+                ];
             if let (Some(l), Some(w)) = (label_col, label_w) {
                 let name = &data.label_names[l.values[row] as usize];
                 cells.push(Cell::from(truncate(name, w).into_owned()));
@@ -192,12 +193,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     frame.render_widget(widget, inner);
 }
 
-/// What the score column holds: one DAGMM's score is its standardised energy; an
-/// ensemble's is the mean of its members'.
+/// What the table ranks by: a DAGMM's score is its energy standardised over the fitted
+/// rows; an ensemble's is the mean of its members' (README, "Scores").
 pub fn score_name(members: usize) -> String {
     match members {
-        0 | 1 => "score (standardised energy)".into(),
-        n => format!("score (mean standardised energy of {n} models)"),
+        0 | 1 => "score".into(),
+        n => format!("score of {n} models"),
     }
 }
 
