@@ -74,6 +74,7 @@ fn main() {
         rows,
         features,
         epochs: 20,
+        members: 1,
         steps_per_epoch: rows / 1024,
         rescore_every: Some(2),
     }));

@@ -38,6 +38,7 @@ fn measure(threads: usize, data: &Matrix) {
             batch: 1024,
             lr: 1e-4,
             seed: 0,
+            members: 1,
         };
         let mut trainer = Trainer::new(model, config, data.rows);
         trainer.epoch(data, |_| true).unwrap(); // warm-up: allocator caches, page faults
@@ -52,7 +53,7 @@ fn measure(threads: usize, data: &Matrix) {
             rates[0], rates[1], rates[2]
         );
         let started = Instant::now();
-        let gmm = fit_mixture(&trainer.model, &trainer.dev, data).unwrap().gmm.factorise().unwrap();
+        let gmm = fit_mixture(&trainer.model, &trainer.dev, data, None).unwrap().gmm.factorise().unwrap();
         let fit_secs = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let energies = trainer.model.energies(&trainer.dev, data, &gmm);

@@ -814,7 +814,8 @@ fn print_table(reports: &[RunReport], summary: &Summary) {
         );
     }
     let s = summary;
-    let rows: [(&str, fn(&Spread) -> f64); 3] = [
+    type Pick = fn(&Spread) -> f64;
+    let rows: [(&str, Pick); 3] = [
         ("min", |x| x.min),
         ("median", |x| x.median),
         ("max", |x| x.max),
