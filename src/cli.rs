@@ -164,12 +164,11 @@ pub struct SettingsArgs {
     /// ε added to covariance diagonals.
     #[arg(long, global = true)]
     pub cov_eps: Option<f64>,
-    /// Training epochs per member (default: 20, more for small files so that training gets
-    /// at least --min-steps steps).
+    /// Training epochs per member (default: the fewest that give --min-steps steps).
     #[arg(long, global = true)]
     pub epochs: Option<usize>,
-    /// Optimisation steps the default epoch count gives a small file at least (default 200;
-    /// ignored with --epochs).
+    /// Optimisation steps per member the default epoch count aims at (default 200; ignored
+    /// with --epochs).
     #[arg(long, global = true)]
     pub min_steps: Option<usize>,
     /// Mini-batch size.
