@@ -12,7 +12,7 @@ use anyhow::Result;
 use super::checkpoint::{self, CheckpointMeta};
 use super::events::{Control, TrainEvent};
 use super::scoring::Scoring;
-use super::trainer::{fit_mixture, member_of, StepView, TrainConfig, Trainer};
+use super::trainer::{member_of, StepView, TrainConfig, Trainer};
 use crate::data::{Encoder, Matrix, ReadOptions};
 use crate::model::{DagmmConfig, Ensemble, Inference};
 
@@ -156,6 +156,7 @@ pub(crate) fn train_loop(
         inbox.take(Control::Pause, events);
         inbox.settle(controls, events, |inbox| scorer.serve(inbox, &trainer));
     }
+    let mut last = None;
     for member in 0..members {
         if member > 0 {
             if inbox.stop {
@@ -217,16 +218,23 @@ pub(crate) fn train_loop(
             });
         }
         // The member as it stands joins the ensemble (on a stop too: it is what exists).
-        scorer.finish(&trainer)?;
+        let inference = scorer.finish(&trainer)?;
+        // The ensemble so far is shown as each member finishes (the last one just below).
+        if rescore_every.is_some() && member + 1 < members && !inbox.stop {
+            let shown = scorer.finished.members.len();
+            scorer.send_scoring(scorer.finished_scores(), inference, &trainer.view(), shown);
+        } else {
+            last = Some(inference);
+        }
     }
     let _ = events.send(TrainEvent::Finished {
         epochs_done: trainer.epochs_done,
         stopped_early: inbox.stop,
     });
     let scores = scorer.finished_scores();
-    if rescore_every.is_some() {
-        let fit = fit_mixture(&trainer.model, &trainer.dev, &data, scorer.keep.as_deref())?;
-        scorer.send_scoring(scores.clone(), fit.inference, &trainer.view(), members);
+    if let (Some(_), Some(inference)) = (rescore_every, last) {
+        let shown = scorer.finished.members.len();
+        scorer.send_scoring(scores.clone(), inference, &trainer.view(), shown);
     }
     // Saves asked for while the last epoch ran (e.g. on quit) are written now.
     scorer.serve_saves(&mut inbox);
@@ -330,7 +338,8 @@ impl Scorer<'_> {
     }
 
     /// Adds the trainer's networks, fitted over the kept rows, to the finished members.
-    fn finish(&mut self, trainer: &Trainer) -> Result<()> {
+    /// Returns every row's z and γ̂ under that member, for the inspect view.
+    fn finish(&mut self, trainer: &Trainer) -> Result<Inference> {
         let (member, fit) = member_of(trainer, self.data, self.keep.as_deref())?;
         let calibrated = member.calibrate(fit.energies);
         self.finished_sum
@@ -338,7 +347,7 @@ impl Scorer<'_> {
             .zip(&calibrated)
             .for_each(|(s, c)| *s += c);
         self.finished.members.push(member);
-        Ok(())
+        Ok(fit.inference)
     }
 
     /// Ensemble scores of the finished members.
