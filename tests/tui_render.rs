@@ -524,3 +524,26 @@ fn marks_leave_training_and_the_refit_key_reports_changed_flags() {
         )
     );
 }
+
+#[test]
+fn rows_marked_anomalous_in_an_earlier_session_stay_out_of_training() {
+    use dagmm_tui::train::Control;
+    use dagmm_tui::triage::Mark;
+    use dagmm_tui::ui::app::Effect;
+    let data = loaded();
+    let mut marks = Marks::default();
+    marks.set(data.table.rows[3].number, Some(Mark::Anomaly));
+    marks.set(data.table.rows[7].number, Some(Mark::Normal));
+    let mut app = App::new(config(), Keymap::default(), marks, None, Instant::now());
+    let (rows, features) = (data.table.len(), data.feature_names.len());
+    app.update(Msg::Train(TrainEvent::Loaded(data)));
+    let effects = app.update(Msg::Train(TrainEvent::Started {
+        rows,
+        features,
+        epochs: 20,
+        members: 5,
+        steps_per_epoch: 5,
+        rescore_every: Some(2),
+    }));
+    assert_eq!(effects, vec![Effect::Control(Control::Exclude(vec![3]))]);
+}

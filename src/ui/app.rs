@@ -687,6 +687,11 @@ impl App {
                 self.progress.epochs = epochs;
                 self.progress.steps_per_epoch = steps_per_epoch;
                 self.progress.rescore_every = rescore_every;
+                // Rows marked anomalous in an earlier session stay out of training too.
+                let excluded = self.anomaly_rows();
+                if !excluded.is_empty() {
+                    return vec![Effect::Control(Control::Exclude(excluded))];
+                }
             }
             TrainEvent::MemberStarted { member, members } => {
                 // Each member's loss and mixture curves start afresh.
