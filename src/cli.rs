@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::data::source::parse_delimiter;
 use crate::data::{read_table, Encoder, MissingPolicy, ReadOptions, ScaleKind};
-use crate::eval::{run_protocol, Protocol, ProtocolOptions, RunReport, Spread, Summary};
+use crate::eval::{
+    run_protocol, FileReport, Overall, Protocol, ProtocolOptions, RunReport, Spread, Summary,
+};
 use crate::model::{DagmmConfig, Preset};
 use crate::train::{
     checkpoint, default_epochs, DataContext, ModelSource, SessionPlan, TrainConfig, TrainEvent,
@@ -681,56 +683,6 @@ fn eval_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
-}
-
-/// One file's runs in `eval`.
-#[derive(Debug, Serialize)]
-struct FileReport {
-    data: String,
-    anomaly: String,
-    rows: usize,
-    train: TrainConfig,
-    runs: Vec<RunReport>,
-    summary: Summary,
-}
-
-/// Medians over files of each file's median over seeds, and how often DAGMM wins.
-#[derive(Debug, Serialize)]
-struct Overall {
-    files: usize,
-    auroc: f64,
-    untrained_auroc: f64,
-    reference_auroc: f64,
-    auprc: f64,
-    untrained_auprc: f64,
-    reference_auprc: f64,
-    f1: f64,
-    reference_f1: f64,
-    /// Files where the trained ensemble's median AUROC beats the untrained one's.
-    trained_beats_untrained: usize,
-    /// Files where the trained ensemble's median AUROC is at least IsolationForest's.
-    trained_at_least_reference: usize,
-}
-
-impl Overall {
-    fn of(reports: &[FileReport]) -> Self {
-        let median =
-            |f: &dyn Fn(&Summary) -> f64| Spread::of(reports.iter().map(|r| f(&r.summary))).median;
-        let count = |f: &dyn Fn(&Summary) -> bool| reports.iter().filter(|r| f(&r.summary)).count();
-        Self {
-            files: reports.len(),
-            auroc: median(&|s| s.auroc.median),
-            untrained_auroc: median(&|s| s.untrained_auroc.median),
-            reference_auroc: median(&|s| s.reference_auroc.median),
-            auprc: median(&|s| s.auprc.median),
-            untrained_auprc: median(&|s| s.untrained_auprc.median),
-            reference_auprc: median(&|s| s.reference_auprc.median),
-            f1: median(&|s| s.f1.median),
-            reference_f1: median(&|s| s.reference_f1.median),
-            trained_beats_untrained: count(&|s| s.auroc.median > s.untrained_auroc.median),
-            trained_at_least_reference: count(&|s| s.auroc.median >= s.reference_auroc.median),
-        }
-    }
 }
 
 fn print_overall(reports: &[FileReport], overall: &Overall) {

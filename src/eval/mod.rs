@@ -326,6 +326,57 @@ pub fn run_protocol(
     Ok(reports)
 }
 
+/// One file's runs in `eval`.
+#[derive(Debug, Serialize)]
+pub struct FileReport {
+    pub data: String,
+    pub anomaly: String,
+    pub rows: usize,
+    pub train: TrainConfig,
+    pub runs: Vec<RunReport>,
+    pub summary: Summary,
+}
+
+/// Medians over files of each file's median over seeds, and how often DAGMM wins.
+#[derive(Debug, Serialize)]
+pub struct Overall {
+    pub files: usize,
+    pub auroc: f64,
+    pub untrained_auroc: f64,
+    pub reference_auroc: f64,
+    pub auprc: f64,
+    pub untrained_auprc: f64,
+    pub reference_auprc: f64,
+    pub f1: f64,
+    pub reference_f1: f64,
+    /// Files where the trained ensemble's median AUROC beats the untrained one's.
+    pub trained_beats_untrained: usize,
+    /// Files where the trained ensemble's median AUROC is at least IsolationForest's.
+    pub trained_at_least_reference: usize,
+}
+
+impl Overall {
+    /// The medians and counts over `reports`.
+    pub fn of(reports: &[FileReport]) -> Self {
+        let median =
+            |f: &dyn Fn(&Summary) -> f64| Spread::of(reports.iter().map(|r| f(&r.summary))).median;
+        let count = |f: &dyn Fn(&Summary) -> bool| reports.iter().filter(|r| f(&r.summary)).count();
+        Self {
+            files: reports.len(),
+            auroc: median(&|s| s.auroc.median),
+            untrained_auroc: median(&|s| s.untrained_auroc.median),
+            reference_auroc: median(&|s| s.reference_auroc.median),
+            auprc: median(&|s| s.auprc.median),
+            untrained_auprc: median(&|s| s.untrained_auprc.median),
+            reference_auprc: median(&|s| s.reference_auprc.median),
+            f1: median(&|s| s.f1.median),
+            reference_f1: median(&|s| s.reference_f1.median),
+            trained_beats_untrained: count(&|s| s.auroc.median > s.untrained_auroc.median),
+            trained_at_least_reference: count(&|s| s.auroc.median >= s.reference_auroc.median),
+        }
+    }
+}
+
 /// Training and scored rows of one run: the paper's split (normal rows of a random half;
 /// the other half) or every row for both.
 fn split(protocol: Protocol, is_anomaly: &[bool], seed: u64) -> (Vec<usize>, Vec<usize>) {
