@@ -174,6 +174,12 @@ fn train_inspect_mark_export_quit_and_find_the_mark_again() {
             && recon_value(s).is_some_and(|r| r != recon1)
     });
     assert!(later.contains("● training"), "{later}");
+    // The default ensemble of five trains one model after another: the status line and the
+    // loss pane name the one in training.
+    assert!(
+        later.contains("member 1/5") && later.contains("Loss per epoch · model 1/5"),
+        "{later}"
+    );
 
     // Scores arrive; pause so the ranking holds still, then inspect the selected row.
     tmux.wait_for("the ranked table", 60, |s| {
