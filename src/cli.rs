@@ -242,9 +242,12 @@ impl SettingsArgs {
         let d = TrainConfig::default();
         let batch = self.batch.unwrap_or(d.batch);
         let config = TrainConfig {
-            epochs: self.epochs.unwrap_or_else(|| {
-                default_epochs(rows, batch, self.min_steps.unwrap_or(DEFAULT_MIN_STEPS))
-            }),
+            epochs: self
+                .epochs
+                .or(self.preset.unwrap_or_default().epochs())
+                .unwrap_or_else(|| {
+                    default_epochs(rows, batch, self.min_steps.unwrap_or(DEFAULT_MIN_STEPS))
+                }),
             batch,
             lr: self.lr.unwrap_or(d.lr),
             seed: self.seed.unwrap_or(d.seed),
