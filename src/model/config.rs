@@ -152,7 +152,10 @@ mod tests {
         assert_eq!(DagmmConfig::default_for(9).components, 2);
         let paper = DagmmConfig::preset(Preset::Kddcup, 120);
         assert_eq!((paper.latent, paper.components), (1, 4));
-        assert_eq!((Preset::Kddcup.epochs(), Preset::Auto.epochs()), (Some(20), None));
+        assert_eq!(
+            (Preset::Kddcup.epochs(), Preset::Auto.epochs()),
+            (Some(20), None)
+        );
         assert_eq!(
             DagmmConfig::preset(Preset::Kddcup, 120).encoder_widths(),
             vec![120, 60, 30, 10, 1]
