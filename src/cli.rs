@@ -690,16 +690,31 @@ fn eval_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
 
 fn print_overall(reports: &[FileReport], overall: &Overall) {
     println!(
-        "{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "file (median over seeds)", "AUROC", "untr", "IForest", "AUPRC", "untr", "IForest"
+        "{:<28} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}  {}",
+        "file (median over seeds)",
+        "AUROC",
+        "untr",
+        "IForest",
+        "AUPRC",
+        "untr",
+        "IForest",
+        "analyst: unmarked AUROC before → after"
     );
     for r in reports {
         let s = &r.summary;
         let name = std::path::Path::new(&r.data)
             .file_name()
             .map_or_else(|| r.data.clone(), |n| n.to_string_lossy().into_owned());
+        let analyst = if s.feedback_before.median.is_nan() || s.feedback_after.median.is_nan() {
+            "-".to_string()
+        } else {
+            format!(
+                "{:.4} → {:.4}",
+                s.feedback_before.median, s.feedback_after.median
+            )
+        };
         println!(
-            "{:<28} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
+            "{:<28} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}  {analyst}",
             visible(&name),
             s.auroc.median,
             s.untrained_auroc.median,
