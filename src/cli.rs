@@ -492,7 +492,7 @@ fn report_progress(event: &TrainEvent, json: bool) {
             samples_per_sec,
             elapsed_secs
         ),
-        TrainEvent::Warning(w) => tell!("warning: {w}"),
+        TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => tell!("warning: {w}"),
         TrainEvent::Failed(e) => tell!("error: {e}"),
         _ => {}
     }
@@ -521,7 +521,9 @@ fn event_json(event: &TrainEvent) -> Option<serde_json::Value> {
             "penalty": loss.penalty, "total": loss.total, "phi": phi, "samples_per_sec": samples_per_sec,
             "elapsed_secs": elapsed_secs})
         }
-        TrainEvent::Warning(w) => json!({"event": "warning", "message": w}),
+        TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => {
+            json!({"event": "warning", "message": w})
+        }
         TrainEvent::Failed(e) => json!({"event": "failed", "message": e}),
         TrainEvent::Finished {
             epochs_done,

@@ -107,3 +107,46 @@ fn pause_checkpoint_resume_and_stop() {
     assert_eq!(loaded.ensemble.describe(), trained.ensemble.describe());
     assert_eq!(trained.scores.len(), 800);
 }
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_is_its_own_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::small_sample(dir.path(), 300);
+    let read = ReadOptions {
+        label: Some("attack".into()),
+        ..Default::default()
+    };
+    let table = read_table(&path, &read, None).unwrap();
+    let rows: Vec<usize> = (0..table.len()).collect();
+    let (encoder, _) = Encoder::fit(&table, &rows, ScaleKind::Minmax).unwrap();
+    let data = Arc::new(encoder.transform(&table, &rows).matrix);
+    let config = TrainConfig {
+        epochs: 10_000,
+        batch: 64,
+        lr: 1e-3,
+        seed: 1,
+        members: 1,
+    };
+    let worker = spawn(
+        DagmmConfig::default_for(data.cols),
+        config,
+        data,
+        DataContext { read, encoder },
+    );
+    // A directory below a regular file cannot be created.
+    let blocked = path.join("checkpoint");
+    worker
+        .controls
+        .send(Control::SaveCheckpoint(blocked))
+        .unwrap();
+    let failed = loop {
+        match worker.events.recv_timeout(Duration::from_secs(60)).unwrap() {
+            TrainEvent::CheckpointFailed(message) => break message,
+            TrainEvent::CheckpointSaved(dir) => panic!("saved to {}", dir.display()),
+            _ => {}
+        }
+    };
+    assert!(failed.starts_with("checkpoint not saved"), "{failed}");
+    worker.controls.send(Control::Stop).unwrap();
+    worker.thread.join().unwrap().unwrap();
+}

@@ -90,6 +90,8 @@ pub enum TrainEvent {
     Paused,
     Resumed,
     CheckpointSaved(PathBuf),
+    /// A checkpoint asked for could not be written (the message says why).
+    CheckpointFailed(String),
     /// Training ended (all epochs, or stopped); the mixture over the training set is fitted.
     Finished {
         epochs_done: usize,

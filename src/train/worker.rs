@@ -265,12 +265,12 @@ pub(crate) fn serve_trained(
             Control::Stop => break,
             Control::Exclude(rows) => keep = Some(keep_mask(data.rows, &rows)),
             Control::SaveCheckpoint(dir) => {
-                let meta = trained.meta(&context.read, &context.encoder);
-                let event = match checkpoint::save(&dir, &trained.ensemble, &meta) {
-                    Ok(()) => TrainEvent::CheckpointSaved(dir),
-                    Err(e) => TrainEvent::Warning(format!("checkpoint not saved: {e:#}")),
-                };
-                let _ = events.send(event);
+                let _ = events.send(save_checkpoint(
+                    &dir,
+                    &trained.ensemble,
+                    &trained.train,
+                    context,
+                ));
             }
             Control::Rescore => match trained.ensemble.refit(data, keep.as_deref()) {
                 Ok(scores) => {
@@ -290,6 +290,20 @@ pub(crate) fn serve_trained(
         }
     }
     Ok(trained)
+}
+
+/// Writes `ensemble` to `dir`; the event says whether it worked.
+fn save_checkpoint(
+    dir: &Path,
+    ensemble: &Ensemble,
+    train: &TrainConfig,
+    context: &DataContext,
+) -> TrainEvent {
+    let meta = CheckpointMeta::new(ensemble, train, &context.read, &context.encoder);
+    match checkpoint::save(dir, ensemble, &meta) {
+        Ok(()) => TrainEvent::CheckpointSaved(dir.to_path_buf()),
+        Err(e) => TrainEvent::CheckpointFailed(format!("checkpoint not saved: {e:#}")),
+    }
 }
 
 /// `true` for every row not listed in `excluded`.
@@ -405,17 +419,9 @@ impl Scorer<'_> {
     }
 
     fn save(&self, dir: &Path, ensemble: &Ensemble) {
-        let meta = CheckpointMeta::new(
-            ensemble,
-            self.train,
-            &self.context.read,
-            &self.context.encoder,
-        );
-        let event = match checkpoint::save(dir, ensemble, &meta) {
-            Ok(()) => TrainEvent::CheckpointSaved(dir.to_path_buf()),
-            Err(e) => TrainEvent::Warning(format!("checkpoint not saved: {e:#}")),
-        };
-        let _ = self.events.send(event);
+        let _ = self
+            .events
+            .send(save_checkpoint(dir, ensemble, self.train, self.context));
     }
 
     /// Sends the ensemble `scores` of every row; z and γ̂ (for the inspect view) are those

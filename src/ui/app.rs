@@ -722,7 +722,7 @@ impl App {
                 self.loss_live = None;
                 self.phi_history.push(phi);
             }
-            TrainEvent::Warning(w) => self.say(Level::Warning, w),
+            TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => self.say(Level::Warning, w),
             TrainEvent::Paused => self.phase = Phase::Paused,
             TrainEvent::Resumed => self.phase = Phase::Training,
             TrainEvent::CheckpointSaved(dir) => {

@@ -390,7 +390,7 @@ fn save_before_exit(app: &mut App, rx: &Receiver<Event>, controls: &Sender<Contr
                 logging::log("INFO", &format!("checkpoint saved to {}", saved.display()));
                 return;
             }
-            Ok(Event::Train(TrainEvent::Warning(w))) if w.starts_with("checkpoint") => {
+            Ok(Event::Train(TrainEvent::CheckpointFailed(w))) => {
                 logging::log("WARN", &w);
                 return;
             }
