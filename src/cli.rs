@@ -17,8 +17,8 @@ use crate::eval::{
 };
 use crate::model::{DagmmConfig, Preset};
 use crate::train::{
-    checkpoint, default_epochs, DataContext, ModelSource, SessionPlan, TrainConfig, TrainEvent,
-    WorkerOptions, DEFAULT_MEMBERS, DEFAULT_MIN_STEPS,
+    checkpoint, default_epochs, DataContext, ModelSource, Rescoring, SessionPlan, TrainConfig,
+    TrainEvent, WorkerOptions, DEFAULT_MEMBERS, DEFAULT_MIN_STEPS,
 };
 use crate::triage::{write_scores, CellSafety};
 use crate::ui::text::{json_safe, visible};
@@ -375,10 +375,11 @@ fn workbench(
     if !(0.0..=100.0).contains(&args.flag_percent) {
         bail!("--flag-percent must be between 0 and 100");
     }
-    let rescore_every = args.rescore_every;
-    if rescore_every == Some(0) {
-        bail!("--rescore-every must be at least 1");
-    }
+    let rescoring = match args.rescore_every {
+        Some(0) => bail!("--rescore-every must be at least 1"),
+        Some(n) => Rescoring::Every(n),
+        None => Rescoring::Auto,
+    };
     let model = match &args.model {
         Some(dir) => ModelSource::Checkpoint(dir.clone()),
         None => ModelSource::Train(Box::new(move |width, rows| {
@@ -391,8 +392,7 @@ fn workbench(
         scale: data_args.scale,
         model,
         options: WorkerOptions {
-            // 0: about ten times per run, decided once the epoch count is known.
-            rescore_every: Some(rescore_every.unwrap_or(0)),
+            rescoring,
             start_paused: args.paused,
         },
     };

@@ -16,4 +16,4 @@ pub use trainer::{
     default_epochs, fit_mixture, member_of, MixtureFit, TrainConfig, Trainer, DEFAULT_MEMBERS,
     DEFAULT_MIN_STEPS,
 };
-pub use worker::{spawn, DataContext, Trained, WorkerHandle, WorkerOptions};
+pub use worker::{spawn, DataContext, Rescoring, Trained, WorkerHandle, WorkerOptions};

@@ -42,13 +42,35 @@ pub struct DataContext {
     pub encoder: Encoder,
 }
 
+/// How often a workbench session scores every row while training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rescoring {
+    /// Never (headless training scores once itself).
+    #[default]
+    Never,
+    /// About ten times per model, decided once the epoch count is known.
+    Auto,
+    /// Every this many epochs (at least 1).
+    Every(usize),
+}
+
+impl Rescoring {
+    /// Epochs between two scorings for a run of `epochs` epochs (`None`: never).
+    fn interval(self, epochs: usize) -> Option<usize> {
+        match self {
+            Rescoring::Never => None,
+            Rescoring::Auto => Some(epochs.div_ceil(10).max(1)),
+            Rescoring::Every(n) => Some(n.max(1)),
+        }
+    }
+}
+
 /// What the worker does besides training.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WorkerOptions {
-    /// Score every row and send [`TrainEvent::Scored`] every this many epochs and at the
-    /// end; `Some(0)` picks about ten rescores per run; `None` never (headless training
-    /// scores once itself).
-    pub rescore_every: Option<usize>,
+    /// Score every row and send [`TrainEvent::Scored`] while training and at the end; a
+    /// session that rescores is a workbench session, which also serves refits afterwards.
+    pub rescoring: Rescoring,
     /// Wait for [`Control::Resume`] before the first step.
     pub start_paused: bool,
 }
@@ -57,7 +79,7 @@ impl WorkerOptions {
     /// A workbench session: after training, the worker keeps serving rescores (refits with
     /// the analyst's marks) and saves until told to stop.
     fn serves_after_training(&self) -> bool {
-        self.rescore_every.is_some()
+        self.rescoring != Rescoring::Never
     }
 }
 
@@ -125,13 +147,7 @@ pub(crate) fn train_loop(
 ) -> Result<Trained> {
     let members = train.members.max(1);
     let epochs = train.epochs;
-    let rescore_every = options.rescore_every.map(|n| {
-        if n == 0 {
-            epochs.div_ceil(10).max(1)
-        } else {
-            n
-        }
-    });
+    let rescore_every = options.rescoring.interval(epochs);
     let mut trainer = Trainer::new(model.clone(), train.member(0), data.rows);
     let _ = events.send(TrainEvent::Started {
         rows: data.rows,
