@@ -16,12 +16,12 @@ use crate::eval::{
     run_protocol, FileReport, Overall, Protocol, ProtocolOptions, RunReport, Spread, Summary,
 };
 use crate::model::{DagmmConfig, Preset};
+use crate::text::{json_safe, visible};
 use crate::train::{
     checkpoint, default_epochs, DataContext, ModelSource, Rescoring, SessionPlan, TrainConfig,
     TrainEvent, WorkerOptions, DEFAULT_MEMBERS, DEFAULT_MIN_STEPS,
 };
 use crate::triage::{write_scores, CellSafety};
-use crate::ui::text::{json_safe, visible};
 use crate::ui::WorkbenchOptions;
 
 /// `eprintln!` for lines that may carry untrusted text (file names, cells, column names):
@@ -405,7 +405,7 @@ fn workbench(
             state_dir: args
                 .state_dir
                 .clone()
-                .unwrap_or_else(crate::ui::runtime::default_state_dir),
+                .unwrap_or_else(crate::triage::default_state_dir),
             anomaly: args.anomaly.clone(),
             contamination: args.flag_percent / 100.0,
             safety,

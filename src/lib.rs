@@ -2,7 +2,8 @@
 //!
 //! `data` turns a CSV into a feature matrix, `model` holds the networks and the mixture
 //! maths, `train` runs training (on a worker thread for the UI), `triage` ranks and writes
-//! scores, `eval` runs the paper's protocol, and `cli` is the command line.
+//! scores, `eval` measures detection quality (the paper's protocol and the unsupervised one),
+//! `text` makes untrusted text safe to print, and `cli` is the command line.
 
 pub mod cli;
 pub mod data;
@@ -10,6 +11,7 @@ pub mod eval;
 pub mod hash;
 pub mod logging;
 pub mod model;
+pub mod text;
 pub mod train;
 pub mod triage;
 pub mod ui;

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
-use crate::ui::text::visible;
+use crate::text::visible;
 
 static LOG: OnceLock<Mutex<File>> = OnceLock::new();
 

@@ -402,7 +402,7 @@ fn assert_aligned(screen: &str, width: usize) {
 fn assert_clean(what: &str, text: &str) {
     let bad: Vec<char> = text
         .chars()
-        .filter(|&c| c != '\n' && dagmm_tui::ui::text::is_unsafe(c))
+        .filter(|&c| c != '\n' && dagmm_tui::text::is_unsafe(c))
         .collect();
     assert!(bad.is_empty(), "raw {bad:?} in {what}:\n{text}");
 }

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dagmm_tui::data::{read_table, Encoder, LoadProgress, ReadOptions, ScaleKind};
+use dagmm_tui::text::is_unsafe;
 use dagmm_tui::train::{Explain, LoadedData, LossComponents, Scoring, TrainEvent};
 use dagmm_tui::triage::Marks;
 use dagmm_tui::ui::action::Action;
 use dagmm_tui::ui::app::{App, AppConfig, Msg};
 use dagmm_tui::ui::keymap::Keymap;
 use dagmm_tui::ui::panes::{draw, Look};
-use dagmm_tui::ui::text::is_unsafe;
 use dagmm_tui::ui::theme::{ColorDepth, Theme};
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};

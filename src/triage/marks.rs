@@ -124,6 +124,17 @@ fn lock_state_dir(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// The default state directory: `$XDG_STATE_HOME/dagmm-tui` or `~/.local/state/dagmm-tui`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("dagmm-tui");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".local/state/dagmm-tui"),
+        None => PathBuf::from(".dagmm-tui-state"),
+    }
+}
+
 /// The directory holding the state of `data` under `state_dir`: named after the file and a
 /// hash of its absolute path, so two `flows.csv` in different folders keep apart.
 pub fn data_state_dir(state_dir: &Path, data: &Path) -> PathBuf {

@@ -10,10 +10,11 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::Action;
 use super::keymap::{KeyMode, Keymap};
-use super::text::{thousands, visible};
+use super::text::thousands;
 use crate::data::{ColumnKind, LoadProgress, RawTable};
 use crate::eval::metrics::{auroc_ranked, precision_recall_f1};
 use crate::logging;
+use crate::text::visible;
 use crate::train::{Control, LoadedData, LossComponents, Scoring, TrainEvent};
 use crate::triage::{ExportRow, Journal, Mark, Marks};
 

@@ -18,9 +18,9 @@ use ratatui::DefaultTerminal;
 use super::app::{App, AppConfig, Effect, Msg};
 use super::keymap::Keymap;
 use super::panes::{self, Look};
-use super::text::visible;
 use super::theme::{ColorDepth, Theme};
 use crate::logging;
+use crate::text::visible;
 use crate::train::{spawn_session, Control, SessionPlan, TrainEvent};
 use crate::triage::{check_source, data_state_dir, export, CellSafety, Journal};
 
@@ -58,17 +58,6 @@ enum Event {
     Signal(i32),
     /// The terminal cannot be read any more (it is gone).
     InputClosed,
-}
-
-/// The default state directory: `$XDG_STATE_HOME/dagmm-tui` or `~/.local/state/dagmm-tui`.
-pub fn default_state_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("dagmm-tui");
-    }
-    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".local/state/dagmm-tui"),
-        None => PathBuf::from(".dagmm-tui-state"),
-    }
 }
 
 /// The user's keymap file: `$XDG_CONFIG_HOME/dagmm-tui/keymap.toml` or `~/.config/…`.

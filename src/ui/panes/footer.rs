@@ -7,10 +7,11 @@ use ratatui::widgets::Paragraph;
 use ratatui::Frame;
 
 use super::Look;
+use crate::text::visible;
 use crate::ui::action::Action;
 use crate::ui::app::{App, Level, Mode, PromptKind};
 use crate::ui::keymap::KeyMode;
-use crate::ui::text::{truncate, visible, width};
+use crate::ui::text::{truncate, width};
 
 /// Actions the footer hints at, per mode.
 const NORMAL_HINTS: [Action; 11] = [

@@ -8,8 +8,9 @@ use ratatui::Frame;
 
 use super::table::{mark_symbol, score};
 use super::{bar, overlay, Look};
+use crate::text::visible;
 use crate::ui::app::App;
-use crate::ui::text::{number, thousands, truncate, visible, width};
+use crate::ui::text::{number, thousands, truncate, width};
 
 /// Draws the inspect overlay for the selected row into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {

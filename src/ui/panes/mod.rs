@@ -18,8 +18,8 @@ use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::app::{App, Mode};
-use super::text::is_unsafe;
 use super::theme::Theme;
+use crate::text::is_unsafe;
 
 /// Smallest terminal the layout fits.
 pub const MIN_WIDTH: u16 = 60;

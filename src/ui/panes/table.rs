@@ -125,7 +125,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     });
     if let (Some(l), Some(w)) = (label_col, label_w) {
         header.push(Cell::from(
-            truncate(&crate::ui::text::visible(&l.column), w).into_owned(),
+            truncate(&crate::text::visible(&l.column), w).into_owned(),
         ));
         widths.push(Constraint::Length(w as u16));
         used += w + 1;
