@@ -1,33 +1,36 @@
 //! The worker thread's protocol: events arrive while training runs, controls are obeyed,
 //! a checkpoint can be requested, and stop ends training early with a usable model.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use dagmm_tui::data::{read_table, Encoder, ReadOptions, ScaleKind};
 use dagmm_tui::model::DagmmConfig;
-use dagmm_tui::train::{checkpoint, spawn, Control, DataContext, TrainConfig, TrainEvent};
+use dagmm_tui::train::{
+    checkpoint, spawn, Control, DataContext, TrainConfig, TrainEvent, WorkerHandle,
+};
 
 mod common;
 
-#[test]
-fn pause_checkpoint_resume_and_stop() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = common::small_sample(dir.path(), 800);
+/// Starts a headless worker on a `rows`-row sample in `dir`: 10,000 epochs (it is stopped
+/// long before), `members` members. Returns the sample's path and the worker.
+fn train_on_sample(dir: &Path, rows: usize, seed: u64, members: usize) -> (PathBuf, WorkerHandle) {
+    let path = common::small_sample(dir, rows);
     let read = ReadOptions {
         label: Some("attack".into()),
         ..Default::default()
     };
     let table = read_table(&path, &read, None).unwrap();
-    let rows: Vec<usize> = (0..table.len()).collect();
-    let (encoder, _) = Encoder::fit(&table, &rows, ScaleKind::Minmax).unwrap();
-    let data = Arc::new(encoder.transform(&table, &rows).matrix);
+    let all: Vec<usize> = (0..table.len()).collect();
+    let (encoder, _) = Encoder::fit(&table, &all, ScaleKind::Minmax).unwrap();
+    let data = Arc::new(encoder.transform(&table, &all).matrix);
     let config = TrainConfig {
         epochs: 10_000,
         batch: 64,
         lr: 1e-3,
-        seed: 3,
-        members: 2,
+        seed,
+        members,
     };
     let worker = spawn(
         DagmmConfig::default_for(data.cols),
@@ -35,6 +38,13 @@ fn pause_checkpoint_resume_and_stop() {
         data,
         DataContext { read, encoder },
     );
+    (path, worker)
+}
+
+#[test]
+fn pause_checkpoint_resume_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, worker) = train_on_sample(dir.path(), 800, 3, 2);
     let wait_for = |want: &dyn Fn(&TrainEvent) -> bool| loop {
         let event = worker
             .events
@@ -111,28 +121,7 @@ fn pause_checkpoint_resume_and_stop() {
 #[test]
 fn a_checkpoint_that_cannot_be_written_is_its_own_event() {
     let dir = tempfile::tempdir().unwrap();
-    let path = common::small_sample(dir.path(), 300);
-    let read = ReadOptions {
-        label: Some("attack".into()),
-        ..Default::default()
-    };
-    let table = read_table(&path, &read, None).unwrap();
-    let rows: Vec<usize> = (0..table.len()).collect();
-    let (encoder, _) = Encoder::fit(&table, &rows, ScaleKind::Minmax).unwrap();
-    let data = Arc::new(encoder.transform(&table, &rows).matrix);
-    let config = TrainConfig {
-        epochs: 10_000,
-        batch: 64,
-        lr: 1e-3,
-        seed: 1,
-        members: 1,
-    };
-    let worker = spawn(
-        DagmmConfig::default_for(data.cols),
-        config,
-        data,
-        DataContext { read, encoder },
-    );
+    let (path, worker) = train_on_sample(dir.path(), 300, 1, 1);
     // A directory below a regular file cannot be created.
     let blocked = path.join("checkpoint");
     worker
