@@ -79,19 +79,13 @@ impl FittedDagmm {
         let out = model.infer(&dev, x);
         let c = &model.config;
         let (d, k) = (c.z_width(), c.components);
-        let gmm = match keep {
-            None => GmmParams::fit(&out.z, &out.gamma, d, k, c.cov_eps),
-            Some(keep) => {
-                let kept = |v: &[f64], w: usize| -> Vec<f64> {
-                    v.chunks(w)
-                        .zip(keep)
-                        .filter(|(_, &k)| k)
-                        .flat_map(|(row, _)| row.iter().copied())
-                        .collect()
-                };
-                GmmParams::fit(&kept(&out.z, d), &kept(&out.gamma, k), d, k, c.cov_eps)
-            }
-        };
+        let gmm = GmmParams::fit(
+            &kept_rows(&out.z, d, keep),
+            &kept_rows(&out.gamma, k, keep),
+            d,
+            k,
+            c.cov_eps,
+        );
         let fitted = Self::new(model, dev, gmm)?;
         let energies = fitted.factors.energies(&out.z);
         Ok((fitted, out, energies))
@@ -103,15 +97,16 @@ impl FittedDagmm {
     }
 }
 
-/// The values of `all` at the rows `keep` allows (all of them when `None`).
-pub fn kept(all: &[f64], keep: Option<&[bool]>) -> Vec<f64> {
+/// The rows (`width` values each) of row-major `all` that `keep` allows (all of them
+/// when `None`).
+pub fn kept_rows(all: &[f64], width: usize, keep: Option<&[bool]>) -> Vec<f64> {
     match keep {
         None => all.to_vec(),
         Some(keep) => all
-            .iter()
+            .chunks(width)
             .zip(keep)
             .filter(|(_, &k)| k)
-            .map(|(v, _)| *v)
+            .flat_map(|(row, _)| row.iter().copied())
             .collect(),
     }
 }
@@ -150,6 +145,26 @@ impl Detector {
 }
 
 impl Member {
+    /// A DAGMM member: its mixture fitted over the rows of `x` that `keep` allows, and the
+    /// calibration of those rows' energies. Also returns every row's z, γ̂ and energy.
+    pub fn fit(
+        model: Dagmm,
+        dev: Dev,
+        x: &Matrix,
+        keep: Option<&[bool]>,
+        seed: u64,
+        epochs_done: usize,
+    ) -> Result<(Self, Inference, Vec<f64>), String> {
+        let (fitted, inference, energies) = FittedDagmm::fit(model, dev, x, keep)?;
+        let member = Self {
+            detector: Detector::Dagmm(fitted),
+            calibration: Calibration::fit(&kept_rows(&energies, 1, keep)),
+            seed,
+            epochs_done,
+        };
+        Ok((member, inference, energies))
+    }
+
     /// Calibrated score of every row of `x`.
     pub fn scores(&self, x: &Matrix) -> Vec<f64> {
         self.calibrate(self.detector.raw_scores(x))
@@ -159,16 +174,17 @@ impl Member {
     /// calibration over the rows of `x` that `keep` allows, and returns every row's
     /// calibrated score. The networks stay as trained.
     pub fn refit(&mut self, x: &Matrix, keep: Option<&[bool]>) -> Result<Vec<f64>, String> {
-        let raw = match &mut self.detector {
-            Detector::Dagmm(d) => {
-                let (fitted, _, energies) =
-                    FittedDagmm::fit(d.model.clone(), d.dev.clone(), x, keep)?;
-                *d = fitted;
-                energies
-            }
-        };
-        self.calibration = Calibration::fit(&kept(&raw, keep));
-        Ok(self.calibrate(raw))
+        let Detector::Dagmm(d) = &self.detector;
+        let (refitted, _, energies) = Member::fit(
+            d.model.clone(),
+            d.dev.clone(),
+            x,
+            keep,
+            self.seed,
+            self.epochs_done,
+        )?;
+        *self = refitted;
+        Ok(self.calibrate(energies))
     }
 
     /// `raw` scores of this member put on the ensemble's common scale.

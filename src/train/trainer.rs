@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::events::LossComponents;
 use crate::data::Matrix;
 use crate::model::dense::{all_finite, Adam, Dev};
-use crate::model::ensemble::{kept, Calibration, Detector, FittedDagmm, Member};
+use crate::model::ensemble::{Detector, FittedDagmm, Member};
 use crate::model::{Dagmm, DagmmConfig, GmmParams, Inference};
 
 /// Optimisation settings.
@@ -266,14 +266,20 @@ impl StepView<'_> {
     /// of `data` that `keep` allows and the calibration of those rows' energies. Also
     /// returns the fit (every row's energy, z, γ̂).
     pub fn member_of(&self, data: &Matrix, keep: Option<&[bool]>) -> Result<(Member, MixtureFit)> {
-        let fit = fit_mixture(self.model, self.dev, data, keep)?;
-        let fitted = FittedDagmm::new(self.model.clone(), self.dev.clone(), fit.gmm.clone())
-            .map_err(anyhow::Error::msg)?;
-        let member = Member {
-            detector: Detector::Dagmm(fitted),
-            calibration: Calibration::fit(&kept(&fit.energies, keep)),
-            seed: self.config.seed,
-            epochs_done: self.epochs_done,
+        let (member, inference, energies) = Member::fit(
+            self.model.clone(),
+            self.dev.clone(),
+            data,
+            keep,
+            self.config.seed,
+            self.epochs_done,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let Detector::Dagmm(fitted) = &member.detector;
+        let fit = MixtureFit {
+            gmm: fitted.gmm.clone(),
+            energies,
+            inference,
         };
         Ok((member, fit))
     }
