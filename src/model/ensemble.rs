@@ -218,6 +218,15 @@ impl Ensemble {
         Ok(mean_scores(&per_member))
     }
 
+    /// Epochs of the least trained member (what "trained for N epochs" can honestly say).
+    pub fn epochs_done(&self) -> usize {
+        self.members
+            .iter()
+            .map(|m| m.epochs_done)
+            .min()
+            .unwrap_or(0)
+    }
+
     /// One line naming the members' architecture and how many there are.
     pub fn describe(&self) -> String {
         let first = self.members.first().map(|m| m.detector.describe());

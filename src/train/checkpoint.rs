@@ -88,15 +88,6 @@ impl CheckpointMeta {
             members,
         }
     }
-
-    /// Epochs of the least trained member (what "trained for N epochs" can honestly say).
-    pub fn epochs_done(&self) -> usize {
-        self.members
-            .iter()
-            .map(|m| m.epochs_done)
-            .min()
-            .unwrap_or(0)
-    }
 }
 
 /// A loaded checkpoint: ready to score.

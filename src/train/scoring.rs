@@ -99,12 +99,7 @@ impl Scoring {
     /// from its last member.
     pub fn of_ensemble(ensemble: &Ensemble, scores: Vec<f64>, data: Arc<Matrix>) -> Self {
         let members = ensemble.members.len();
-        let epoch = ensemble
-            .members
-            .iter()
-            .map(|m| m.epochs_done)
-            .min()
-            .unwrap_or(0);
+        let epoch = ensemble.epochs_done();
         match ensemble.members.last().map(|m| &m.detector) {
             Some(Detector::Dagmm(shown)) => {
                 let inference = shown.model.infer(&shown.dev, &data);

@@ -94,7 +94,7 @@ fn run(
             );
             let scores = ck.ensemble.scores(&data);
             let _ = events.send(TrainEvent::Finished {
-                epochs_done: ck.meta.epochs_done(),
+                epochs_done: ck.ensemble.epochs_done(),
                 stopped_early: false,
             });
             let scoring = Scoring::of_ensemble(&ck.ensemble, scores.clone(), data.clone());
