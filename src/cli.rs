@@ -602,7 +602,7 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
         let labels = table.labels.as_ref().expect("--label was given");
         let anomaly = match (&cmd.anomaly, labels.rarer_of_two()) {
             (Some(a), _) => a.clone(),
-            (None, Some(rarer)) => rarer.to_string(),
+            (None, Some(rarer)) => labels.names[rarer as usize].clone(),
             (None, None) => bail!(
                 "{}: label '{label}' has {} values: pass --anomaly VALUE",
                 path.display(),

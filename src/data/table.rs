@@ -92,14 +92,14 @@ impl Labels {
         &self.names[self.values[i] as usize]
     }
 
-    /// The value taken as the anomaly class when none is named: the rarer value of a
-    /// two-valued label (`None` with more values: ambiguous, so no guess).
-    pub fn rarer_of_two(&self) -> Option<&str> {
+    /// The code of the value taken as the anomaly class when none is named: the rarer
+    /// value of a two-valued label (`None` with more values: ambiguous, so no guess).
+    pub fn rarer_of_two(&self) -> Option<u32> {
         if self.names.len() != 2 {
             return None;
         }
         let ones = self.values.iter().filter(|&&v| v == 1).count();
-        Some(&self.names[usize::from(ones * 2 < self.values.len())])
+        Some(u32::from(ones * 2 < self.values.len()))
     }
 
     /// `true` for each row whose label equals `anomaly`; an error if no row has it.

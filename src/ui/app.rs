@@ -804,7 +804,7 @@ impl App {
                 }
             },
             None => match labels.rarer_of_two() {
-                Some(rarer) => labels.names.iter().position(|n| n == rarer).unwrap_or(0) as u32,
+                Some(rarer) => rarer,
                 None => {
                     self.say(
                         Level::Info,
