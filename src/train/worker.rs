@@ -167,6 +167,7 @@ pub(crate) fn train_loop(
         finished: Ensemble::default(),
         finished_sum: vec![0.0; data.rows],
         keep: None,
+        keep_changed: false,
     };
     if options.start_paused {
         inbox.take(Control::Pause, events);
@@ -179,6 +180,8 @@ pub(crate) fn train_loop(
                 break;
             }
             trainer = Trainer::new(model.clone(), train.member(member), data.rows);
+            // A new trainer takes every row: tell it which are left out.
+            scorer.keep_changed |= scorer.keep.is_some();
         }
         let _ = events.send(TrainEvent::MemberStarted {
             member: member + 1,
@@ -191,7 +194,9 @@ pub(crate) fn train_loop(
             if let Some(rows) = inbox.excluded.take() {
                 scorer.exclude(&rows);
             }
-            trainer.set_keep(scorer.keep.as_deref());
+            if std::mem::take(&mut scorer.keep_changed) {
+                trainer.set_keep(scorer.keep.as_deref());
+            }
             let mut last_event = Instant::now();
             let summary = trainer.epoch(&data, |view| {
                 if last_event.elapsed() >= STEP_EVENT_INTERVAL {
@@ -238,7 +243,7 @@ pub(crate) fn train_loop(
         // The ensemble so far is shown as each member finishes (the last one just below).
         if rescore_every.is_some() && member + 1 < members && !inbox.stop {
             let shown = scorer.finished.members.len();
-            scorer.send_scoring(scorer.finished_scores(), inference, &trainer.view(), shown);
+            scorer.send_scoring(scorer.mean_with(None), inference, &trainer.view(), shown);
         } else {
             last = Some(inference);
         }
@@ -247,7 +252,7 @@ pub(crate) fn train_loop(
         epochs_done: trainer.epochs_done,
         stopped_early: inbox.stop,
     });
-    let scores = scorer.finished_scores();
+    let scores = scorer.mean_with(None);
     if let (Some(_), Some(inference)) = (rescore_every, last) {
         let shown = scorer.finished.members.len();
         scorer.send_scoring(scores.clone(), inference, &trainer.view(), shown);
@@ -345,12 +350,20 @@ struct Scorer<'a> {
     finished_sum: Vec<f64>,
     /// Rows the fits use (`None`: all); rows marked anomalous are `false`.
     keep: Option<Vec<bool>>,
+    /// `keep` changed since the trainer last took it.
+    keep_changed: bool,
 }
 
 impl Scorer<'_> {
     /// Leaves `rows` out of every fit from now on; the finished members are refitted.
+    /// A set equal to the current one changes nothing (marking a row normal resends it).
     fn exclude(&mut self, rows: &[u32]) {
-        self.keep = Some(keep_mask(self.data.rows, rows));
+        let keep = Some(keep_mask(self.data.rows, rows));
+        if keep == self.keep {
+            return;
+        }
+        self.keep = keep;
+        self.keep_changed = true;
         if self.finished.members.is_empty() {
             return;
         }
@@ -380,10 +393,19 @@ impl Scorer<'_> {
         Ok(fit.inference)
     }
 
-    /// Ensemble scores of the finished members.
-    fn finished_scores(&self) -> Vec<f64> {
-        let n = self.finished.members.len().max(1) as f64;
-        self.finished_sum.iter().map(|s| s / n).collect()
+    /// Ensemble scores of the finished members, with the calibrated scores of the member in
+    /// training when given.
+    fn mean_with(&self, current: Option<&[f64]>) -> Vec<f64> {
+        let n = (self.finished.members.len() + usize::from(current.is_some())).max(1) as f64;
+        match current {
+            None => self.finished_sum.iter().map(|s| s / n).collect(),
+            Some(c) => self
+                .finished_sum
+                .iter()
+                .zip(c)
+                .map(|(s, c)| (s + c) / n)
+                .collect(),
+        }
     }
 
     fn serve(&mut self, inbox: &mut Inbox, trainer: &Trainer) {
@@ -416,21 +438,20 @@ impl Scorer<'_> {
                 return;
             }
         };
-        let mut ensemble = self.finished.clone();
-        let calibrated = member.calibrate(fit.energies.clone());
-        ensemble.members.push(member);
-        for dir in std::mem::take(&mut inbox.saves) {
-            self.save(&dir, &ensemble);
+        let members = self.finished.members.len() + 1;
+        let rescore = std::mem::take(&mut inbox.rescore);
+        let scores = rescore.then(|| self.mean_with(Some(&member.calibrate(fit.energies))));
+        let saves = std::mem::take(&mut inbox.saves);
+        if !saves.is_empty() {
+            // The ensemble as it stands: the finished members and the one in training.
+            let mut ensemble = self.finished.clone();
+            ensemble.members.push(member);
+            for dir in saves {
+                self.save(&dir, &ensemble);
+            }
         }
-        if std::mem::take(&mut inbox.rescore) {
-            let n = ensemble.members.len() as f64;
-            let scores = self
-                .finished_sum
-                .iter()
-                .zip(&calibrated)
-                .map(|(s, c)| (s + c) / n)
-                .collect();
-            self.send_scoring(scores, fit.inference, view, ensemble.members.len());
+        if let Some(scores) = scores {
+            self.send_scoring(scores, fit.inference, view, members);
         }
     }
 
