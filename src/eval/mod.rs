@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::data::{Encoder, RawTable, ScaleKind};
 use crate::model::ensemble::mean_scores;
 use crate::model::DagmmConfig;
-use crate::model::Ensemble;
+use crate::model::{Ensemble, Member};
 use crate::train::{member_of, TrainConfig, Trainer};
 pub use iforest::IsolationForest;
 pub use metrics::{evaluate, Detection};
@@ -250,13 +250,24 @@ pub fn run_protocol(
             seed,
             ..opts.train.clone()
         };
-        let (mut untrained_scores, mut trained) = (Vec::new(), Ensemble::default());
+        // A member's calibrated scores of the scored rows: in the unsupervised protocol
+        // those are the rows its mixture was fitted on, already scored by the fit.
+        let scored = |trainer: &Trainer| -> Result<(Member, Vec<f64>)> {
+            let (member, fit) = member_of(trainer, &train_x, None)?;
+            let scores = match opts.protocol {
+                Protocol::Unsupervised => member.calibrate(fit.energies),
+                Protocol::Paper => member.scores(&test_x),
+            };
+            Ok((member, scores))
+        };
+        let (mut untrained_scores, mut trained_scores) = (Vec::new(), Vec::new());
+        let mut trained = Ensemble::default();
         let started = Instant::now();
         let (mut samples, mut final_loss) = (0usize, 0f64);
         for member in 0..members {
             let mut trainer =
                 Trainer::new(model_config.clone(), config.member(member), train_x.rows);
-            untrained_scores.push(member_of(&trainer, &train_x, None)?.0.scores(&test_x));
+            untrained_scores.push(scored(&trainer)?.1);
             let mut last = 0f64;
             for epoch in 1..=config.epochs {
                 let summary = trainer.epoch(&train_x, |_| true)?;
@@ -276,10 +287,12 @@ pub fn run_protocol(
                 ));
             }
             final_loss += last / members as f64;
-            trained.members.push(member_of(&trainer, &train_x, None)?.0);
+            let (member, scores) = scored(&trainer)?;
+            trained.members.push(member);
+            trained_scores.push(scores);
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        let trained_scores = trained.scores(&test_x);
+        let trained_scores = mean_scores(&trained_scores);
         let feedback = match (opts.protocol, opts.feedback) {
             (Protocol::Unsupervised, n) if n > 0 => Some(simulate_analyst(
                 &mut trained,
