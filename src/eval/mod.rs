@@ -145,9 +145,10 @@ pub struct Spread {
 }
 
 impl Spread {
-    /// The spread of `values` (NaN-free).
+    /// The spread of `values`, NaN left out (an AUROC is NaN where no anomaly is left to
+    /// rank); all NaN gives NaN.
     pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
-        let mut v: Vec<f64> = values.into_iter().collect();
+        let mut v: Vec<f64> = values.into_iter().filter(|v| !v.is_nan()).collect();
         v.sort_by(f64::total_cmp);
         let median = match v.len() {
             0 => f64::NAN,
