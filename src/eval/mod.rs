@@ -409,3 +409,17 @@ fn split(protocol: Protocol, is_anomaly: &[bool], seed: u64) -> (Vec<usize>, Vec
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_leave_nan_out() {
+        let s = Spread::of([0.9, f64::NAN, 0.7, 0.8]);
+        assert_eq!((s.min, s.median, s.max), (0.7, 0.8, 0.9));
+        assert!(Spread::of([f64::NAN]).median.is_nan());
+        let even = Spread::of([1.0, 2.0]);
+        assert_eq!(even.median, 1.5);
+    }
+}
