@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dagmm_tui::data::{read_table, Encoder, ReadOptions, ScaleKind};
-use dagmm_tui::train::{Explain, LoadedData, LossComponents, Scoring, TrainEvent};
+use dagmm_tui::model::RowDetail;
+use dagmm_tui::train::{DetectorKind, Explain, LoadedData, Scoring, TrainEvent};
 use dagmm_tui::triage::Marks;
 use dagmm_tui::ui::action::Action;
 use dagmm_tui::ui::app::{App, AppConfig, Msg};
@@ -24,7 +25,7 @@ const FRAMES: usize = 300;
 struct Errors(usize);
 
 impl Explain for Errors {
-    fn reconstruction_error(&self, row: usize) -> Vec<f32> {
+    fn feature_errors(&self, row: usize) -> Vec<f32> {
         (0..self.0)
             .map(|f| ((f * 31 + row) % 97) as f32 / 97.0)
             .collect()
@@ -51,6 +52,7 @@ fn main() {
         feature_names: encoder.feature_names(),
         notes: Vec::new(),
         model: "DAGMM".into(),
+        detector: DetectorKind::Dagmm,
         checkpoint: None,
         table,
     });
@@ -71,6 +73,7 @@ fn main() {
     );
     app.update(Msg::Train(TrainEvent::Loaded(loaded)));
     app.update(Msg::Train(TrainEvent::Started {
+        detector: DetectorKind::Dagmm,
         rows,
         features,
         epochs: 20,
@@ -82,13 +85,8 @@ fn main() {
         let e = epoch as f64;
         app.update(Msg::Train(TrainEvent::Epoch {
             epoch,
-            loss: LossComponents {
-                reconstruction: 1.0 / e,
-                energy: -e,
-                penalty: 100.0 / e,
-                total: 2.0 / e,
-            },
-            phi: vec![0.4, 0.3, 0.2, 0.1],
+            losses: vec![1.0 / e, -e, 100.0 / e, 2.0 / e],
+            aux: vec![0.4, 0.3, 0.2, 0.1],
             samples_per_sec: 1.4e5,
             elapsed_secs: 3.5 * e,
         }));
@@ -97,9 +95,13 @@ fn main() {
     let energies: Vec<f64> = (0..rows)
         .map(|i| ((i * 7919) % 100_003) as f64 / 1000.0)
         .collect();
-    let z = vec![0.5; rows * 3];
-    let gamma = vec![0.25; rows * 4];
-    let scoring = Scoring::from_parts(20, energies, z, gamma, 4, Arc::new(Errors(features)));
+    let scoring = Scoring::from_parts(
+        DetectorKind::Dagmm,
+        20,
+        energies,
+        RowDetail::default(),
+        Arc::new(Errors(features)),
+    );
     let sort_ms = scoring_started.elapsed().as_secs_f64() * 1e3;
     let shown_started = Instant::now();
     app.update(Msg::Train(TrainEvent::Scored(Arc::new(scoring))));

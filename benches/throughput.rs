@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use dagmm_tui::data::Matrix;
-use dagmm_tui::model::{DagmmConfig, Preset};
-use dagmm_tui::train::{fit_mixture, TrainConfig, Trainer};
+use dagmm_tui::model::{DagmmConfig, DetectorConfig, Preset};
+use dagmm_tui::train::{TrainConfig, Trainer};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// Synthetic KDDCUP-shaped data: 38 min-max scaled numerics and three one-hot groups.
@@ -32,7 +32,7 @@ fn measure(threads: usize, data: &Matrix) {
         .build()
         .unwrap();
     pool.install(|| {
-        let model = DagmmConfig::preset(Preset::Kddcup, data.cols);
+        let model = DetectorConfig::Dagmm(DagmmConfig::preset(Preset::Kddcup, data.cols));
         let config = TrainConfig {
             epochs: 1,
             batch: 1024,
@@ -53,10 +53,10 @@ fn measure(threads: usize, data: &Matrix) {
             rates[0], rates[1], rates[2]
         );
         let started = Instant::now();
-        let gmm = fit_mixture(&trainer.model, &trainer.dev, data, None).unwrap().gmm.factorise().unwrap();
+        let fit = trainer.network.fit(&trainer.dev, data, None).unwrap();
         let fit_secs = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let energies = trainer.model.energies(&trainer.dev, data, &gmm);
+        let energies = fit.detector.raw_scores(data);
         let score_secs = started.elapsed().as_secs_f64();
         assert_eq!(energies.len(), data.rows);
         println!(

@@ -15,11 +15,11 @@ use crate::data::{read_table, Encoder, MissingPolicy, ReadOptions, ScaleKind};
 use crate::eval::{
     run_protocol, FileReport, Overall, Protocol, ProtocolOptions, RunReport, Spread, Summary,
 };
-use crate::model::{DagmmConfig, Preset};
+use crate::model::{DagmmConfig, DetectorConfig, DetectorKind, EgbadConfig, EgbadScore, Preset};
 use crate::text::{json_safe, visible};
 use crate::train::{
     checkpoint, default_epochs, DataContext, ModelSource, Rescoring, SessionPlan, TrainConfig,
-    TrainEvent, WorkerOptions, DEFAULT_MEMBERS, DEFAULT_MIN_STEPS,
+    TrainEvent, WorkerOptions, DEFAULT_MEMBERS,
 };
 use crate::triage::{write_scores, CellSafety};
 use crate::ui::WorkbenchOptions;
@@ -32,7 +32,7 @@ macro_rules! tell {
     };
 }
 
-/// Unsupervised anomaly detection on tabular data with DAGMM.
+/// Unsupervised anomaly detection on tabular data with DAGMM and EGBAD.
 #[derive(Debug, Parser)]
 #[command(name = "dagmm-tui", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -139,13 +139,18 @@ pub struct SettingsArgs {
     #[arg(long, global = true)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Detector: `dagmm` (density of a latent code) or `egbad` (adversarial
+    /// reconstruction); `dagmm,egbad` trains both side by side in the workbench.
+    #[arg(long, value_enum, value_delimiter = ',', global = true)]
+    pub detector: Option<Vec<DetectorKind>>,
     /// Architecture preset: `auto` (rule from the input width) or the paper's `kddcup`.
     #[arg(long, value_enum, global = true)]
     pub preset: Option<Preset>,
-    /// Encoder hidden widths, comma separated (the decoder mirrors them).
+    /// Encoder hidden widths, comma separated (DAGMM: the decoder mirrors them; EGBAD: the
+    /// first is its encoder's hidden width).
     #[arg(long, value_delimiter = ',', global = true)]
     pub hidden: Option<Vec<usize>>,
-    /// Latent code size (z_c).
+    /// Latent code size (DAGMM: z_c; EGBAD: z).
     #[arg(long, global = true)]
     pub latent: Option<usize>,
     /// Mixture components K.
@@ -154,7 +159,7 @@ pub struct SettingsArgs {
     /// Estimation network hidden width.
     #[arg(long, global = true)]
     pub estimation_hidden: Option<usize>,
-    /// Dropout in the estimation network.
+    /// Dropout (DAGMM: in the estimation network; EGBAD: in the discriminator).
     #[arg(long, global = true)]
     pub dropout: Option<f64>,
     /// λ1, weight of the sample energy.
@@ -166,6 +171,13 @@ pub struct SettingsArgs {
     /// ε added to covariance diagonals.
     #[arg(long, global = true)]
     pub cov_eps: Option<f64>,
+    /// EGBAD: weight α of the reconstruction term in the score (default 0.9).
+    #[arg(long, global = true)]
+    pub alpha: Option<f64>,
+    /// EGBAD: the discriminator term of the score, `xent` (cross-entropy) or `fm`
+    /// (feature matching).
+    #[arg(long, value_enum, global = true)]
+    pub score: Option<EgbadScore>,
     /// Training epochs per member (default: the fewest that give --min-steps steps).
     #[arg(long, global = true)]
     pub epochs: Option<usize>,
@@ -205,6 +217,7 @@ impl SettingsArgs {
             ($($f:ident),*) => { SettingsArgs { config: None, $($f: self.$f.clone().or(file.$f),)* } };
         }
         Ok(merge!(
+            detector,
             preset,
             hidden,
             latent,
@@ -214,6 +227,8 @@ impl SettingsArgs {
             lambda_energy,
             lambda_cov,
             cov_eps,
+            alpha,
+            score,
             epochs,
             min_steps,
             batch,
@@ -224,7 +239,47 @@ impl SettingsArgs {
         ))
     }
 
-    fn model_for(&self, input: usize) -> DagmmConfig {
+    /// The detectors asked for (DAGMM when none), each named once.
+    fn detectors(&self) -> Result<Vec<DetectorKind>> {
+        let kinds = self.detector.clone().unwrap_or_default();
+        if kinds.is_empty() {
+            return Ok(vec![DetectorKind::Dagmm]);
+        }
+        if kinds.len() == 2 && kinds[0] == kinds[1] || kinds.len() > 2 {
+            bail!("--detector takes one detector or two different ones (e.g. dagmm,egbad)");
+        }
+        Ok(kinds)
+    }
+
+    /// The one detector of a command that trains a single kind.
+    fn single_detector(&self, command: &str) -> Result<DetectorKind> {
+        match self.detectors()?.as_slice() {
+            [one] => Ok(*one),
+            _ => bail!("{command} takes one --detector (the workbench shows two side by side)"),
+        }
+    }
+
+    /// The architecture of `kind` for an input of width `input`, flags laid over its rule.
+    fn model_for(&self, kind: DetectorKind, input: usize) -> DetectorConfig {
+        match kind {
+            DetectorKind::Dagmm => DetectorConfig::Dagmm(self.dagmm_for(input)),
+            DetectorKind::Egbad => {
+                let mut c = EgbadConfig::default_for(input);
+                c.hidden = self
+                    .hidden
+                    .as_ref()
+                    .and_then(|h| h.first().copied())
+                    .unwrap_or(c.hidden);
+                c.latent = self.latent.unwrap_or(c.latent);
+                c.dropout = self.dropout.unwrap_or(c.dropout);
+                c.alpha = self.alpha.unwrap_or(c.alpha);
+                c.score = self.score.unwrap_or(c.score);
+                DetectorConfig::Egbad(c)
+            }
+        }
+    }
+
+    fn dagmm_for(&self, input: usize) -> DagmmConfig {
         let mut c = DagmmConfig::preset(self.preset.unwrap_or_default(), input);
         c.hidden = self.hidden.clone().unwrap_or(c.hidden);
         c.latent = self.latent.unwrap_or(c.latent);
@@ -237,20 +292,19 @@ impl SettingsArgs {
         c
     }
 
-    /// Training settings for about `rows` training rows (which sets the default epochs).
-    fn train_config(&self, rows: usize) -> Result<TrainConfig> {
-        let d = TrainConfig::default();
-        let batch = self.batch.unwrap_or(d.batch);
+    /// Training settings of `kind` for about `rows` training rows (which sets the
+    /// default epochs).
+    fn train_config(&self, kind: DetectorKind, rows: usize) -> Result<TrainConfig> {
+        let batch = self.batch.unwrap_or(kind.default_batch());
+        let min_steps = self.min_steps.unwrap_or(kind.default_min_steps());
         let config = TrainConfig {
             epochs: self
                 .epochs
-                .or(self.preset.unwrap_or_default().epochs())
-                .unwrap_or_else(|| {
-                    default_epochs(rows, batch, self.min_steps.unwrap_or(DEFAULT_MIN_STEPS))
-                }),
+                .or(self.preset.unwrap_or_default().epochs(kind))
+                .unwrap_or_else(|| default_epochs(rows, batch, min_steps)),
             batch,
-            lr: self.lr.unwrap_or(d.lr),
-            seed: self.seed.unwrap_or(d.seed),
+            lr: self.lr.unwrap_or(kind.default_lr()),
+            seed: self.seed.unwrap_or(0),
             members: self.members.unwrap_or(DEFAULT_MEMBERS),
         };
         if config.members == 0 {
@@ -353,7 +407,7 @@ pub fn run(cli: Cli) -> Result<()> {
     };
     match cli.command {
         Some(Command::Train(cmd)) => train(&cmd, &cli.data_args, &settings, safety),
-        Some(Command::Score(cmd)) => score(&cmd, safety),
+        Some(Command::Score(cmd)) => score(&cmd, &settings, safety),
         Some(Command::Eval(cmd)) => eval(&cmd, &cli.data_args, &settings),
         None => match cli.data {
             Some(data) => workbench(data, &cli.workbench, &cli.data_args, settings, safety),
@@ -381,10 +435,22 @@ fn workbench(
         None => Rescoring::Auto,
     };
     let model = match &args.model {
-        Some(dir) => ModelSource::Checkpoint(dir.clone()),
-        None => ModelSource::Train(Box::new(move |width, rows| {
-            Ok((settings.model_for(width), settings.train_config(rows)?))
-        })),
+        Some(dir) => ModelSource::Checkpoint {
+            dir: dir.clone(),
+            expected: match &settings.detector {
+                Some(_) => Some(settings.single_detector("--model")?),
+                None => None,
+            },
+        },
+        None => {
+            let kind = settings.single_detector("the workbench (for now)")?;
+            ModelSource::Train(Box::new(move |width, rows| {
+                Ok((
+                    settings.model_for(kind, width),
+                    settings.train_config(kind, rows)?,
+                ))
+            }))
+        }
     };
     let plan = SessionPlan {
         data,
@@ -426,9 +492,10 @@ fn train(
     for note in table.notes.iter().chain(&notes) {
         tell!("note: {note}");
     }
-    let model = settings.model_for(encoder.width());
+    let kind = settings.single_detector("train")?;
+    let model = settings.model_for(kind, encoder.width());
     model.validate().map_err(anyhow::Error::msg)?;
-    let train_config = settings.train_config(table.len())?;
+    let train_config = settings.train_config(kind, table.len())?;
     let matrix = Arc::new(encoder.transform(&table, &all).matrix);
     let worker = crate::train::spawn(
         model,
@@ -440,7 +507,7 @@ fn train(
         },
     );
     for event in worker.events.iter() {
-        report_progress(&event, cmd.json);
+        report_progress(&event, kind, cmd.json);
     }
     let trained = worker
         .thread
@@ -465,40 +532,64 @@ fn train(
     Ok(())
 }
 
-fn report_progress(event: &TrainEvent, json: bool) {
+/// `name value` pairs of a detector's loss components.
+fn named_losses(kind: DetectorKind, losses: &[f64]) -> String {
+    kind.loss_names()
+        .iter()
+        .zip(losses)
+        .map(|(name, v)| format!("{name} {v:.5}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn report_progress(event: &TrainEvent, kind: DetectorKind, json: bool) {
     if json {
-        if let Some(value) = event_json(event) {
+        if let Some(value) = event_json(event, kind) {
             tell!("{}", json_safe(&value.to_string()));
         }
         return;
     }
     match event {
-        TrainEvent::Started { rows, features, epochs, .. } => {
-            tell!("training on {rows} rows × {features} features for {epochs} epochs")
+        TrainEvent::Started {
+            rows,
+            features,
+            epochs,
+            members,
+            ..
+        } => {
+            tell!("training {members} {kind} model(s) on {rows} rows × {features} features for {epochs} epochs each")
         }
         TrainEvent::Epoch {
             epoch,
-            loss,
-            phi,
+            losses,
+            aux,
             samples_per_sec,
             elapsed_secs,
-        } => tell!(
-            "epoch {epoch}: loss {:.5} (recon {:.5}, energy {:.4}, cov {:.4}) φ [{}] {:.0} samples/s, {:.1} s",
-            loss.total,
-            loss.reconstruction,
-            loss.energy,
-            loss.penalty,
-            phi.iter().map(|p| format!("{p:.3}")).collect::<Vec<_>>().join(" "),
-            samples_per_sec,
-            elapsed_secs
-        ),
+        } => {
+            let aux = match kind.aux_title() {
+                Some(title) if !aux.is_empty() => format!(
+                    " {title} [{}]",
+                    aux.iter()
+                        .map(|p| format!("{p:.3}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                _ => String::new(),
+            };
+            tell!(
+                "epoch {epoch}: {}{aux} {:.0} samples/s, {:.1} s",
+                named_losses(kind, losses),
+                samples_per_sec,
+                elapsed_secs
+            )
+        }
         TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => tell!("warning: {w}"),
         TrainEvent::Failed(e) => tell!("error: {e}"),
         _ => {}
     }
 }
 
-fn event_json(event: &TrainEvent) -> Option<serde_json::Value> {
+fn event_json(event: &TrainEvent, kind: DetectorKind) -> Option<serde_json::Value> {
     use serde_json::json;
     Some(match event {
         TrainEvent::Started {
@@ -508,18 +599,23 @@ fn event_json(event: &TrainEvent) -> Option<serde_json::Value> {
             steps_per_epoch,
             ..
         } => {
-            json!({"event": "started", "rows": rows, "features": features, "epochs": epochs, "steps_per_epoch": steps_per_epoch})
+            json!({"event": "started", "detector": kind, "rows": rows, "features": features, "epochs": epochs, "steps_per_epoch": steps_per_epoch})
         }
         TrainEvent::Epoch {
             epoch,
-            loss,
-            phi,
+            losses,
+            aux,
             samples_per_sec,
             elapsed_secs,
         } => {
-            json!({"event": "epoch", "epoch": epoch, "reconstruction": loss.reconstruction, "energy": loss.energy,
-            "penalty": loss.penalty, "total": loss.total, "phi": phi, "samples_per_sec": samples_per_sec,
-            "elapsed_secs": elapsed_secs})
+            let named: serde_json::Map<String, serde_json::Value> = kind
+                .loss_names()
+                .iter()
+                .zip(losses)
+                .map(|(name, v)| (name.to_string(), json!(v)))
+                .collect();
+            json!({"event": "epoch", "epoch": epoch, "losses": named, "aux": aux,
+            "samples_per_sec": samples_per_sec, "elapsed_secs": elapsed_secs})
         }
         TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => {
             json!({"event": "warning", "message": w})
@@ -535,8 +631,12 @@ fn event_json(event: &TrainEvent) -> Option<serde_json::Value> {
     })
 }
 
-fn score(cmd: &ScoreCommand, safety: CellSafety) -> Result<()> {
-    let ck = checkpoint::load(&cmd.model)?;
+fn score(cmd: &ScoreCommand, settings: &SettingsArgs, safety: CellSafety) -> Result<()> {
+    let expected = match &settings.detector {
+        Some(_) => Some(settings.single_detector("score")?),
+        None => None,
+    };
+    let ck = checkpoint::load_expecting(&cmd.model, expected)?;
     // Label text shown on a terminal is escaped like everything else on screen.
     let to_terminal = cmd.out.is_none() && std::io::stdout().is_terminal();
     let cell = |text: &str| {
@@ -616,6 +716,7 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
             Protocol::Paper => table.len() / 2,
             Protocol::Unsupervised => table.len(),
         };
+        let kind = settings.single_detector("eval")?;
         let opts = ProtocolOptions {
             protocol: cmd.protocol,
             anomaly: anomaly.clone(),
@@ -623,12 +724,12 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
             contamination: cmd.contamination,
             feedback: cmd.feedback,
             scale: data_args.scale,
-            train: settings.train_config(train_rows)?,
+            train: settings.train_config(kind, train_rows)?,
         };
         let runs = run_protocol(
             &table,
             &opts,
-            |w| settings.model_for(w),
+            |w| settings.model_for(kind, w),
             |line| tell!("{line}"),
             |line| tell!("note: {name}: {line}"),
         )?;

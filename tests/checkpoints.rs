@@ -66,12 +66,12 @@ fn damaged_and_mismatched_checkpoints_are_clear_errors() {
     let line = variant("old_format", &|d| {
         let path = d.join("model.json");
         let text = std::fs::read_to_string(&path).unwrap();
-        let old = text.replace("dagmm-tui-checkpoint/3", "dagmm-tui-checkpoint/1");
+        let old = text.replace("dagmm-tui-checkpoint/4", "dagmm-tui-checkpoint/1");
         std::fs::write(&path, old).unwrap();
     });
     assert!(
         line.contains("format 'dagmm-tui-checkpoint/1'")
-            && line.contains("reads 'dagmm-tui-checkpoint/3'"),
+            && line.contains("reads 'dagmm-tui-checkpoint/4'"),
         "{line}"
     );
     // Weights of another training run with the same architecture: same shapes, so only

@@ -92,6 +92,79 @@ fn train_then_score_reproduces_the_ensemble_scores() {
 }
 
 #[test]
+fn egbad_trains_end_to_end_and_its_checkpoint_is_refused_as_dagmm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_sample(dir.path(), 600);
+    let out = dir.path().join("egbad");
+    let flags = [
+        "--label",
+        "attack",
+        "--detector",
+        "egbad",
+        "--epochs",
+        "3",
+        "--batch",
+        "64",
+        "--members",
+        "2",
+        "--json",
+    ];
+    let result = common::train(&data, &out, &flags);
+    assert!(result.status.success(), "{}", stderr(&result));
+    // Progress names EGBAD's own loss components.
+    let log = stderr(&result);
+    let epoch: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "epoch")
+        .expect("an epoch event");
+    for name in ["D loss", "G/E loss", "D real", "D fake"] {
+        assert!(
+            epoch["losses"][name].as_f64().unwrap().is_finite(),
+            "{name}"
+        );
+    }
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    let members = meta["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m["detector"] == "egbad"));
+    // The reloaded ensemble gives the scores training wrote.
+    let written = scores(&std::fs::read_to_string(out.join("scores.csv")).unwrap());
+    let scored_path = dir.path().join("rescored.csv");
+    let result = common::score(
+        &out,
+        &data,
+        &[
+            "--detector",
+            "egbad",
+            "--out",
+            scored_path.to_str().unwrap(),
+        ],
+    );
+    assert!(result.status.success(), "{}", stderr(&result));
+    let rescored = scores(&std::fs::read_to_string(&scored_path).unwrap());
+    assert_eq!(written.len(), 600);
+    for (row, e) in &written {
+        let r = rescored[row];
+        assert!(
+            (e - r).abs() <= 1e-9 * e.abs().max(1.0),
+            "row {row}: trained {e}, rescored {r}"
+        );
+    }
+    let distinct: std::collections::HashSet<u64> = written.values().map(|e| e.to_bits()).collect();
+    assert!(
+        distinct.len() > 100,
+        "only {} distinct scores",
+        distinct.len()
+    );
+    // Asked for DAGMM, the checkpoint is refused by name.
+    let refused = common::score(&out, &data, &["--detector", "dagmm"]);
+    let line = common::one_error_line(&refused);
+    assert!(line.contains("holds EGBAD models, not DAGMM"), "{line}");
+}
+
+#[test]
 fn same_seed_same_scores_other_seed_other_scores() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_sample(dir.path(), 600);

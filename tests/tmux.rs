@@ -177,7 +177,7 @@ fn train_inspect_mark_export_quit_and_find_the_mark_again() {
     // The default ensemble of five trains one model after another: the status line and the
     // loss pane name the one in training.
     assert!(
-        later.contains("member 1/5") && later.contains("Loss per epoch · model 1/5"),
+        later.contains("member 1/5") && later.contains("DAGMM loss per epoch · model 1/5"),
         "{later}"
     );
 
@@ -191,7 +191,7 @@ fn train_inspect_mark_export_quit_and_find_the_mark_again() {
     let inspect = tmux.wait_for("the inspect view", 10, |s| s.contains("why flagged"));
     let row = number_after(&inspect, "Row ").expect("inspected row number");
     assert!(
-        inspect.contains("membership γ") && inspect.contains("percentile"),
+        inspect.contains("Memberships γ̂") && inspect.contains("percentile"),
         "{inspect}"
     );
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dagmm_tui::data::{read_table, Encoder, LoadProgress, ReadOptions, ScaleKind};
+use dagmm_tui::model::{DetailGroup, RowDetail};
 use dagmm_tui::text::is_unsafe;
-use dagmm_tui::train::{Explain, LoadedData, LossComponents, Scoring, TrainEvent};
+use dagmm_tui::train::{DetectorKind, Explain, LoadedData, Scoring, TrainEvent};
 use dagmm_tui::triage::Marks;
 use dagmm_tui::ui::action::Action;
 use dagmm_tui::ui::app::{App, AppConfig, Msg};
@@ -26,7 +27,7 @@ mod common;
 struct FixedErrors(usize);
 
 impl Explain for FixedErrors {
-    fn reconstruction_error(&self, row: usize) -> Vec<f32> {
+    fn feature_errors(&self, row: usize) -> Vec<f32> {
         (0..self.0)
             .map(|f| ((f * 31 + row * 17) % 97) as f32 / 97.0 * if f % 5 == 0 { 1.0 } else { 0.1 })
             .collect()
@@ -60,28 +61,25 @@ fn loaded_from(path: &Path, label: &str) -> Arc<LoadedData> {
         feature_names: encoder.feature_names(),
         notes,
         model: "DAGMM 89-60-30-10-1 K=4 est 10".into(),
+        detector: DetectorKind::Dagmm,
         checkpoint: None,
         table,
     })
 }
 
-fn loss(epoch: usize) -> LossComponents {
+/// DAGMM's loss components: reconstruction, energy, penalty, total.
+fn loss(epoch: usize) -> Vec<f64> {
     let e = epoch as f64;
-    LossComponents {
-        reconstruction: 10.0 / (1.0 + 0.3 * e) + 2.0,
-        energy: -2.0 - 0.4 * e + 0.05 * (e * 1.7).sin(),
-        penalty: 400.0 / (1.0 + e * e),
-        total: 10.0 / (1.0 + 0.3 * e)
-            + 2.0
-            + 0.1 * (-2.0 - 0.4 * e)
-            + 0.005 * 400.0 / (1.0 + e * e),
-    }
+    vec![
+        10.0 / (1.0 + 0.3 * e) + 2.0,
+        -2.0 - 0.4 * e + 0.05 * (e * 1.7).sin(),
+        400.0 / (1.0 + e * e),
+        10.0 / (1.0 + 0.3 * e) + 2.0 + 0.1 * (-2.0 - 0.4 * e) + 0.005 * 400.0 / (1.0 + e * e),
+    ]
 }
 
-fn scoring(rows: usize, features: usize, epoch: usize) -> Arc<Scoring> {
-    let energies: Vec<f64> = (0..rows)
-        .map(|i| ((i * 7919) % 1009) as f64 / 37.0 - 5.0)
-        .collect();
+/// DAGMM's per-row detail: γ̂ over K = 4 and z = [z_c, rel dist, cosine].
+fn dagmm_detail(rows: usize) -> RowDetail {
     let z: Vec<f64> = (0..rows)
         .flat_map(|i| {
             [
@@ -98,12 +96,33 @@ fn scoring(rows: usize, features: usize, epoch: usize) -> Arc<Scoring> {
             w.map(|v| v / s)
         })
         .collect();
+    RowDetail {
+        groups: vec![
+            DetailGroup {
+                title: "Memberships γ̂".into(),
+                names: (1..=4).map(|k| format!("k{k}")).collect(),
+                values: gamma,
+                shares: true,
+            },
+            DetailGroup {
+                title: "z = [z_c, rel dist, cosine]".into(),
+                names: vec!["z1".into(), "rel dist".into(), "cosine".into()],
+                values: z,
+                shares: false,
+            },
+        ],
+    }
+}
+
+fn scoring(rows: usize, features: usize, epoch: usize) -> Arc<Scoring> {
+    let energies: Vec<f64> = (0..rows)
+        .map(|i| ((i * 7919) % 1009) as f64 / 37.0 - 5.0)
+        .collect();
     Arc::new(Scoring::from_parts(
+        DetectorKind::Dagmm,
         epoch,
         energies,
-        z,
-        gamma,
-        4,
+        dagmm_detail(rows),
         Arc::new(FixedErrors(features)),
     ))
 }
@@ -121,6 +140,7 @@ fn trained_app_on(config: AppConfig, data: Arc<LoadedData>, epochs: usize) -> Ap
     let events = [
         TrainEvent::Loaded(data),
         TrainEvent::Started {
+            detector: DetectorKind::Dagmm,
             rows,
             features,
             epochs: 20,
@@ -141,8 +161,8 @@ fn trained_app_on(config: AppConfig, data: Arc<LoadedData>, epochs: usize) -> Ap
         ];
         app.update(Msg::Train(TrainEvent::Epoch {
             epoch,
-            loss: loss(epoch),
-            phi,
+            losses: loss(epoch),
+            aux: phi,
             samples_per_sec: 123_456.0,
             elapsed_secs: 2.0 * epoch as f64,
         }));
@@ -150,7 +170,7 @@ fn trained_app_on(config: AppConfig, data: Arc<LoadedData>, epochs: usize) -> Ap
     app.update(Msg::Train(TrainEvent::Step {
         epoch: epochs + 1,
         step: 2,
-        loss: loss(epochs + 1),
+        losses: loss(epochs + 1),
     }));
     app.update(Msg::Train(TrainEvent::Scored(scoring(
         rows, features, epochs,
@@ -186,6 +206,97 @@ fn assert_printable(terminal: &Terminal<TestBackend>) {
             cell.symbol()
         );
     }
+}
+
+/// An app that loaded the sample and trained `epochs` of 20 EGBAD epochs, then scored.
+fn egbad_app(epochs: usize) -> App {
+    let now = Instant::now();
+    let mut app = App::new(config(), Keymap::default(), Marks::default(), None, now);
+    let data = loaded();
+    let (rows, features) = (data.table.len(), data.feature_names.len());
+    app.update(Msg::Train(TrainEvent::Loaded(data)));
+    app.update(Msg::Train(TrainEvent::Started {
+        detector: DetectorKind::Egbad,
+        rows,
+        features,
+        epochs: 20,
+        members: 1,
+        steps_per_epoch: 5,
+        rescore_every: Some(2),
+    }));
+    for epoch in 1..=epochs {
+        let e = epoch as f64;
+        app.update(Msg::Train(TrainEvent::Epoch {
+            epoch,
+            losses: vec![
+                1.3 - 0.05 * e,
+                0.7 + 0.1 * e,
+                0.5 + 0.04 * e,
+                0.6 + 0.03 * e,
+            ],
+            aux: Vec::new(),
+            samples_per_sec: 16_000.0,
+            elapsed_secs: 2.0 * e,
+        }));
+    }
+    let scores: Vec<f64> = (0..rows)
+        .map(|i| ((i * 7919) % 1009) as f64 / 97.0 - 2.0 + if i % 50 == 0 { 20.0 } else { 0.0 })
+        .collect();
+    let detail = RowDetail {
+        groups: vec![DetailGroup {
+            title: "Score parts (α = 0.9)".into(),
+            names: vec!["L_G ‖x−G(E(x))‖₁".into(), "L_D cross-entropy".into()],
+            values: (0..rows)
+                .flat_map(|i| [3.0 + (i % 11) as f64 * 0.5, 0.2 + (i % 3) as f64 * 0.1])
+                .collect(),
+            shares: false,
+        }],
+    };
+    app.update(Msg::Train(TrainEvent::Scored(Arc::new(
+        Scoring::from_parts(
+            DetectorKind::Egbad,
+            epochs,
+            scores,
+            detail,
+            Arc::new(FixedErrors(features)),
+        ),
+    ))));
+    app.message = None;
+    app
+}
+
+#[test]
+fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
+    let mut app = egbad_app(6);
+    for (w, h) in [(80, 24), (160, 48)] {
+        let terminal = render(&app, w, h);
+        assert_printable(&terminal);
+        insta::assert_snapshot!(format!("egbad_main_{w}x{h}"), terminal.backend());
+    }
+    let text = screen(&app, 160, 48);
+    for expected in [
+        "EGBAD loss per epoch",
+        "D loss",
+        "G/E loss",
+        "D real",
+        "D fake",
+        "Score distribution",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+    assert!(!text.contains("Mixture weights"), "{text}");
+    app.apply(Action::Inspect);
+    for (w, h) in [(80, 24), (160, 48)] {
+        insta::assert_snapshot!(
+            format!("egbad_inspect_{w}x{h}"),
+            render(&app, w, h).backend()
+        );
+    }
+    let text = screen(&app, 160, 48);
+    assert!(
+        text.contains("Score parts (α = 0.9)") && text.contains("|x − G(E(x))| by feature"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -233,6 +344,7 @@ fn loading_gauge_then_waiting_for_scores() {
     insta::assert_snapshot!("loading_80x24", render(&app, 80, 24).backend());
     app.update(Msg::Train(TrainEvent::Loaded(loaded())));
     app.update(Msg::Train(TrainEvent::Started {
+        detector: DetectorKind::Dagmm,
         rows: 5011,
         features: 89,
         epochs: 20,
@@ -315,11 +427,10 @@ fn selection_stays_on_top_until_moved_then_follows_its_row() {
     let reversed = |scoring: &Scoring| {
         let energies: Vec<f64> = scoring.scores.iter().map(|e| -e).collect();
         Arc::new(Scoring::from_parts(
+            DetectorKind::Dagmm,
             4,
             energies,
-            scoring.z.clone(),
-            scoring.gamma.clone(),
-            4,
+            scoring.detail.clone(),
             Arc::new(FixedErrors(features)),
         ))
     };
@@ -417,6 +528,7 @@ fn ensemble_member_in_training_shows_in_status_and_loss_pane() {
     let (rows, features) = (data.table.len(), data.feature_names.len());
     app.update(Msg::Train(TrainEvent::Loaded(data)));
     app.update(Msg::Train(TrainEvent::Started {
+        detector: DetectorKind::Dagmm,
         rows,
         features,
         epochs: 20,
@@ -427,8 +539,8 @@ fn ensemble_member_in_training_shows_in_status_and_loss_pane() {
     let epoch = |app: &mut App, epoch: usize| {
         app.update(Msg::Train(TrainEvent::Epoch {
             epoch,
-            loss: loss(epoch),
-            phi: vec![0.6, 0.4],
+            losses: loss(epoch),
+            aux: vec![0.6, 0.4],
             samples_per_sec: 123_456.0,
             elapsed_secs: 2.0 * epoch as f64,
         }));
@@ -455,7 +567,7 @@ fn ensemble_member_in_training_shows_in_status_and_loss_pane() {
         text.contains("member 2/3") && text.contains("epoch 5/20"),
         "{text}"
     );
-    assert!(text.contains("Loss per epoch · model 2/3"), "{text}");
+    assert!(text.contains("DAGMM loss per epoch · model 2/3"), "{text}");
     assert!(text.contains("Ranked by score of 2 models"), "{text}");
     insta::assert_snapshot!("ensemble_160x48", render(&app, 160, 48).backend());
 }
@@ -489,11 +601,10 @@ fn marks_leave_training_and_the_refit_key_reports_changed_flags() {
     let overlap = {
         let before: std::collections::HashSet<u32> = old.order[..flagged].iter().copied().collect();
         let after = Scoring::from_parts(
+            DetectorKind::Dagmm,
             5,
             reversed.clone(),
-            old.z.clone(),
-            old.gamma.clone(),
-            4,
+            old.detail.clone(),
             Arc::new(FixedErrors(3)),
         );
         after.order[..flagged]
@@ -503,11 +614,10 @@ fn marks_leave_training_and_the_refit_key_reports_changed_flags() {
     };
     app.update(Msg::Train(TrainEvent::Scored(Arc::new(
         Scoring::from_parts(
+            DetectorKind::Dagmm,
             5,
             reversed,
-            old.z.clone(),
-            old.gamma.clone(),
-            4,
+            old.detail.clone(),
             Arc::new(FixedErrors(3)),
         ),
     ))));
@@ -538,6 +648,7 @@ fn rows_marked_anomalous_in_an_earlier_session_stay_out_of_training() {
     let (rows, features) = (data.table.len(), data.feature_names.len());
     app.update(Msg::Train(TrainEvent::Loaded(data)));
     let effects = app.update(Msg::Train(TrainEvent::Started {
+        detector: DetectorKind::Dagmm,
         rows,
         features,
         epochs: 20,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dagmm_tui::data::{read_table, Encoder, ReadOptions, ScaleKind};
-use dagmm_tui::model::DagmmConfig;
+use dagmm_tui::model::{DagmmConfig, DetectorConfig};
 use dagmm_tui::train::{
     checkpoint, spawn, Control, DataContext, TrainConfig, TrainEvent, WorkerHandle,
 };
@@ -33,7 +33,7 @@ fn train_on_sample(dir: &Path, rows: usize, seed: u64, members: usize) -> (PathB
         members,
     };
     let worker = spawn(
-        DagmmConfig::default_for(data.cols),
+        DetectorConfig::Dagmm(DagmmConfig::default_for(data.cols)),
         config,
         data,
         DataContext { read, encoder },
@@ -74,13 +74,13 @@ fn pause_checkpoint_resume_and_stop() {
     ));
     let first = wait_for(&|e| matches!(e, TrainEvent::Epoch { .. }));
     if let TrainEvent::Epoch {
-        loss,
-        phi,
+        losses,
+        aux: phi,
         samples_per_sec,
         ..
     } = first
     {
-        assert!(loss.total.is_finite() && samples_per_sec > 0.0);
+        assert!(losses[3].is_finite() && samples_per_sec > 0.0);
         assert!(
             (phi.iter().sum::<f64>() - 1.0).abs() < 1e-3,
             "φ sums to {}",

@@ -14,7 +14,7 @@ pub use table::{
 };
 
 /// A dense row-major f32 matrix: the form in which data meets the model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Matrix {
     pub rows: usize,
     pub cols: usize,

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::data::{Encoder, RawTable, ScaleKind};
 use crate::model::ensemble::mean_scores;
-use crate::model::DagmmConfig;
+use crate::model::DetectorConfig;
 use crate::model::{Ensemble, Member};
 use crate::train::{member_of, TrainConfig, Trainer};
 pub use iforest::IsolationForest;
@@ -64,7 +64,7 @@ pub struct RunReport {
     pub run: usize,
     pub seed: u64,
     /// The architecture trained (its input width is the encoded width of the training rows).
-    pub model: DagmmConfig,
+    pub model: DetectorConfig,
     /// Models in the ensemble.
     pub members: usize,
     pub train_rows: usize,
@@ -215,7 +215,7 @@ impl Summary {
 pub fn run_protocol(
     table: &RawTable,
     opts: &ProtocolOptions,
-    model_for: impl Fn(usize) -> DagmmConfig,
+    model_for: impl Fn(usize) -> DetectorConfig,
     mut progress: impl FnMut(&str),
     mut note: impl FnMut(&str),
 ) -> Result<Vec<RunReport>> {
@@ -254,9 +254,9 @@ pub fn run_protocol(
         // A member's calibrated scores of the scored rows: in the unsupervised protocol
         // those are the rows its mixture was fitted on, already scored by the fit.
         let scored = |trainer: &Trainer| -> Result<(Member, Vec<f64>)> {
-            let (member, fit) = member_of(trainer, &train_x, None)?;
+            let (member, fitted_rows, _) = member_of(trainer, &train_x, None)?;
             let scores = match opts.protocol {
-                Protocol::Unsupervised => member.calibrate(fit.energies),
+                Protocol::Unsupervised => fitted_rows,
                 Protocol::Paper => member.scores(&test_x),
             };
             Ok((member, scores))
@@ -273,17 +273,30 @@ pub fn run_protocol(
             for epoch in 1..=config.epochs {
                 let summary = trainer.epoch(&train_x, |_| true)?;
                 samples += summary.samples;
-                last = summary.loss.total;
+                last = summary.losses.first().copied().unwrap_or(f64::NAN);
+                let kind = model_config.kind();
+                let losses: Vec<String> = kind
+                    .loss_names()
+                    .iter()
+                    .zip(&summary.losses)
+                    .map(|(name, v)| format!("{name} {v:.4}"))
+                    .collect();
+                let kept = match summary.criterion {
+                    Some(c) => format!(" held-out {c:.4} keeping epoch {}", summary.kept_epoch),
+                    None => String::new(),
+                };
+                let diverged = summary
+                    .diverged
+                    .as_ref()
+                    .map(|d| format!(" DIVERGED: {d}"))
+                    .unwrap_or_default();
                 progress(&format!(
-                    "run {}/{} seed {seed} model {}/{members} epoch {epoch}/{} loss {:.4} (recon {:.4} energy {:.3} cov {:.3}) {:.0} samples/s",
+                    "run {}/{} seed {seed} model {}/{members} epoch {epoch}/{} {}{kept}{diverged} {:.0} samples/s",
                     run + 1,
                     opts.runs,
                     member + 1,
                     config.epochs,
-                    summary.loss.total,
-                    summary.loss.reconstruction,
-                    summary.loss.energy,
-                    summary.loss.penalty,
+                    losses.join(", "),
                     summary.samples as f64 / summary.seconds.max(1e-9)
                 ));
             }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::DetectorKind;
+
 /// Everything that fixes the shape of a DAGMM and its objective.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DagmmConfig {
@@ -41,10 +43,12 @@ impl Preset {
     /// Epochs the preset trains for unless `--epochs` says otherwise (`None`: the default
     /// step budget). The paper's KDDCUP setup trains 20 epochs here (the paper: 200; README
     /// says why), which its published F1 needs.
-    pub fn epochs(self) -> Option<usize> {
-        match self {
-            Preset::Auto => None,
-            Preset::Kddcup => Some(20),
+    /// The preset shapes DAGMM only: EGBAD's default rule already gives the authors'
+    /// KDDCUP network.
+    pub fn epochs(self, detector: DetectorKind) -> Option<usize> {
+        match (self, detector) {
+            (Preset::Kddcup, DetectorKind::Dagmm) => Some(20),
+            _ => None,
         }
     }
 }
@@ -153,7 +157,10 @@ mod tests {
         let paper = DagmmConfig::preset(Preset::Kddcup, 120);
         assert_eq!((paper.latent, paper.components), (1, 4));
         assert_eq!(
-            (Preset::Kddcup.epochs(), Preset::Auto.epochs()),
+            (
+                Preset::Kddcup.epochs(DetectorKind::Dagmm),
+                Preset::Auto.epochs(DetectorKind::Dagmm)
+            ),
             (Some(20), None)
         );
         assert_eq!(

@@ -59,24 +59,57 @@ impl Dense {
     }
 }
 
-/// A stack of dense layers with tanh between them (none after the last).
+/// The non-linearity between two dense layers: DAGMM's networks use tanh (as the paper),
+/// EGBAD's the authors' ReLU and leaky ReLU.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Activation {
+    Tanh,
+    Relu,
+    /// Leaky ReLU with this slope below zero.
+    Leaky(f32),
+}
+
+impl Activation {
+    /// Applies the non-linearity element-wise.
+    pub fn apply<T: Tape<f32, Dev>>(self, x: Mat<T>) -> Mat<T> {
+        match self {
+            Activation::Tanh => x.tanh(),
+            Activation::Relu => x.relu(),
+            Activation::Leaky(slope) => x.prelu(slope),
+        }
+    }
+}
+
+/// A stack of dense layers with an activation between them (none after the last).
 #[derive(Debug, Clone)]
 pub struct Mlp {
     pub layers: Vec<Dense>,
+    pub activation: Activation,
 }
 
 impl Mlp {
-    /// Layers `widths[0] → widths[1] → … → widths[last]`.
+    /// Layers `widths[0] → widths[1] → … → widths[last]` with tanh between them.
     pub fn new(dev: &Dev, widths: &[usize], rng: &mut StdRng) -> Self {
+        Self::with_activation(dev, widths, Activation::Tanh, rng)
+    }
+
+    /// Layers `widths[0] → … → widths[last]` with `activation` between them.
+    pub fn with_activation(
+        dev: &Dev,
+        widths: &[usize],
+        activation: Activation,
+        rng: &mut StdRng,
+    ) -> Self {
         Self {
             layers: widths
                 .windows(2)
                 .map(|w| Dense::new(dev, w[0], w[1], rng))
                 .collect(),
+            activation,
         }
     }
 
-    /// Forward pass; `dropout_after_hidden` applies dropout (training only) after each hidden tanh.
+    /// Forward pass; `dropout_after_hidden` applies dropout (training only) after each hidden activation.
     pub fn forward<T: Tape<f32, Dev>>(
         &self,
         mut x: Mat<T>,
@@ -86,7 +119,7 @@ impl Mlp {
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x);
             if i < last {
-                x = x.tanh();
+                x = self.activation.apply(x);
                 if let Some(p) = dropout_after_hidden {
                     x = x.dropout(p);
                 }
@@ -108,22 +141,26 @@ pub trait Params {
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>));
 }
 
+impl Params for Dense {
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
+        f(
+            format!("{prefix}.weight"),
+            ParamMut::Matrix(&mut self.weight),
+        );
+        f(format!("{prefix}.bias"), ParamMut::Vector(&mut self.bias));
+    }
+}
+
 impl Params for Mlp {
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            f(
-                format!("{prefix}.{i}.weight"),
-                ParamMut::Matrix(&mut layer.weight),
-            );
-            f(
-                format!("{prefix}.{i}.bias"),
-                ParamMut::Vector(&mut layer.bias),
-            );
+            layer.visit_params(&format!("{prefix}.{i}"), f);
         }
     }
 }
 
 /// Adam (dfdx's kernel) with moments kept per parameter tensor.
+#[derive(Clone)]
 pub struct Adam {
     pub config: AdamConfig,
     step: i32,

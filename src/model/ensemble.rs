@@ -3,7 +3,7 @@
 //! score through [`Ensemble::scores`].
 //!
 //! Members are combined by the mean of their *calibrated* scores: each member's raw score
-//! (for DAGMM, the sample energy) is centred on its median and divided by its interquartile
+//! (DAGMM: the sample energy; EGBAD: its weighted reconstruction and discriminator terms) is centred on its median and divided by its interquartile
 //! range over the rows it was fitted on, so members whose raw scales differ weigh the same.
 //! No label is involved anywhere.
 
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dagmm::{Dagmm, Inference};
 use super::dense::{Dev, ParamMut, Params};
+use super::detector::{Detector, DetectorKind, Fit, RowDetail};
 use super::gmm::{FactorisedGmm, GmmParams};
 use crate::data::Matrix;
 
@@ -46,7 +47,8 @@ impl Calibration {
     }
 }
 
-/// A trained DAGMM with the mixture fitted over its training rows: ready to score.
+/// A trained DAGMM with the mixture fitted over its training rows: ready to score (its
+/// score is the sample energy).
 #[derive(Clone)]
 pub struct FittedDagmm {
     pub model: Dagmm,
@@ -122,47 +124,23 @@ pub struct Member {
     pub epochs_done: usize,
 }
 
-/// The detectors an ensemble can hold (DAGMM today; each variant scores rows its own way).
-#[derive(Clone)]
-pub enum Detector {
-    Dagmm(FittedDagmm),
-}
-
-impl Detector {
-    /// Raw anomaly score of every row of `x` (high = anomalous; DAGMM: the sample energy).
-    pub fn raw_scores(&self, x: &Matrix) -> Vec<f64> {
-        match self {
-            Detector::Dagmm(d) => d.energies(x),
-        }
-    }
-
-    /// One line naming the architecture, for status lines and logs.
-    pub fn describe(&self) -> String {
-        match self {
-            Detector::Dagmm(d) => d.model.config.describe(),
-        }
-    }
-}
-
 impl Member {
-    /// A DAGMM member: its mixture fitted over the rows of `x` that `keep` allows, and the
-    /// calibration of those rows' energies. Also returns every row's z, γ̂ and energy.
-    pub fn fit(
-        model: Dagmm,
-        dev: Dev,
-        x: &Matrix,
+    /// A member from a detector's `fit` over the rows `keep` allows: calibrated over
+    /// those rows' raw scores. Returns the member and every row's calibrated score.
+    pub fn new(
+        fit: Fit,
         keep: Option<&[bool]>,
         seed: u64,
         epochs_done: usize,
-    ) -> Result<(Self, Inference, Vec<f64>), String> {
-        let (fitted, inference, energies) = FittedDagmm::fit(model, dev, x, keep)?;
+    ) -> (Self, Vec<f64>, RowDetail) {
         let member = Self {
-            detector: Detector::Dagmm(fitted),
-            calibration: Calibration::fit(&kept_rows(&energies, 1, keep)),
+            detector: fit.detector,
+            calibration: Calibration::fit(&kept_rows(&fit.raw, 1, keep)),
             seed,
             epochs_done,
         };
-        Ok((member, inference, energies))
+        let scores = member.calibrate(fit.raw);
+        (member, scores, fit.detail)
     }
 
     /// Calibrated score of every row of `x`.
@@ -174,17 +152,10 @@ impl Member {
     /// calibration over the rows of `x` that `keep` allows, and returns every row's
     /// calibrated score. The networks stay as trained.
     pub fn refit(&mut self, x: &Matrix, keep: Option<&[bool]>) -> Result<Vec<f64>, String> {
-        let Detector::Dagmm(d) = &self.detector;
-        let (refitted, _, energies) = Member::fit(
-            d.model.clone(),
-            d.dev.clone(),
-            x,
-            keep,
-            self.seed,
-            self.epochs_done,
-        )?;
+        let fit = self.detector.refit(x, keep)?;
+        let (refitted, scores, _) = Member::new(fit, keep, self.seed, self.epochs_done);
         *self = refitted;
-        Ok(self.calibrate(energies))
+        Ok(scores)
     }
 
     /// `raw` scores of this member put on the ensemble's common scale.
@@ -227,6 +198,11 @@ impl Ensemble {
             .unwrap_or(0)
     }
 
+    /// The members' detector (`None` when empty).
+    pub fn kind(&self) -> Option<DetectorKind> {
+        self.members.first().map(|m| m.detector.kind())
+    }
+
     /// One line naming the members' architecture and how many there are.
     pub fn describe(&self) -> String {
         let first = self.members.first().map(|m| m.detector.describe());
@@ -242,9 +218,9 @@ impl Ensemble {
 impl Params for Ensemble {
     fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
         for (i, member) in self.members.iter_mut().enumerate() {
-            match &mut member.detector {
-                Detector::Dagmm(d) => d.model.visit_params(&format!("{prefix}.member{i}"), f),
-            }
+            member
+                .detector
+                .visit_params(&format!("{prefix}.member{i}"), f);
         }
     }
 }

@@ -4,10 +4,17 @@
 pub mod config;
 pub mod dagmm;
 pub mod dense;
+pub mod detector;
+pub mod egbad;
 pub mod ensemble;
 pub mod gmm;
 
 pub use config::{DagmmConfig, Preset};
 pub use dagmm::{Dagmm, Inference, StepLoss};
-pub use ensemble::{Calibration, Detector, Ensemble, FittedDagmm, Member};
+pub use detector::{
+    DetailGroup, Detector, DetectorConfig, DetectorKind, Fit, FittedMeta, Network, RowDetail,
+    StepReport,
+};
+pub use egbad::{Egbad, EgbadConfig, EgbadScore};
+pub use ensemble::{Calibration, Ensemble, FittedDagmm, Member};
 pub use gmm::{FactorisedGmm, GmmParams};

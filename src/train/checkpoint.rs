@@ -14,13 +14,11 @@ use serde::{Deserialize, Serialize};
 use super::trainer::TrainConfig;
 use crate::data::{Encoder, ReadOptions};
 use crate::hash::fnv1a;
-use crate::model::dense::{load_safetensors, safetensors_bytes, Dev};
-use crate::model::{
-    Calibration, Dagmm, DagmmConfig, Detector, Ensemble, FittedDagmm, GmmParams, Member,
-};
+use crate::model::dense::{load_safetensors, safetensors_bytes};
+use crate::model::{Calibration, Detector, DetectorKind, Ensemble, FittedMeta, Member};
 
-/// Identifies the checkpoint layout; bumped when it changes.
-pub const FORMAT: &str = "dagmm-tui-checkpoint/3";
+/// Identifies the checkpoint layout; bumped when it changes (4: EGBAD members).
+pub const FORMAT: &str = "dagmm-tui-checkpoint/4";
 const WEIGHTS: &str = "model.safetensors";
 const META: &str = "model.json";
 /// Key in `model.json` holding the FNV-1a of the weights file: the two files are renamed
@@ -45,16 +43,9 @@ pub struct MemberMeta {
     pub seed: u64,
     pub epochs_done: usize,
     pub calibration: Calibration,
+    /// The detector's name, architecture and fitted state (DAGMM: the mixture).
     #[serde(flatten)]
-    pub detector: DetectorMeta,
-}
-
-/// What a member's detector needs besides its weights, tagged by the detector's name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "detector", rename_all = "lowercase")]
-pub enum DetectorMeta {
-    /// A DAGMM: its architecture and the mixture fitted over the training rows.
-    Dagmm { model: DagmmConfig, gmm: GmmParams },
+    pub detector: FittedMeta,
 }
 
 impl CheckpointMeta {
@@ -72,12 +63,7 @@ impl CheckpointMeta {
                 seed: m.seed,
                 epochs_done: m.epochs_done,
                 calibration: m.calibration,
-                detector: match &m.detector {
-                    Detector::Dagmm(d) => DetectorMeta::Dagmm {
-                        model: d.model.config.clone(),
-                        gmm: d.gmm.clone(),
-                    },
-                },
+                detector: m.detector.meta(),
             })
             .collect();
         Self {
@@ -119,6 +105,29 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+impl CheckpointMeta {
+    /// The detector of the checkpoint's members.
+    pub fn detector(&self) -> Option<DetectorKind> {
+        self.members.first().map(|m| m.detector.kind())
+    }
+}
+
+/// Reads a checkpoint written by [`save`] and checks it holds `expected` when given: a
+/// checkpoint of another detector is refused by name.
+pub fn load_expecting(dir: &Path, expected: Option<DetectorKind>) -> Result<Checkpoint> {
+    let checkpoint = load(dir)?;
+    if let (Some(expected), Some(found)) = (expected, checkpoint.meta.detector()) {
+        if expected != found {
+            bail!(
+                "{} holds {found} models, not {expected} (drop --detector, or pass --detector {})",
+                dir.display(),
+                found.title().to_lowercase()
+            );
+        }
+    }
+    Ok(checkpoint)
 }
 
 /// Reads a checkpoint written by [`save`].
@@ -167,28 +176,17 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
     }
     let mut members = Vec::new();
     for (i, m) in meta.members.iter().enumerate() {
-        let DetectorMeta::Dagmm { model, gmm } = &m.detector;
-        if model.input != meta.encoder.width() {
+        if m.detector.config().input() != meta.encoder.width() {
             bail!(
                 "{}: member {} input width does not match the encoder",
                 meta_path.display(),
                 i + 1
             );
         }
-        model
-            .validate()
+        let detector = Detector::from_meta(&m.detector, m.seed)
             .map_err(|e| anyhow::anyhow!("{}: member {}: {e}", meta_path.display(), i + 1))?;
-        let dev = Dev::seed_from_u64(m.seed);
-        let fitted = FittedDagmm::new(Dagmm::new(&dev, model.clone(), m.seed), dev, gmm.clone())
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: member {}: unusable mixture: {e}",
-                    meta_path.display(),
-                    i + 1
-                )
-            })?;
         members.push(Member {
-            detector: Detector::Dagmm(fitted),
+            detector,
             calibration: m.calibration,
             seed: m.seed,
             epochs_done: m.epochs_done,

@@ -6,15 +6,7 @@ use std::sync::Arc;
 
 use super::scoring::Scoring;
 use crate::data::{LoadProgress, RawTable};
-
-/// Loss components averaged over some steps.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct LossComponents {
-    pub reconstruction: f64,
-    pub energy: f64,
-    pub penalty: f64,
-    pub total: f64,
-}
+pub use crate::model::DetectorKind;
 
 /// Commands the worker obeys between steps.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +36,8 @@ pub struct LoadedData {
     pub notes: Vec<String>,
     /// One-line description of the model, e.g. `DAGMM 120-60-30-10-1 K=4`.
     pub model: String,
+    /// The detector that scores the rows.
+    pub detector: DetectorKind,
     /// Where the model comes from: trained here, or the checkpoint directory.
     pub checkpoint: Option<PathBuf>,
 }
@@ -56,6 +50,8 @@ pub enum TrainEvent {
     /// The file is read and encoded (workbench sessions only).
     Loaded(Arc<LoadedData>),
     Started {
+        /// The detector trained: names its loss components and auxiliary series.
+        detector: DetectorKind,
         rows: usize,
         features: usize,
         /// Epochs per ensemble member.
@@ -75,13 +71,15 @@ pub enum TrainEvent {
     Step {
         epoch: usize,
         step: usize,
-        loss: LossComponents,
+        /// Mean loss components so far this epoch, named by the detector's kind.
+        losses: Vec<f64>,
     },
-    /// End of an epoch: mean loss over its applied steps, mean φ̂ per component, throughput.
+    /// End of an epoch: mean loss components over its applied steps, the mean of the
+    /// detector's auxiliary series (DAGMM: φ̂ per component), throughput.
     Epoch {
         epoch: usize,
-        loss: LossComponents,
-        phi: Vec<f64>,
+        losses: Vec<f64>,
+        aux: Vec<f64>,
         samples_per_sec: f64,
         elapsed_secs: f64,
     },

@@ -9,11 +9,8 @@ pub mod session;
 pub mod trainer;
 pub mod worker;
 
-pub use events::{Control, LoadedData, LossComponents, TrainEvent};
+pub use events::{Control, DetectorKind, LoadedData, TrainEvent};
 pub use scoring::{ranking, Explain, Scoring};
 pub use session::{spawn_session, ModelSource, SessionPlan};
-pub use trainer::{
-    default_epochs, fit_mixture, member_of, MixtureFit, TrainConfig, Trainer, DEFAULT_MEMBERS,
-    DEFAULT_MIN_STEPS,
-};
+pub use trainer::{default_epochs, member_of, TrainConfig, Trainer, DEFAULT_MEMBERS};
 pub use worker::{spawn, DataContext, Rescoring, Trained, WorkerHandle, WorkerOptions};

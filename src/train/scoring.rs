@@ -5,31 +5,25 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::data::Matrix;
-use crate::model::dense::Dev;
-use crate::model::{Dagmm, Detector, Ensemble, Inference};
+use crate::model::{Detector, DetectorKind, Ensemble, RowDetail};
 
 /// Answers "why is this row flagged?" on demand: computing x̂ for one row takes
 /// microseconds, storing it for every row would double the memory of the data.
 pub trait Explain: Send + Sync {
-    /// Squared reconstruction error of each encoded feature of `row`.
-    fn reconstruction_error(&self, row: usize) -> Vec<f32>;
+    /// The detector's error on each encoded feature of `row` (see
+    /// [`DetectorKind::feature_error_title`]).
+    fn feature_errors(&self, row: usize) -> Vec<f32>;
 }
 
-/// The networks frozen at scoring time, with the encoded data they scored.
-struct FrozenModel {
-    model: Dagmm,
-    dev: Dev,
+/// A detector frozen at scoring time, with the encoded data it scored.
+struct FrozenDetector {
+    detector: Detector,
     data: Arc<Matrix>,
 }
 
-impl Explain for FrozenModel {
-    fn reconstruction_error(&self, row: usize) -> Vec<f32> {
-        let x = self.data.row(row);
-        let x_hat = self.model.reconstruct(&self.dev, x);
-        x.iter()
-            .zip(&x_hat)
-            .map(|(a, b)| (a - b) * (a - b))
-            .collect()
+impl Explain for FrozenDetector {
+    fn feature_errors(&self, row: usize) -> Vec<f32> {
+        self.detector.feature_errors(self.data.row(row))
     }
 }
 
@@ -37,94 +31,87 @@ impl Explain for FrozenModel {
 struct NoModel;
 
 impl Explain for NoModel {
-    fn reconstruction_error(&self, _: usize) -> Vec<f32> {
+    fn feature_errors(&self, _: usize) -> Vec<f32> {
         Vec::new()
     }
 }
 
-/// Scores, ranks, z and γ̂ of every row at one point of training.
+/// Scores, ranks and per-row detail of every row at one point of training.
 pub struct Scoring {
+    /// The detector that scored.
+    pub detector: DetectorKind,
     /// Epochs completed (by the member in training) when the rows were scored.
     pub epoch: usize,
-    /// Ensemble score per row (file order): the mean over members of each member's energy,
-    /// centred on its median and divided by its interquartile range. High means anomalous.
+    /// Ensemble score per row (file order): the mean over members of each member's raw
+    /// score (DAGMM: its energy), centred on its median and divided by its interquartile
+    /// range. High means anomalous.
     pub scores: Vec<f64>,
-    /// Members in the ensemble that scored; z and γ̂ below are those of the last of them.
+    /// Members in the ensemble that scored; the detail below is that of the last of them.
     pub members: usize,
     /// Row indices, most anomalous first (ties keep file order).
     pub order: Vec<u32>,
     /// 0-based position of each row in `order`.
     pub position: Vec<u32>,
-    /// Width of one z: latent code, relative distance, cosine similarity.
-    pub z_width: usize,
-    /// `rows × z_width`.
-    pub z: Vec<f64>,
-    /// Mixture components K.
-    pub components: usize,
-    /// `rows × K` memberships γ̂.
-    pub gamma: Vec<f64>,
+    /// Per-row quantities behind the score (DAGMM: γ̂ and z; EGBAD: the score's two parts).
+    pub detail: RowDetail,
     explainer: Arc<dyn Explain>,
 }
 
 impl Scoring {
-    /// Scoring from the ensemble `scores`, and z and γ̂ of its last member (`members` in
-    /// all) with the networks that produced them, which the inspect view explains.
+    /// Scoring from the ensemble `scores`, with the detail of one member's `detector`
+    /// (`members` in all), which the inspect view explains.
     pub fn new(
         epoch: usize,
         scores: Vec<f64>,
-        inference: Inference,
-        model: &Dagmm,
-        dev: &Dev,
+        detail: RowDetail,
+        detector: &Detector,
         data: Arc<Matrix>,
         members: usize,
     ) -> Self {
-        let explainer = Arc::new(FrozenModel {
-            model: model.clone(),
-            dev: dev.clone(),
+        let explainer = Arc::new(FrozenDetector {
+            detector: detector.clone(),
             data,
         });
-        let mut scoring = Self::from_parts(
-            epoch,
-            scores,
-            inference.z,
-            inference.gamma,
-            model.config.components,
-            explainer,
-        );
+        let mut scoring = Self::from_parts(detector.kind(), epoch, scores, detail, explainer);
         scoring.members = members;
         scoring
     }
 
-    /// Scoring of a trained `ensemble` whose scores over `data` are `scores`; z and γ̂ come
-    /// from its last member.
-    pub fn of_ensemble(ensemble: &Ensemble, scores: Vec<f64>, data: Arc<Matrix>) -> Self {
+    /// Scoring of a trained `ensemble` whose scores over `data` are `scores`; the detail
+    /// comes from its last member.
+    pub fn of_ensemble(
+        ensemble: &Ensemble,
+        scores: Vec<f64>,
+        data: Arc<Matrix>,
+    ) -> anyhow::Result<Self> {
         let members = ensemble.members.len();
         let epoch = ensemble.epochs_done();
-        match ensemble.members.last().map(|m| &m.detector) {
-            Some(Detector::Dagmm(shown)) => {
-                let inference = shown.model.infer(&shown.dev, &data);
-                Self::new(
-                    epoch,
-                    scores,
-                    inference,
-                    &shown.model,
-                    &shown.dev,
-                    data,
-                    members,
-                )
+        Ok(match ensemble.members.last() {
+            Some(shown) => {
+                let detail = shown
+                    .detector
+                    .refit(&data, None)
+                    .map_err(anyhow::Error::msg)?
+                    .detail;
+                Self::new(epoch, scores, detail, &shown.detector, data, members)
             }
-            None => Self::from_parts(epoch, scores, Vec::new(), Vec::new(), 1, Arc::new(NoModel)),
-        }
+            None => Self::from_parts(
+                DetectorKind::default(),
+                epoch,
+                scores,
+                RowDetail::default(),
+                Arc::new(NoModel),
+            ),
+        })
     }
 
     /// Scoring of one model from plain per-row values (also how tests and benchmarks
     /// build one).
     pub fn from_parts(
+        detector: DetectorKind,
         epoch: usize,
         scores: Vec<f64>,
-        z: Vec<f64>,
-        gamma: Vec<f64>,
-        components: usize,
+        detail: RowDetail,
         explainer: Arc<dyn Explain>,
     ) -> Self {
         let n = scores.len();
@@ -134,15 +121,13 @@ impl Scoring {
             position[row as usize] = p as u32;
         }
         Self {
+            detector,
             epoch,
-            z_width: z.len() / n.max(1),
             scores,
             members: 1,
             order,
             position,
-            z,
-            components,
-            gamma,
+            detail,
             explainer,
         }
     }
@@ -168,19 +153,9 @@ impl Scoring {
         100.0 * (n - self.rank(row)) as f64 / n.max(1) as f64
     }
 
-    /// z of `row`.
-    pub fn z_of(&self, row: usize) -> &[f64] {
-        &self.z[row * self.z_width..(row + 1) * self.z_width]
-    }
-
-    /// γ̂ of `row`.
-    pub fn gamma_of(&self, row: usize) -> &[f64] {
-        &self.gamma[row * self.components..(row + 1) * self.components]
-    }
-
-    /// Squared reconstruction error per encoded feature of `row`.
-    pub fn reconstruction_error(&self, row: usize) -> Vec<f32> {
-        self.explainer.reconstruction_error(row)
+    /// The detector's error on each encoded feature of `row`.
+    pub fn feature_errors(&self, row: usize) -> Vec<f32> {
+        self.explainer.feature_errors(row)
     }
 }
 
@@ -201,17 +176,14 @@ impl fmt::Debug for Scoring {
         f.debug_struct("Scoring")
             .field("epoch", &self.epoch)
             .field("rows", &self.len())
-            .field("components", &self.components)
+            .field("detector", &self.detector)
             .finish_non_exhaustive()
     }
 }
 
 impl PartialEq for Scoring {
     fn eq(&self, other: &Self) -> bool {
-        self.epoch == other.epoch
-            && self.scores == other.scores
-            && self.z == other.z
-            && self.gamma == other.gamma
+        self.epoch == other.epoch && self.scores == other.scores && self.detail == other.detail
     }
 }
 
@@ -221,7 +193,7 @@ mod tests {
 
     struct NoExplain;
     impl Explain for NoExplain {
-        fn reconstruction_error(&self, _: usize) -> Vec<f32> {
+        fn feature_errors(&self, _: usize) -> Vec<f32> {
             Vec::new()
         }
     }
@@ -229,11 +201,10 @@ mod tests {
     #[test]
     fn ranks_follow_descending_score_and_ties_keep_file_order() {
         let s = Scoring::from_parts(
+            DetectorKind::Dagmm,
             1,
             vec![1.0, 5.0, 1.0, 3.0],
-            vec![0.0; 8],
-            vec![1.0; 4],
-            1,
+            RowDetail::default(),
             Arc::new(NoExplain),
         );
         assert_eq!(s.order, vec![1, 3, 0, 2]);
@@ -242,6 +213,5 @@ mod tests {
             vec![3, 1, 4, 2]
         );
         assert_eq!(s.percentile(1), 75.0);
-        assert_eq!(s.z_width, 2);
     }
 }

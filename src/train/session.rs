@@ -16,21 +16,26 @@ use super::worker::{
     serve_trained, spawn_thread, train_loop, DataContext, Trained, WorkerHandle, WorkerOptions,
 };
 use crate::data::{read_table_reporting, Encoder, LoadProgress, ReadOptions, ScaleKind};
-use crate::model::DagmmConfig;
+use crate::model::{DetectorConfig, DetectorKind};
 
 /// Minimum time between two `Loading` events.
 const LOADING_EVENT_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Picks the architecture and training settings once the encoded width and row count are
 /// known (they depend on the file).
-pub type ChooseModel = Box<dyn FnOnce(usize, usize) -> Result<(DagmmConfig, TrainConfig)> + Send>;
+pub type ChooseModel =
+    Box<dyn FnOnce(usize, usize) -> Result<(DetectorConfig, TrainConfig)> + Send>;
 
 /// Where the session's model comes from.
 pub enum ModelSource {
     /// Train a new model on every row of the file.
     Train(ChooseModel),
-    /// Score with a checkpoint written by `train` or the workbench; no training.
-    Checkpoint(PathBuf),
+    /// Score with a checkpoint written by `train` or the workbench; no training. A
+    /// checkpoint of another detector than `expected` is refused by name.
+    Checkpoint {
+        dir: PathBuf,
+        expected: Option<DetectorKind>,
+    },
 }
 
 /// Everything a workbench session needs to start.
@@ -53,7 +58,9 @@ fn run(
     controls: &Receiver<Control>,
 ) -> Result<Trained> {
     let checkpoint = match &plan.model {
-        ModelSource::Checkpoint(dir) => Some(checkpoint::load(dir)?),
+        ModelSource::Checkpoint { dir, expected } => {
+            Some(checkpoint::load_expecting(dir, *expected)?)
+        }
         ModelSource::Train(_) => None,
     };
     let read = checkpoint
@@ -83,13 +90,16 @@ fn run(
     let data = Arc::new(encoded.matrix);
     let context = DataContext { read, encoder };
     match (plan.model, checkpoint) {
-        (ModelSource::Checkpoint(dir), Some(ck)) => {
+        (ModelSource::Checkpoint { dir, .. }, Some(ck)) => {
             send_loaded(
                 events,
                 table,
                 &context,
                 notes,
-                ck.ensemble.describe(),
+                (
+                    ck.ensemble.describe(),
+                    ck.ensemble.kind().unwrap_or_default(),
+                ),
                 Some(dir.clone()),
             );
             let scores = ck.ensemble.scores(&data);
@@ -97,7 +107,7 @@ fn run(
                 epochs_done: ck.ensemble.epochs_done(),
                 stopped_early: false,
             });
-            let scoring = Scoring::of_ensemble(&ck.ensemble, scores.clone(), data.clone());
+            let scoring = Scoring::of_ensemble(&ck.ensemble, scores.clone(), data.clone())?;
             let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
             let trained = Trained {
                 ensemble: ck.ensemble,
@@ -109,10 +119,17 @@ fn run(
         (ModelSource::Train(choose), _) => {
             let (model, train) = choose(data.cols, data.rows)?;
             model.validate().map_err(anyhow::Error::msg)?;
-            send_loaded(events, table, &context, notes, model.describe(), None);
+            send_loaded(
+                events,
+                table,
+                &context,
+                notes,
+                (model.describe(), model.kind()),
+                None,
+            );
             train_loop(model, train, data, &context, plan.options, events, controls)
         }
-        (ModelSource::Checkpoint(dir), None) => {
+        (ModelSource::Checkpoint { dir, .. }, None) => {
             anyhow::bail!("checkpoint {} was not loaded", dir.display())
         }
     }
@@ -123,7 +140,7 @@ fn send_loaded(
     table: crate::data::RawTable,
     context: &DataContext,
     notes: Vec<String>,
-    model: String,
+    (model, detector): (String, DetectorKind),
     checkpoint: Option<PathBuf>,
 ) {
     let loaded = LoadedData {
@@ -131,6 +148,7 @@ fn send_loaded(
         feature_names: context.encoder.feature_names(),
         notes,
         model,
+        detector,
         checkpoint,
     };
     let _ = events.send(TrainEvent::Loaded(Arc::new(loaded)));

@@ -1,5 +1,7 @@
-//! The training loop itself, independent of threads: shuffled mini-batches, one DAGMM
-//! step each, Adam, and recovery from non-finite steps.
+//! The training loop itself, independent of threads and of the detector: shuffled
+//! mini-batches, one [`Network::step`] each, recovery from non-finite steps, and for
+//! detectors that need it (EGBAD) the choice of the state kept by a label-free criterion
+//! on rows held out of the batches.
 
 use std::time::Instant;
 
@@ -7,11 +9,11 @@ use anyhow::Result;
 use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::events::LossComponents;
 use crate::data::Matrix;
-use crate::model::dense::{all_finite, Adam, Dev};
-use crate::model::ensemble::{Detector, FittedDagmm, Member};
-use crate::model::{Dagmm, DagmmConfig, GmmParams, Inference};
+use crate::model::dense::Dev;
+#[cfg(test)]
+use crate::model::Detector;
+use crate::model::{DetectorConfig, Member, Network, RowDetail};
 
 /// Optimisation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,41 +58,53 @@ impl Default for TrainConfig {
 /// What one epoch produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpochSummary {
-    pub loss: LossComponents,
-    pub phi: Vec<f64>,
+    /// Mean loss components over the applied steps (named by the detector's kind).
+    pub losses: Vec<f64>,
+    /// Mean of the auxiliary series (DAGMM: φ̂; empty when the detector has none).
+    pub aux: Vec<f64>,
     pub samples: usize,
     pub seconds: f64,
     /// Steps dropped because their loss or update was not finite.
     pub dropped_steps: usize,
-    pub max_jitter: f64,
+    /// Largest numerical repair a step needed (DAGMM: covariance jitter; 0 when none).
+    pub max_repair: f64,
+    /// Why the detector's training looks diverged (EGBAD: D wins outright), if it does.
+    pub diverged: Option<String>,
+    /// The selection criterion on the held-out rows after this epoch, when the detector has one.
+    pub criterion: Option<f64>,
+    /// The epoch whose state is kept (the best by the criterion so far; this one without).
+    pub kept_epoch: usize,
 }
-
-/// Optimisation steps the default epoch count aims at. Short on purpose: fitting on every
-/// row, anomalies included, longer training lowered the ranking (README, "Detection
-/// quality": KDDCUP AUROC 0.73 after 20 epochs against 0.94 untrained).
-pub const DEFAULT_MIN_STEPS: usize = 200;
 
 /// Ensemble members trained by default.
 pub const DEFAULT_MEMBERS: usize = 5;
 
 /// Default epoch count for `rows` training rows: the fewest whole epochs that give at
-/// least `min_steps` optimisation steps (at least one epoch).
+/// least `min_steps` optimisation steps (at least one epoch; each detector has its own
+/// default, [`crate::model::DetectorKind::default_min_steps`]).
 pub fn default_epochs(rows: usize, batch: usize, min_steps: usize) -> usize {
     let steps_per_epoch = rows.div_ceil(batch.max(1)).max(1);
     min_steps.div_ceil(steps_per_epoch).max(1)
 }
 
-/// Model, optimiser and data order: everything needed to resume training where it stopped.
+/// Rows held out of the batches for the selection criterion: one in twenty, at most this many.
+const MAX_HELD_OUT: usize = 2048;
+
+/// Networks, optimisers and data order: everything needed to resume training where it stopped.
 pub struct Trainer {
     pub dev: Dev,
-    pub model: Dagmm,
+    pub network: Network,
     pub config: TrainConfig,
-    adam: Adam,
     rng: StdRng,
     /// Rows trained on, shuffled every epoch.
     order: Vec<usize>,
     /// Rows in the data.
     rows: usize,
+    /// Rows kept out of the batches to choose the state kept (empty when the detector
+    /// keeps its last state).
+    held_out: Vec<usize>,
+    /// The best state by the criterion so far: its value, its epoch and the networks.
+    best: Option<(f64, usize, Network)>,
     pub epochs_done: usize,
 }
 
@@ -98,43 +112,56 @@ pub struct Trainer {
 pub struct StepView<'a> {
     /// 0-based step within the epoch.
     pub step: usize,
-    /// Mean loss over the epoch's applied steps so far.
-    pub loss: LossComponents,
-    pub model: &'a Dagmm,
+    /// Mean loss components over the epoch's applied steps so far.
+    pub losses: Vec<f64>,
+    /// The networks a member would be made of now (the kept state, see [`Trainer::kept`]).
+    pub network: &'a Network,
     pub dev: &'a Dev,
     pub config: &'a TrainConfig,
     /// Epochs completed before this one.
     pub epochs_done: usize,
 }
 
-/// Drops a last partial batch smaller than this (its covariance estimate would be noise).
-fn min_batch(model: &DagmmConfig) -> usize {
-    (4 * model.z_width()).max(16)
-}
-
 impl Trainer {
-    /// A trainer with a freshly initialised model; everything random derives from `config.seed`.
-    pub fn new(model_config: DagmmConfig, config: TrainConfig, rows: usize) -> Self {
+    /// A trainer with freshly initialised networks; everything random derives from `config.seed`.
+    pub fn new(detector: DetectorConfig, config: TrainConfig, rows: usize) -> Self {
         let dev = Dev::seed_from_u64(config.seed);
-        let model = Dagmm::new(&dev, model_config, config.seed);
-        Self {
-            adam: Adam::new(config.lr),
-            rng: StdRng::seed_from_u64(config.seed.wrapping_add(0x5eed)),
-            order: (0..rows).collect(),
+        let network = Network::new(&detector, &dev, config.seed, config.lr);
+        let mut rng = StdRng::seed_from_u64(config.seed.wrapping_add(0x5eed));
+        let mut held_out = Vec::new();
+        if network.selects_state() && rows >= 100 {
+            let mut all: Vec<usize> = (0..rows).collect();
+            all.shuffle(&mut rng);
+            held_out = all[..(rows / 20).min(MAX_HELD_OUT)].to_vec();
+            held_out.sort_unstable();
+        }
+        let mut trainer = Self {
+            rng,
+            order: Vec::new(),
             rows,
+            held_out,
+            best: None,
             dev,
-            model,
+            network,
             config,
             epochs_done: 0,
-        }
+        };
+        trainer.set_keep(None);
+        trainer
+    }
+
+    /// The networks a member is made of: the best state by the detector's criterion,
+    /// or the current one when it has none (or before the first epoch).
+    pub fn kept(&self) -> &Network {
+        self.best.as_ref().map_or(&self.network, |(_, _, n)| n)
     }
 
     /// The trainer between epochs, as [`Trainer::epoch`] shows it between steps.
     pub fn view(&self) -> StepView<'_> {
         StepView {
             step: 0,
-            loss: LossComponents::default(),
-            model: &self.model,
+            losses: Vec::new(),
+            network: self.kept(),
             dev: &self.dev,
             config: &self.config,
             epochs_done: self.epochs_done,
@@ -142,22 +169,21 @@ impl Trainer {
     }
 
     /// Trains from now on only on the rows `keep` allows (all when `None`): rows an
-    /// analyst marked anomalous leave the batches from the next epoch on.
+    /// analyst marked anomalous leave the batches from the next epoch on. Held-out rows
+    /// never enter the batches.
     pub fn set_keep(&mut self, keep: Option<&[bool]>) {
-        let rows = self.rows;
-        self.order = match keep {
-            None => (0..rows).collect(),
-            Some(keep) => (0..rows)
-                .filter(|&r| keep.get(r).copied().unwrap_or(true))
-                .collect(),
-        };
+        let held = &self.held_out;
+        self.order = (0..self.rows)
+            .filter(|&r| keep.is_none_or(|k| k.get(r).copied().unwrap_or(true)))
+            .filter(|r| held.binary_search(r).is_err())
+            .collect();
     }
 
     /// Batches per epoch over the rows trained on.
     pub fn steps_per_epoch(&self) -> usize {
         let full = self.order.len() / self.config.batch;
         let rest = self.order.len() % self.config.batch;
-        full + usize::from(rest >= min_batch(&self.model.config) || full == 0)
+        full + usize::from(rest >= self.network.config().min_batch() || full == 0)
     }
 
     /// Runs one epoch over `data`. `between_steps` is called after every step with the
@@ -170,40 +196,27 @@ impl Trainer {
     ) -> Result<EpochSummary> {
         let started = Instant::now();
         self.order.shuffle(&mut self.rng);
-        let k = self.model.config.components;
-        let mut sum = LossComponents::default();
-        let mut phi = vec![0f64; k];
-        let (mut applied, mut samples, mut dropped, mut max_jitter) =
+        let mut sum: Vec<f64> = Vec::new();
+        let mut aux: Vec<f64> = Vec::new();
+        let (mut applied, mut samples, mut dropped, mut max_repair) =
             (0usize, 0usize, 0usize, 0f64);
         let steps = self.steps_per_epoch();
         let order = std::mem::take(&mut self.order);
         for (step, rows) in order.chunks(self.config.batch).take(steps).enumerate() {
-            let batch = data.gather(rows);
-            let outcome = self.model.train_step(&self.dev, batch);
-            match outcome {
-                Ok((loss, mut grads)) if loss.total.is_finite() => {
-                    let previous = self.model.clone();
-                    self.adam.update(&mut self.model, &mut grads)?;
-                    if all_finite(&mut self.model) {
-                        applied += 1;
-                        samples += rows.len();
-                        sum.reconstruction += loss.reconstruction;
-                        sum.energy += loss.energy;
-                        sum.penalty += loss.penalty;
-                        sum.total += loss.total;
-                        phi.iter_mut().zip(&loss.phi).for_each(|(a, b)| *a += b);
-                        max_jitter = max_jitter.max(loss.jitter);
-                    } else {
-                        self.model = previous;
-                        dropped += 1;
-                    }
+            match self.network.step(&self.dev, data.gather(rows))? {
+                Some(report) => {
+                    applied += 1;
+                    samples += rows.len();
+                    add_into(&mut sum, &report.losses);
+                    add_into(&mut aux, &report.aux);
+                    max_repair = max_repair.max(report.repair.unwrap_or(0.0));
                 }
-                _ => dropped += 1,
+                None => dropped += 1,
             }
             let view = StepView {
                 step,
-                loss: mean(&sum, applied),
-                model: &self.model,
+                losses: mean(&sum, applied),
+                network: self.best.as_ref().map_or(&self.network, |(_, _, n)| n),
                 dev: &self.dev,
                 config: &self.config,
                 epochs_done: self.epochs_done,
@@ -214,84 +227,69 @@ impl Trainer {
         }
         self.order = order;
         self.epochs_done += 1;
-        phi.iter_mut().for_each(|p| *p /= applied.max(1) as f64);
+        let losses = mean(&sum, applied);
+        let criterion = self
+            .network
+            .criterion(&self.dev, &data.gather(&self.held_out))
+            .filter(|_| !self.held_out.is_empty() && applied > 0);
+        if let Some(c) = criterion.filter(|c| c.is_finite()) {
+            if self.best.as_ref().is_none_or(|(best, _, _)| c < *best) {
+                self.best = Some((c, self.epochs_done, self.network.clone()));
+            }
+        }
+        let diverged = (applied > 0)
+            .then(|| self.network.diverged(&losses))
+            .flatten();
         Ok(EpochSummary {
-            loss: mean(&sum, applied),
-            phi,
+            aux: mean(&aux, applied),
+            losses,
             samples,
             seconds: started.elapsed().as_secs_f64(),
             dropped_steps: dropped,
-            max_jitter,
+            max_repair,
+            diverged,
+            criterion,
+            kept_epoch: self.best.as_ref().map_or(self.epochs_done, |(_, e, _)| *e),
         })
     }
 }
 
-/// The mixture fitted over some rows, those rows' energies under it, and the z and γ̂ the
-/// networks gave them (the inspect view shows both).
-pub struct MixtureFit {
-    pub gmm: GmmParams,
-    pub energies: Vec<f64>,
-    pub inference: Inference,
+/// Adds `values` element-wise into `sum` (which takes their length when empty).
+fn add_into(sum: &mut Vec<f64>, values: &[f64]) {
+    if sum.is_empty() {
+        sum.resize(values.len(), 0.0);
+    }
+    sum.iter_mut().zip(values).for_each(|(s, v)| *s += v);
 }
 
-/// Fits φ̂, μ̂, Σ̂ of `model` over the rows of `data` that `keep` allows (all when `None`;
-/// in f64) and scores every row, from a single inference pass: the parameters scoring
-/// uses after training, and the rows' energies that come with them.
-pub fn fit_mixture(
-    model: &Dagmm,
-    dev: &Dev,
-    data: &Matrix,
-    keep: Option<&[bool]>,
-) -> Result<MixtureFit> {
-    let (fitted, inference, energies) =
-        FittedDagmm::fit(model.clone(), dev.clone(), data, keep).map_err(anyhow::Error::msg)?;
-    Ok(MixtureFit {
-        gmm: fitted.gmm,
-        energies,
-        inference,
-    })
+fn mean(sum: &[f64], count: usize) -> Vec<f64> {
+    let n = count.max(1) as f64;
+    sum.iter().map(|s| s / n).collect()
 }
 
-/// The trainer's networks as an ensemble member (see [`StepView::member_of`]).
+/// The trainer's kept networks as an ensemble member (see [`StepView::member_of`]).
 pub fn member_of(
     trainer: &Trainer,
     data: &Matrix,
     keep: Option<&[bool]>,
-) -> Result<(Member, MixtureFit)> {
+) -> Result<(Member, Vec<f64>, RowDetail)> {
     trainer.view().member_of(data, keep)
 }
 
 impl StepView<'_> {
-    /// The networks of the moment as an ensemble member: the mixture fitted over the rows
-    /// of `data` that `keep` allows and the calibration of those rows' energies. Also
-    /// returns the fit (every row's energy, z, γ̂).
-    pub fn member_of(&self, data: &Matrix, keep: Option<&[bool]>) -> Result<(Member, MixtureFit)> {
-        let (member, inference, energies) = Member::fit(
-            self.model.clone(),
-            self.dev.clone(),
-            data,
-            keep,
-            self.config.seed,
-            self.epochs_done,
-        )
-        .map_err(anyhow::Error::msg)?;
-        let Detector::Dagmm(fitted) = &member.detector;
-        let fit = MixtureFit {
-            gmm: fitted.gmm.clone(),
-            energies,
-            inference,
-        };
-        Ok((member, fit))
-    }
-}
-
-fn mean(sum: &LossComponents, count: usize) -> LossComponents {
-    let n = count.max(1) as f64;
-    LossComponents {
-        reconstruction: sum.reconstruction / n,
-        energy: sum.energy / n,
-        penalty: sum.penalty / n,
-        total: sum.total / n,
+    /// The networks of the moment as an ensemble member: fitted (DAGMM: its mixture) over
+    /// the rows of `data` that `keep` allows and calibrated over those rows' raw scores.
+    /// Also returns every row's calibrated score and per-row detail.
+    pub fn member_of(
+        &self,
+        data: &Matrix,
+        keep: Option<&[bool]>,
+    ) -> Result<(Member, Vec<f64>, RowDetail)> {
+        let fit = self
+            .network
+            .fit(self.dev, data, keep)
+            .map_err(anyhow::Error::msg)?;
+        Ok(Member::new(fit, keep, self.config.seed, self.epochs_done))
     }
 }
 
@@ -299,6 +297,11 @@ fn mean(sum: &LossComponents, count: usize) -> LossComponents {
 mod tests {
     use super::*;
     use crate::model::dense::snapshot;
+    use crate::model::{DagmmConfig, EgbadConfig};
+
+    fn dagmm(input: usize) -> DetectorConfig {
+        DetectorConfig::Dagmm(DagmmConfig::default_for(input))
+    }
 
     #[test]
     fn default_epochs_give_about_the_step_budget() {
@@ -328,7 +331,7 @@ mod tests {
             seed: 0,
             members: 1,
         };
-        let mut trainer = Trainer::new(DagmmConfig::default_for(4), config, rows);
+        let mut trainer = Trainer::new(dagmm(4), config, rows);
         let mut keep = vec![true; rows];
         keep[5] = false;
         trainer.set_keep(Some(&keep));
@@ -338,15 +341,17 @@ mod tests {
         }
         // The mixture over the kept rows is the mixture of the data without row 5.
         data.data[5 * 4] = 100.0;
-        let fit = fit_mixture(&trainer.model, &trainer.dev, &data, Some(&keep)).unwrap();
+        let (member, scores, _) = member_of(&trainer, &data, Some(&keep)).unwrap();
         let others: Vec<usize> = (0..rows).filter(|&r| r != 5).collect();
-        let without =
-            fit_mixture(&trainer.model, &trainer.dev, &data.gather(&others), None).unwrap();
-        assert_eq!(fit.gmm, without.gmm);
-        assert_eq!(fit.energies.len(), rows, "every row is still scored");
-        let (member, _) = member_of(&trainer, &data, Some(&keep)).unwrap();
-        let (alone, _) = member_of(&trainer, &data.gather(&others), None).unwrap();
+        let (alone, _, _) = member_of(&trainer, &data.gather(&others), None).unwrap();
+        assert_eq!(scores.len(), rows, "every row is still scored");
         assert_eq!(member.calibration, alone.calibration);
+        let (Detector::Dagmm(with_row), Detector::Dagmm(without)) =
+            (&member.detector, &alone.detector)
+        else {
+            panic!("DAGMM members");
+        };
+        assert_eq!(with_row.gmm, without.gmm);
     }
 
     #[test]
@@ -366,11 +371,50 @@ mod tests {
             seed: 0,
             members: 1,
         };
-        let mut trainer = Trainer::new(DagmmConfig::default_for(6), config, rows);
-        let before = snapshot(&mut trainer.model);
+        let mut trainer = Trainer::new(dagmm(6), config, rows);
+        let before = snapshot(&mut trainer.network);
         let summary = trainer.epoch(&data, |_| true).unwrap();
         assert_eq!(summary.dropped_steps, 2);
         assert_eq!(summary.samples, 0);
-        assert_eq!(snapshot(&mut trainer.model), before);
+        assert_eq!(snapshot(&mut trainer.network), before);
+    }
+
+    #[test]
+    fn egbad_keeps_the_state_with_the_best_held_out_reconstruction() {
+        let rows = 400;
+        let data = Matrix {
+            rows,
+            cols: 5,
+            data: (0..rows * 5)
+                .map(|i| ((i * 37 % 101) as f32) / 101.0)
+                .collect(),
+        };
+        let config = TrainConfig {
+            epochs: 1,
+            batch: 64,
+            lr: 1e-3,
+            seed: 0,
+            members: 1,
+        };
+        let mut trainer = Trainer::new(
+            DetectorConfig::Egbad(EgbadConfig::default_for(5)),
+            config,
+            rows,
+        );
+        assert_eq!(trainer.held_out.len(), 20, "one row in twenty is held out");
+        let mut best = f64::INFINITY;
+        for _ in 0..4 {
+            let summary = trainer.epoch(&data, |_| true).unwrap();
+            let c = summary.criterion.expect("EGBAD has a criterion");
+            assert_eq!(summary.losses.len(), 4);
+            if c < best {
+                best = c;
+                assert_eq!(summary.kept_epoch, trainer.epochs_done);
+            }
+            assert!(summary.kept_epoch <= trainer.epochs_done);
+        }
+        // The kept networks are the ones that reached the best criterion.
+        let held = data.gather(&trainer.held_out);
+        assert_eq!(trainer.kept().criterion(&trainer.dev, &held), Some(best));
     }
 }

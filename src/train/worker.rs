@@ -14,7 +14,7 @@ use super::events::{Control, TrainEvent};
 use super::scoring::Scoring;
 use super::trainer::{member_of, StepView, TrainConfig, Trainer};
 use crate::data::{Encoder, Matrix, ReadOptions};
-use crate::model::{DagmmConfig, Ensemble, Inference};
+use crate::model::{Detector, DetectorConfig, Ensemble, RowDetail};
 
 /// Minimum time between two `Step` events.
 const STEP_EVENT_INTERVAL: Duration = Duration::from_millis(100);
@@ -92,7 +92,7 @@ pub struct WorkerHandle {
 
 /// Starts training `data` on a new thread (headless: no scoring events).
 pub fn spawn(
-    model: DagmmConfig,
+    model: DetectorConfig,
     train: TrainConfig,
     data: Arc<Matrix>,
     context: DataContext,
@@ -137,7 +137,7 @@ pub(crate) fn spawn_thread(
 /// The training loop of a worker: `train.members` members one after another, each its
 /// epochs with events, controls served between steps.
 pub(crate) fn train_loop(
-    model: DagmmConfig,
+    model: DetectorConfig,
     train: TrainConfig,
     data: Arc<Matrix>,
     context: &DataContext,
@@ -149,7 +149,9 @@ pub(crate) fn train_loop(
     let epochs = train.epochs;
     let rescore_every = options.rescoring.interval(epochs);
     let mut trainer = Trainer::new(model.clone(), train.member(0), data.rows);
+    let kind = model.kind();
     let _ = events.send(TrainEvent::Started {
+        detector: kind,
         rows: data.rows,
         features: data.cols,
         epochs,
@@ -204,7 +206,7 @@ pub(crate) fn train_loop(
                     let _ = events.send(TrainEvent::Step {
                         epoch,
                         step: view.step,
-                        loss: view.loss,
+                        losses: view.losses.clone(),
                     });
                 }
                 inbox.settle(controls, events, |inbox| scorer.serve_view(inbox, view));
@@ -217,17 +219,28 @@ pub(crate) fn train_loop(
                     summary.dropped_steps
                 )));
             }
-            if summary.max_jitter > 0.0 {
+            if summary.max_repair > 0.0 {
                 let _ = events.send(TrainEvent::Warning(format!(
-                    "member {}, epoch {epoch}: a covariance needed diagonal jitter {:.1e} to factorise",
+                    "member {}, epoch {epoch}: {}",
                     member + 1,
-                    summary.max_jitter
+                    kind.describe_repair(summary.max_repair)
+                )));
+            }
+            if let Some(reason) = &summary.diverged {
+                let _ = events.send(TrainEvent::Warning(format!(
+                    "member {}, epoch {epoch}: training diverged ({reason}); keeping epoch {}{}",
+                    member + 1,
+                    summary.kept_epoch,
+                    summary
+                        .criterion
+                        .map(|_| ", the best by held-out reconstruction")
+                        .unwrap_or("")
                 )));
             }
             let _ = events.send(TrainEvent::Epoch {
                 epoch,
-                loss: summary.loss,
-                phi: summary.phi,
+                losses: summary.losses,
+                aux: summary.aux,
                 samples_per_sec: summary.samples as f64 / summary.seconds.max(1e-9),
                 elapsed_secs: started.elapsed().as_secs_f64(),
             });
@@ -239,13 +252,12 @@ pub(crate) fn train_loop(
             });
         }
         // The member as it stands joins the ensemble (on a stop too: it is what exists).
-        let inference = scorer.finish(&trainer)?;
+        let detail = scorer.finish(&trainer)?;
         // The ensemble so far is shown as each member finishes (the last one just below).
         if rescore_every.is_some() && member + 1 < members && !inbox.stop {
-            let shown = scorer.finished.members.len();
-            scorer.send_scoring(scorer.mean_with(None), inference, &trainer.view(), shown);
+            scorer.send_scoring(scorer.mean_with(None), detail, &trainer.view(), None);
         } else {
-            last = Some(inference);
+            last = Some(detail);
         }
     }
     let _ = events.send(TrainEvent::Finished {
@@ -253,9 +265,8 @@ pub(crate) fn train_loop(
         stopped_early: inbox.stop,
     });
     let scores = scorer.mean_with(None);
-    if let (Some(_), Some(inference)) = (rescore_every, last) {
-        let shown = scorer.finished.members.len();
-        scorer.send_scoring(scores.clone(), inference, &trainer.view(), shown);
+    if let (Some(_), Some(detail)) = (rescore_every, last) {
+        scorer.send_scoring(scores.clone(), detail, &trainer.view(), None);
     }
     // Saves asked for while the last epoch ran (e.g. on quit) are written now.
     scorer.serve_saves(&mut inbox);
@@ -300,7 +311,7 @@ pub(crate) fn serve_trained(
                         &trained.ensemble,
                         trained.scores.clone(),
                         data.clone(),
-                    );
+                    )?;
                     let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
                 }
                 Err(e) => {
@@ -381,16 +392,15 @@ impl Scorer<'_> {
     }
 
     /// Adds the trainer's networks, fitted over the kept rows, to the finished members.
-    /// Returns every row's z and γ̂ under that member, for the inspect view.
-    fn finish(&mut self, trainer: &Trainer) -> Result<Inference> {
-        let (member, fit) = member_of(trainer, self.data, self.keep.as_deref())?;
-        let calibrated = member.calibrate(fit.energies);
+    /// Returns every row's detail under that member, for the inspect view.
+    fn finish(&mut self, trainer: &Trainer) -> Result<RowDetail> {
+        let (member, calibrated, detail) = member_of(trainer, self.data, self.keep.as_deref())?;
         self.finished_sum
             .iter_mut()
             .zip(&calibrated)
             .for_each(|(s, c)| *s += c);
         self.finished.members.push(member);
-        Ok(fit.inference)
+        Ok(detail)
     }
 
     /// Ensemble scores of the finished members, with the calibrated scores of the member in
@@ -427,7 +437,7 @@ impl Scorer<'_> {
             return;
         }
         let current = view.member_of(self.data, self.keep.as_deref());
-        let (member, fit) = match current {
+        let (member, calibrated, detail) = match current {
             Ok(pair) => pair,
             Err(e) => {
                 let _ = self.events.send(TrainEvent::Warning(format!(
@@ -438,20 +448,19 @@ impl Scorer<'_> {
                 return;
             }
         };
-        let members = self.finished.members.len() + 1;
         let rescore = std::mem::take(&mut inbox.rescore);
-        let scores = rescore.then(|| self.mean_with(Some(&member.calibrate(fit.energies))));
+        let scores = rescore.then(|| self.mean_with(Some(&calibrated)));
         let saves = std::mem::take(&mut inbox.saves);
         if !saves.is_empty() {
             // The ensemble as it stands: the finished members and the one in training.
             let mut ensemble = self.finished.clone();
-            ensemble.members.push(member);
+            ensemble.members.push(member.clone());
             for dir in saves {
                 self.save(&dir, &ensemble);
             }
         }
         if let Some(scores) = scores {
-            self.send_scoring(scores, fit.inference, view, members);
+            self.send_scoring(scores, detail, view, Some(&member.detector));
         }
     }
 
@@ -461,23 +470,27 @@ impl Scorer<'_> {
             .send(save_checkpoint(dir, ensemble, self.train, self.context));
     }
 
-    /// Sends the ensemble `scores` of every row; z and γ̂ (for the inspect view) are those
-    /// of the member in training, member `shown` (1-based) of the ensemble.
+    /// Sends the ensemble `scores` of every row. The inspect view's detail and
+    /// explanations are those of `current`, the member in training, or else of the last
+    /// finished member.
     fn send_scoring(
         &self,
         scores: Vec<f64>,
-        inference: Inference,
+        detail: RowDetail,
         view: &StepView<'_>,
-        shown: usize,
+        current: Option<&Detector>,
     ) {
+        let finished = self.finished.members.len();
+        let Some(shown) = current.or(self.finished.members.last().map(|m| &m.detector)) else {
+            return;
+        };
         let scoring = Scoring::new(
             view.epochs_done,
             scores,
-            inference,
-            view.model,
-            view.dev,
-            self.data.clone(),
+            detail,
             shown,
+            self.data.clone(),
+            finished + usize::from(current.is_some()),
         );
         let _ = self.events.send(TrainEvent::Scored(Arc::new(scoring)));
     }

@@ -15,8 +15,9 @@ use crate::data::{ColumnKind, LoadProgress, RawTable};
 use crate::eval::metrics::{auroc_ranked, precision_recall_f1};
 use crate::logging;
 use crate::text::visible;
-use crate::train::{Control, LoadedData, LossComponents, Scoring, TrainEvent};
+use crate::train::{Control, DetectorKind, LoadedData, Scoring, TrainEvent};
 use crate::triage::{ExportRow, Journal, Mark, Marks};
+use crate::ui::panes::distribution::Histogram;
 
 /// How long a status message stays in the footer.
 const MESSAGE_SECS: u64 = 8;
@@ -210,12 +211,15 @@ pub struct Shown {
     /// Anomalies among the first i rows of the ranking (prefix counts), with labels.
     hits: Vec<u32>,
     pub auroc: Option<f64>,
+    /// The scores' distribution, for the distribution pane.
+    pub histogram: Histogram,
 }
 
 /// Loss chart options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChartOptions {
-    /// Reconstruction, energy, penalty, total.
+    /// Loss series by index (the detector names them; DAGMM: reconstruction, energy,
+    /// penalty, total).
     pub shown: [bool; 4],
     pub log_scale: bool,
 }
@@ -244,12 +248,14 @@ pub struct App {
     pub load: Option<(LoadProgress, Instant)>,
     pub data: Option<DataView>,
     pub progress: Progress,
-    /// Mean loss of every finished epoch.
-    pub loss_history: Vec<LossComponents>,
+    /// The detector being trained or shown: names the loss series and the second pane.
+    pub detector: DetectorKind,
+    /// Mean loss components of every finished epoch.
+    pub loss_history: Vec<Vec<f64>>,
     /// Running mean of the epoch in progress.
-    pub loss_live: Option<LossComponents>,
-    /// Mean φ̂ of every finished epoch.
-    pub phi_history: Vec<Vec<f64>>,
+    pub loss_live: Option<Vec<f64>>,
+    /// The detector's auxiliary series (DAGMM: mean φ̂) of every finished epoch.
+    pub aux_history: Vec<Vec<f64>>,
     pub shown: Option<Shown>,
     /// A newer scoring held back while the table is frozen.
     pub pending: Option<Arc<Scoring>>,
@@ -305,9 +311,10 @@ impl App {
             load: None,
             data: None,
             progress: Progress::default(),
+            detector: DetectorKind::default(),
             loss_history: Vec::new(),
             loss_live: None,
-            phi_history: Vec::new(),
+            aux_history: Vec::new(),
             shown: None,
             pending: None,
             refit_from: None,
@@ -677,6 +684,7 @@ impl App {
             }
             TrainEvent::Loaded(loaded) => self.loaded(loaded),
             TrainEvent::Started {
+                detector,
                 epochs,
                 members,
                 steps_per_epoch,
@@ -684,6 +692,7 @@ impl App {
                 ..
             } => {
                 self.phase = Phase::Training;
+                self.detector = detector;
                 self.progress.members = members;
                 self.progress.epochs = epochs;
                 self.progress.steps_per_epoch = steps_per_epoch;
@@ -701,17 +710,17 @@ impl App {
                 self.progress.epochs_done = 0;
                 self.progress.step = 0;
                 self.loss_history.clear();
-                self.phi_history.clear();
+                self.aux_history.clear();
                 self.loss_live = None;
             }
-            TrainEvent::Step { step, loss, .. } => {
+            TrainEvent::Step { step, losses, .. } => {
                 self.progress.step = step + 1;
-                self.loss_live = Some(loss);
+                self.loss_live = Some(losses);
             }
             TrainEvent::Epoch {
                 epoch,
-                loss,
-                phi,
+                losses,
+                aux,
                 samples_per_sec,
                 elapsed_secs,
             } => {
@@ -719,9 +728,9 @@ impl App {
                 self.progress.step = 0;
                 self.progress.samples_per_sec = samples_per_sec;
                 self.progress.elapsed_secs = elapsed_secs;
-                self.loss_history.push(loss);
+                self.loss_history.push(losses);
                 self.loss_live = None;
-                self.phi_history.push(phi);
+                self.aux_history.push(aux);
             }
             TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => self.say(Level::Warning, w),
             TrainEvent::Paused => self.phase = Phase::Paused,
@@ -758,6 +767,7 @@ impl App {
     }
 
     fn loaded(&mut self, loaded: Arc<LoadedData>) {
+        self.detector = loaded.detector;
         let table = &loaded.table;
         let columns = display_columns(table);
         let levels = table
@@ -857,6 +867,7 @@ impl App {
             _ => (Vec::new(), None),
         };
         self.shown = Some(Shown {
+            histogram: Histogram::of(&scoring.scores),
             scoring,
             at: self.now,
             hits,

@@ -1,5 +1,6 @@
-//! The inspect view: why is this row flagged? Its original values, its energy and
-//! percentile, memberships γ̂, z, and the reconstruction error per feature, largest first.
+//! The inspect view: why is this row flagged? Its original values, its score and
+//! percentile, the detector's per-row detail (DAGMM: memberships γ̂ and z; EGBAD: the two
+//! parts of its score), and its error per feature, largest first.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -110,38 +111,53 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             Span::styled(format!("{symbol} "), mark_style),
             Span::styled(mark_text, mark_style),
         ]),
-        Line::styled(member_title("membership γ", scoring.members), t.title),
     ];
     let bar_w = w.saturating_sub(14).min(30);
-    for (k, &g) in scoring.gamma_of(row).iter().enumerate() {
-        lines.push(Line::from(vec![
-            Span::styled(format!(" k{:<3}", k + 1), t.text),
-            Span::styled(
-                format!("{:<bar_w$}", bar(g, bar_w)),
-                t.series[k % t.series.len()],
-            ),
-            Span::styled(format!(" {g:.3}"), t.text),
-        ]));
+    for group in &scoring.detail.groups {
+        lines.push(Line::styled(
+            member_title(&group.title, scoring.members),
+            t.title,
+        ));
+        let values = group.of(row);
+        if group.shares {
+            for (k, (name, &v)) in group.names.iter().zip(values).enumerate() {
+                lines.push(Line::from(vec![
+                    Span::styled(format!(" {name:<4}"), t.text),
+                    Span::styled(
+                        format!("{:<bar_w$}", bar(v, bar_w)),
+                        t.series[k % t.series.len()],
+                    ),
+                    Span::styled(format!(" {v:.3}"), t.text),
+                ]));
+            }
+        } else {
+            // name value pairs, wrapped to the pane's width.
+            let mut line: Vec<Span> = Vec::new();
+            let mut used = 0;
+            for (name, &v) in group.names.iter().zip(values) {
+                let item = format!(" {name} {}", number(v, 4));
+                let item_w = width(&item) + 1;
+                if used + item_w > w && !line.is_empty() {
+                    lines.push(Line::from(std::mem::take(&mut line)));
+                    used = 0;
+                }
+                used += item_w;
+                line.push(Span::styled(format!(" {name} "), t.muted));
+                line.push(Span::styled(number(v, 4), t.text));
+            }
+            if !line.is_empty() {
+                lines.push(Line::from(line));
+            }
+        }
     }
-    let z = scoring.z_of(row);
-    let latent = z.len().saturating_sub(2);
-    let z_c: Vec<String> = z[..latent].iter().map(|v| number(*v, 3)).collect();
-    lines.push(Line::styled(member_title("z", scoring.members), t.title));
-    lines.push(Line::from(vec![
-        Span::styled(" z_c ", t.muted),
-        Span::styled(format!("[{}]", z_c.join(", ")), t.text),
-    ]));
-    lines.push(Line::from(vec![
-        Span::styled(" rel. distance ", t.muted),
-        Span::styled(number(z[latent], 4), t.text),
-        Span::styled("  cosine ", t.muted),
-        Span::styled(number(z[latent + 1], 4), t.text),
-    ]));
     lines.push(Line::styled(
-        "why flagged: reconstruction error by feature",
+        format!(
+            "why flagged: {} by feature",
+            scoring.detector.feature_error_title()
+        ),
         t.title,
     ));
-    let errors = scoring.reconstruction_error(row);
+    let errors = scoring.feature_errors(row);
     let total: f64 = errors.iter().map(|&v| f64::from(v)).sum();
     let mut order: Vec<usize> = (0..errors.len()).collect();
     order.sort_by(|&a, &b| errors[b].total_cmp(&errors[a]));

@@ -1,6 +1,8 @@
-//! The loss pane: reconstruction, energy, covariance penalty and total as small multiples —
-//! each series on its own y-axis, since they differ by orders of magnitude — with the
-//! latest value and range in each header. Series toggle with 1–4, `l` switches log scale.
+//! The loss pane: the detector's loss components (DAGMM: reconstruction, energy,
+//! covariance penalty, total; EGBAD: D loss, G/E loss, D's accuracy on real and generated
+//! pairs) as small multiples — each series on its own y-axis, since they differ by orders
+//! of magnitude — with the latest value and range in each header. Series toggle with 1–4,
+//! `l` switches log scale.
 
 use ratatui::layout::Rect;
 use ratatui::symbols::Marker;
@@ -9,20 +11,11 @@ use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph};
 use ratatui::Frame;
 
 use super::{before_history, block, sparkline, Look};
-use crate::train::LossComponents;
 use crate::ui::app::App;
 use crate::ui::text::number;
 
-/// Series names, in toggle-key order.
-pub const SERIES: [&str; 4] = ["recon", "energy", "cov-pen", "total"];
-
-fn value(loss: &LossComponents, series: usize) -> f64 {
-    match series {
-        0 => loss.reconstruction,
-        1 => loss.energy,
-        2 => loss.penalty,
-        _ => loss.total,
-    }
+fn value(losses: &[f64], series: usize) -> f64 {
+    losses.get(series).copied().unwrap_or(f64::NAN)
 }
 
 /// Symmetric log: keeps the sign, so energies below zero still plot.
@@ -40,12 +33,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     } else {
         String::new()
     };
-    let title = format!(" Loss per epoch{member}{scale} ");
+    let title = format!(" {} loss per epoch{member}{scale} ", app.detector);
     let outer = block(title, t)
         .title_bottom(Line::from(Span::styled(" 1-4 series · l log ", t.muted)).right_aligned());
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let shown: Vec<usize> = (0..4).filter(|&i| app.chart.shown[i]).collect();
+    let names = app.detector.loss_names();
+    let shown: Vec<usize> = (0..names.len().min(4))
+        .filter(|&i| app.chart.shown[i])
+        .collect();
     if shown.is_empty() {
         frame.render_widget(
             Paragraph::new("all series hidden: press 1-4").style(t.muted),
@@ -106,7 +102,7 @@ fn draw_series(frame: &mut Frame, area: Rect, app: &App, look: &Look, series: us
             (a.min(v), b.max(v))
         });
     let header = Line::from(vec![
-        Span::styled(format!("{:<8}", SERIES[series]), style),
+        Span::styled(format!("{:<10}", app.detector.loss_names()[series]), style),
         Span::styled(format!("{:>10}", number(latest, 4)), style),
         Span::styled(
             if finite.len() > 1 {

@@ -1,5 +1,5 @@
-//! The mixture pane: one bar per component with its weight φ̂_k, and a sparkline of how
-//! that weight moved over the epochs.
+//! The auxiliary pane of detectors with a per-epoch series (DAGMM's mixture weights): one
+//! bar per value with its latest level, and a sparkline of how it moved over the epochs.
 
 use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
@@ -12,10 +12,11 @@ use crate::ui::app::App;
 /// Draws the mixture pane into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = &look.theme;
-    let outer = block(" Mixture weights φ ", t);
+    let title = app.detector.aux_title().unwrap_or("per epoch");
+    let outer = block(format!(" {title} "), t);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let Some(latest) = app.phi_history.last() else {
+    let Some(latest) = app.aux_history.last() else {
         before_history(frame, inner, app, t, "after the first epoch…");
         return;
     };
@@ -25,13 +26,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let w = inner.width as usize;
     // "k12 " + bar + " 0.583 " + history
     let label_w = 2 + k.to_string().len() + 1;
-    let history_w = (w / 3).min(app.phi_history.len()).max(1);
+    let history_w = (w / 3).min(app.aux_history.len()).max(1);
     let bar_w = w.saturating_sub(label_w + 7 + history_w + 1).max(1);
     let mut lines = Vec::with_capacity(rows);
     for (c, &phi) in latest.iter().enumerate().take(shown) {
         let style = t.series[c % t.series.len()];
         let history: Vec<f64> = app
-            .phi_history
+            .aux_history
             .iter()
             .map(|p| p.get(c).copied().unwrap_or(0.0))
             .collect();

@@ -1,6 +1,7 @@
 //! Drawing: one file per pane, each a pure function of the [`App`] state. The layout
 //! adapts from 80×24 up; below the minimum it says so instead of drawing garbage.
 
+pub mod distribution;
 pub mod footer;
 pub mod help;
 pub mod inspect;
@@ -62,7 +63,13 @@ pub fn draw(frame: &mut Frame, app: &App, look: &Look) {
         Layout::horizontal([Constraint::Percentage(58), Constraint::Percentage(42)]).areas(top);
     status::draw(frame, status_area, app, look);
     loss::draw(frame, loss_area, app, look);
-    mixture::draw(frame, mixture_area, app, look);
+    // The detector's auxiliary series where it has one (DAGMM: φ̂), else the score
+    // distribution.
+    if app.detector.aux_title().is_some() {
+        mixture::draw(frame, mixture_area, app, look);
+    } else {
+        distribution::draw(frame, mixture_area, app, look);
+    }
     if app.shown.is_some() {
         table::draw(frame, main, app, look);
     } else {

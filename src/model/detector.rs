@@ -1,0 +1,580 @@
+//! The detector seam: everything above the model layer (trainer, worker, checkpoints,
+//! scoring, ensembles, eval, CLI, panes) sees a detector through the types here and never
+//! names DAGMM or EGBAD's internals.
+//!
+//! - [`DetectorKind`]: which detector, with what the UI needs to present it (loss names,
+//!   the title of its per-epoch auxiliary series, what its score means);
+//! - [`DetectorConfig`]: its architecture, serde-tagged by kind;
+//! - [`Network`]: the networks in training with their optimisers; one
+//!   [`Network::step`] per batch, then [`Network::fit`] after training;
+//! - [`Detector`]: a fitted detector, ready to score rows and explain one.
+//!
+//! A third detector is one more variant in each of these enums.
+
+use anyhow::{anyhow, Result};
+use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::config::DagmmConfig;
+use super::dagmm::Dagmm;
+use super::dense::{all_finite, Adam, Dev, Mat, ParamMut, Params};
+use super::egbad::{Egbad, EgbadConfig, EgbadScore};
+use super::ensemble::FittedDagmm;
+use super::gmm::GmmParams;
+use crate::data::Matrix;
+
+/// The detectors this build knows.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorKind {
+    /// Deep Autoencoding Gaussian Mixture Model (Zong et al. 2018): density of a latent code.
+    #[default]
+    Dagmm,
+    /// Efficient GAN-Based Anomaly Detection (Zenati et al. 2018): adversarial reconstruction.
+    Egbad,
+}
+
+impl DetectorKind {
+    /// Name as printed ("DAGMM").
+    pub fn title(self) -> &'static str {
+        match self {
+            DetectorKind::Dagmm => "DAGMM",
+            DetectorKind::Egbad => "EGBAD",
+        }
+    }
+
+    /// Names of the loss components a step reports, in order.
+    pub fn loss_names(self) -> &'static [&'static str] {
+        match self {
+            DetectorKind::Dagmm => &["recon", "energy", "cov-pen", "total"],
+            DetectorKind::Egbad => &["D loss", "G/E loss", "D real", "D fake"],
+        }
+    }
+
+    /// Title of the per-epoch auxiliary series (`None`: the detector has none, and its
+    /// pane shows the score distribution instead).
+    pub fn aux_title(self) -> Option<&'static str> {
+        match self {
+            DetectorKind::Dagmm => Some("Mixture weights φ"),
+            DetectorKind::Egbad => None,
+        }
+    }
+
+    /// What a raw score is, for docs, panes and logs.
+    pub fn score_meaning(self) -> &'static str {
+        match self {
+            DetectorKind::Dagmm => "sample energy",
+            DetectorKind::Egbad => "α·‖x − G(E(x))‖₁ + (1 − α)·L_D",
+        }
+    }
+
+    /// What the per-feature explanation of a row measures.
+    pub fn feature_error_title(self) -> &'static str {
+        match self {
+            DetectorKind::Dagmm => "reconstruction error (x − x̂)²",
+            DetectorKind::Egbad => "reconstruction error |x − G(E(x))|",
+        }
+    }
+
+    /// A warning about a numerical repair of size `amount` a step needed.
+    pub fn describe_repair(self, amount: f64) -> String {
+        match self {
+            DetectorKind::Dagmm => {
+                format!("a covariance needed diagonal jitter {amount:.1e} to factorise")
+            }
+            DetectorKind::Egbad => format!("a step needed a numerical repair of {amount:.1e}"),
+        }
+    }
+
+    /// Default Adam learning rate.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            DetectorKind::Dagmm => 1e-4,
+            DetectorKind::Egbad => 1e-4,
+        }
+    }
+
+    /// Optimisation steps per member the default epoch count aims at. DAGMM: short on
+    /// purpose (README, "Detection quality": longer training ranked worse). EGBAD: a GAN
+    /// needs many more steps to learn anything.
+    pub fn default_min_steps(self) -> usize {
+        match self {
+            DetectorKind::Dagmm => 200,
+            DetectorKind::Egbad => 2000,
+        }
+    }
+
+    /// Default mini-batch size.
+    pub fn default_batch(self) -> usize {
+        match self {
+            DetectorKind::Dagmm => 1024,
+            DetectorKind::Egbad => 256,
+        }
+    }
+}
+
+impl std::fmt::Display for DetectorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.title())
+    }
+}
+
+/// A detector's architecture, tagged by its kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "detector", rename_all = "lowercase")]
+pub enum DetectorConfig {
+    Dagmm(DagmmConfig),
+    Egbad(EgbadConfig),
+}
+
+impl DetectorConfig {
+    pub fn kind(&self) -> DetectorKind {
+        match self {
+            DetectorConfig::Dagmm(_) => DetectorKind::Dagmm,
+            DetectorConfig::Egbad(_) => DetectorKind::Egbad,
+        }
+    }
+
+    /// Encoded input width.
+    pub fn input(&self) -> usize {
+        match self {
+            DetectorConfig::Dagmm(c) => c.input,
+            DetectorConfig::Egbad(c) => c.input,
+        }
+    }
+
+    /// One line naming the architecture, for status lines and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            DetectorConfig::Dagmm(c) => c.describe(),
+            DetectorConfig::Egbad(c) => c.describe(),
+        }
+    }
+
+    /// Checks sizes and weights make sense, so a bad flag is an error, not a panic.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            DetectorConfig::Dagmm(c) => c.validate(),
+            DetectorConfig::Egbad(c) => c.validate(),
+        }
+    }
+
+    /// A last partial batch smaller than this is dropped (DAGMM: its covariance estimate
+    /// would be noise).
+    pub fn min_batch(&self) -> usize {
+        match self {
+            DetectorConfig::Dagmm(c) => (4 * c.z_width()).max(16),
+            DetectorConfig::Egbad(_) => 8,
+        }
+    }
+}
+
+/// What one applied step reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// Loss components, named by [`DetectorKind::loss_names`].
+    pub losses: Vec<f64>,
+    /// The auxiliary series' values for this batch (DAGMM: φ̂; empty when none).
+    pub aux: Vec<f64>,
+    /// A numerical repair the step needed, worth a warning (DAGMM: covariance jitter).
+    pub repair: Option<f64>,
+}
+
+/// Networks in training, with their optimisers.
+// One exists per member in training: boxing the larger variant would save nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+pub enum Network {
+    /// One Adam over the three networks, trained end to end.
+    Dagmm { model: Dagmm, adam: Adam },
+    /// Two Adams: one for D, one for E and G together.
+    Egbad {
+        model: Egbad,
+        discriminator: Adam,
+        generator_encoder: Adam,
+    },
+}
+
+impl Network {
+    /// Freshly initialised networks; the same seed gives the same weights.
+    pub fn new(config: &DetectorConfig, dev: &Dev, seed: u64, lr: f64) -> Self {
+        match config {
+            DetectorConfig::Dagmm(c) => Network::Dagmm {
+                model: Dagmm::new(dev, c.clone(), seed),
+                adam: Adam::new(lr),
+            },
+            DetectorConfig::Egbad(c) => Network::Egbad {
+                model: Egbad::new(dev, c.clone(), seed),
+                discriminator: Adam::new(lr),
+                generator_encoder: Adam::new(lr),
+            },
+        }
+    }
+
+    pub fn config(&self) -> DetectorConfig {
+        match self {
+            Network::Dagmm { model, .. } => DetectorConfig::Dagmm(model.config.clone()),
+            Network::Egbad { model, .. } => DetectorConfig::Egbad(model.config.clone()),
+        }
+    }
+
+    /// One optimisation step on `batch`. `None` when the loss or the updated weights were
+    /// not finite: the step is dropped and the weights stay as they were.
+    pub fn step(&mut self, dev: &Dev, batch: Matrix) -> Result<Option<StepReport>> {
+        let previous = self.clone();
+        let report = match self {
+            Network::Dagmm { model, adam } => {
+                let Ok((loss, mut grads)) = model.train_step(dev, batch) else {
+                    return Ok(None);
+                };
+                if !loss.total.is_finite() {
+                    return Ok(None);
+                }
+                adam.update(model, &mut grads)?;
+                StepReport {
+                    losses: vec![loss.reconstruction, loss.energy, loss.penalty, loss.total],
+                    aux: loss.phi,
+                    repair: (loss.jitter > 0.0).then_some(loss.jitter),
+                }
+            }
+            Network::Egbad {
+                model,
+                discriminator,
+                generator_encoder,
+            } => {
+                let (n, cols) = (batch.rows, batch.cols);
+                let x: Mat = dev.tensor_from_vec(batch.data, (n, cols));
+                let z: Mat = dev.sample_normal_like(&(n, model.config.latent));
+                let (mut losses, mut grads) = model.discriminator_step(dev, &x, &z);
+                if !losses.discriminator.is_finite() {
+                    return Ok(None);
+                }
+                discriminator.update(&mut model.discriminator, &mut grads)?;
+                let (ge, mut grads) = model.generator_encoder_step(dev, x, z);
+                if !ge.is_finite() {
+                    *self = previous;
+                    return Ok(None);
+                }
+                generator_encoder.update(&mut model.generator_encoder(), &mut grads)?;
+                losses.generator_encoder = ge;
+                StepReport {
+                    losses: vec![
+                        losses.discriminator,
+                        losses.generator_encoder,
+                        losses.real_accuracy,
+                        losses.fake_accuracy,
+                    ],
+                    aux: Vec::new(),
+                    repair: None,
+                }
+            }
+        };
+        if !all_finite(self) {
+            *self = previous;
+            return Ok(None);
+        }
+        Ok(Some(report))
+    }
+
+    /// `true` when the kept state is chosen by [`Network::criterion`] rather than being the
+    /// last one (EGBAD: GAN training is unstable).
+    pub fn selects_state(&self) -> bool {
+        matches!(self, Network::Egbad { .. })
+    }
+
+    /// A label-free criterion for choosing among this network's states during training
+    /// (lower is better), measured on rows held out of the batches; `None` when the
+    /// detector trains stably enough that its last state is kept (DAGMM).
+    /// EGBAD: the mean ‖x − G(E(x))‖₁ of the held-out rows.
+    pub fn criterion(&self, dev: &Dev, held_out: &Matrix) -> Option<f64> {
+        match self {
+            Network::Dagmm { .. } => None,
+            Network::Egbad { model, .. } => {
+                let parts = model.score_parts(dev, held_out);
+                let n = parts.reconstruction.len().max(1) as f64;
+                Some(parts.reconstruction.iter().sum::<f64>() / n)
+            }
+        }
+    }
+
+    /// `true` when the epoch's mean losses show a diverged game (EGBAD: D wins outright, its
+    /// loss near zero or its accuracy pinned at 100 % on both sides).
+    pub fn diverged(&self, losses: &[f64]) -> Option<String> {
+        match self {
+            Network::Dagmm { .. } => None,
+            Network::Egbad { .. } => {
+                let (d_loss, real, fake) = (losses[0], losses[2], losses[3]);
+                if d_loss < 1e-3 {
+                    Some(format!(
+                        "the discriminator's loss collapsed to {d_loss:.1e}"
+                    ))
+                } else if real >= 0.999 && fake >= 0.999 {
+                    Some("the discriminator is right on every pair".into())
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// The trained networks fitted over the rows of `x` that `keep` allows (all when
+    /// `None`: rows an analyst marked anomalous are left out): DAGMM fits its mixture,
+    /// EGBAD needs nothing. Returns the detector, every row's raw score and per-row detail.
+    pub fn fit(&self, dev: &Dev, x: &Matrix, keep: Option<&[bool]>) -> Result<Fit, String> {
+        match self {
+            Network::Dagmm { model, .. } => fit_dagmm(model.clone(), dev.clone(), x, keep),
+            Network::Egbad { model, .. } => Ok(fit_egbad(
+                FittedEgbad {
+                    model: model.clone(),
+                    dev: dev.clone(),
+                },
+                x,
+            )),
+        }
+    }
+}
+
+/// Fits DAGMM's mixture over the kept rows of `x` and scores every row.
+fn fit_dagmm(model: Dagmm, dev: Dev, x: &Matrix, keep: Option<&[bool]>) -> Result<Fit, String> {
+    let (fitted, inference, raw) = FittedDagmm::fit(model, dev, x, keep)?;
+    let c = &fitted.model.config;
+    let mut z_names: Vec<String> = (1..=c.latent).map(|i| format!("z{i}")).collect();
+    z_names.extend(["rel dist".to_string(), "cosine".to_string()]);
+    let detail = RowDetail {
+        groups: vec![
+            DetailGroup {
+                title: "Memberships γ̂".into(),
+                names: (1..=c.components).map(|k| format!("k{k}")).collect(),
+                values: inference.gamma,
+                shares: true,
+            },
+            DetailGroup {
+                title: "z = [z_c, rel dist, cosine]".into(),
+                names: z_names,
+                values: inference.z,
+                shares: false,
+            },
+        ],
+    };
+    Ok(Fit {
+        detector: Detector::Dagmm(fitted),
+        raw,
+        detail,
+    })
+}
+
+/// Scores every row of `x` with a trained EGBAD (it fits nothing after training).
+fn fit_egbad(fitted: FittedEgbad, x: &Matrix) -> Fit {
+    let parts = fitted.model.score_parts(&fitted.dev, x);
+    let raw = fitted.model.combine(&parts);
+    let config = &fitted.model.config;
+    let d_name = match config.score {
+        EgbadScore::Xent => "L_D cross-entropy",
+        EgbadScore::Fm => "L_D feature match",
+    };
+    let values = parts
+        .reconstruction
+        .iter()
+        .zip(&parts.discriminator)
+        .flat_map(|(g, d)| [*g, *d])
+        .collect();
+    let detail = RowDetail {
+        groups: vec![DetailGroup {
+            title: format!("Score parts (α = {})", config.alpha),
+            names: vec!["L_G ‖x−G(E(x))‖₁".into(), d_name.into()],
+            values,
+            shares: false,
+        }],
+    };
+    Fit {
+        detector: Detector::Egbad(fitted),
+        raw,
+        detail,
+    }
+}
+
+impl Params for Network {
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
+        match self {
+            Network::Dagmm { model, .. } => model.visit_params(prefix, f),
+            Network::Egbad { model, .. } => model.visit_params(prefix, f),
+        }
+    }
+}
+
+/// A trained EGBAD: nothing to fit after training, so it scores as it is.
+#[derive(Clone)]
+pub struct FittedEgbad {
+    pub model: Egbad,
+    pub dev: Dev,
+}
+
+/// A fitted detector: ready to score rows and explain one.
+// One exists per ensemble member: boxing the larger variant would save nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone)]
+pub enum Detector {
+    Dagmm(FittedDagmm),
+    Egbad(FittedEgbad),
+}
+
+/// A detector fitted over some rows, with what the fit computed for every row.
+pub struct Fit {
+    pub detector: Detector,
+    /// Raw score of every row.
+    pub raw: Vec<f64>,
+    /// Per-row quantities the inspect view shows.
+    pub detail: RowDetail,
+}
+
+/// Per-row quantities behind a score, as plain data for the inspect view.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RowDetail {
+    pub groups: Vec<DetailGroup>,
+}
+
+/// One group of per-row values with their names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetailGroup {
+    pub title: String,
+    pub names: Vec<String>,
+    /// `rows × names.len()`, row-major.
+    pub values: Vec<f64>,
+    /// Values are shares in [0, 1], drawn as bars.
+    pub shares: bool,
+}
+
+impl DetailGroup {
+    /// The values of `row`.
+    pub fn of(&self, row: usize) -> &[f64] {
+        let w = self.names.len();
+        self.values.get(row * w..(row + 1) * w).unwrap_or(&[])
+    }
+}
+
+/// What a checkpoint records of a fitted detector besides its weights, tagged by kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "detector", rename_all = "lowercase")]
+pub enum FittedMeta {
+    /// Architecture and the mixture fitted over the training rows.
+    Dagmm { model: DagmmConfig, gmm: GmmParams },
+    /// Architecture only.
+    Egbad { model: EgbadConfig },
+}
+
+impl FittedMeta {
+    pub fn kind(&self) -> DetectorKind {
+        match self {
+            FittedMeta::Dagmm { .. } => DetectorKind::Dagmm,
+            FittedMeta::Egbad { .. } => DetectorKind::Egbad,
+        }
+    }
+
+    pub fn config(&self) -> DetectorConfig {
+        match self {
+            FittedMeta::Dagmm { model, .. } => DetectorConfig::Dagmm(model.clone()),
+            FittedMeta::Egbad { model } => DetectorConfig::Egbad(model.clone()),
+        }
+    }
+}
+
+impl Detector {
+    pub fn kind(&self) -> DetectorKind {
+        match self {
+            Detector::Dagmm(_) => DetectorKind::Dagmm,
+            Detector::Egbad(_) => DetectorKind::Egbad,
+        }
+    }
+
+    pub fn config(&self) -> DetectorConfig {
+        match self {
+            Detector::Dagmm(d) => DetectorConfig::Dagmm(d.model.config.clone()),
+            Detector::Egbad(d) => DetectorConfig::Egbad(d.model.config.clone()),
+        }
+    }
+
+    /// Raw anomaly score of every row of `x` (high = anomalous).
+    pub fn raw_scores(&self, x: &Matrix) -> Vec<f64> {
+        match self {
+            Detector::Dagmm(d) => d.energies(x),
+            Detector::Egbad(d) => d.model.combine(&d.model.score_parts(&d.dev, x)),
+        }
+    }
+
+    /// Refits what the detector fits after training over the rows of `x` that `keep`
+    /// allows (DAGMM: the mixture; EGBAD: nothing) and scores every row.
+    pub fn refit(&self, x: &Matrix, keep: Option<&[bool]>) -> Result<Fit, String> {
+        match self {
+            Detector::Dagmm(d) => fit_dagmm(d.model.clone(), d.dev.clone(), x, keep),
+            Detector::Egbad(d) => Ok(fit_egbad(d.clone(), x)),
+        }
+    }
+
+    /// The per-feature error of one encoded row (DAGMM: (x − x̂)²; EGBAD: |x − G(E(x))|),
+    /// which the inspect view sorts largest first.
+    pub fn feature_errors(&self, row: &[f32]) -> Vec<f32> {
+        match self {
+            Detector::Dagmm(d) => {
+                let x_hat = d.model.reconstruct(&d.dev, row);
+                row.iter()
+                    .zip(&x_hat)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .collect()
+            }
+            Detector::Egbad(d) => {
+                let rebuilt = d.model.reconstruct(&d.dev, row);
+                row.iter()
+                    .zip(&rebuilt)
+                    .map(|(a, b)| (a - b).abs())
+                    .collect()
+            }
+        }
+    }
+
+    /// One line naming the architecture, for status lines and logs.
+    pub fn describe(&self) -> String {
+        self.config().describe()
+    }
+
+    /// What a checkpoint records besides the weights.
+    pub fn meta(&self) -> FittedMeta {
+        match self {
+            Detector::Dagmm(d) => FittedMeta::Dagmm {
+                model: d.model.config.clone(),
+                gmm: d.gmm.clone(),
+            },
+            Detector::Egbad(d) => FittedMeta::Egbad {
+                model: d.model.config.clone(),
+            },
+        }
+    }
+
+    /// A detector with freshly initialised weights (the caller loads the saved ones) and
+    /// the fitted state `meta` records; an error when that state is unusable.
+    pub fn from_meta(meta: &FittedMeta, seed: u64) -> Result<Self> {
+        let config = meta.config();
+        config.validate().map_err(|e| anyhow!(e))?;
+        let dev = Dev::seed_from_u64(seed);
+        Ok(match meta {
+            FittedMeta::Dagmm { model, gmm } => Detector::Dagmm(
+                FittedDagmm::new(Dagmm::new(&dev, model.clone(), seed), dev, gmm.clone())
+                    .map_err(|e| anyhow!("unusable mixture: {e}"))?,
+            ),
+            FittedMeta::Egbad { model } => Detector::Egbad(FittedEgbad {
+                model: Egbad::new(&dev, model.clone(), seed),
+                dev,
+            }),
+        })
+    }
+}
+
+impl Params for Detector {
+    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
+        match self {
+            Detector::Dagmm(d) => d.model.visit_params(prefix, f),
+            Detector::Egbad(d) => d.model.visit_params(prefix, f),
+        }
+    }
+}
