@@ -285,6 +285,28 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
         assert!(text.contains(expected), "{expected} missing:\n{text}");
     }
     assert!(!text.contains("Mixture weights"), "{text}");
+    // A diverged game shows in the status line, with the epoch kept.
+    let mut diverged = egbad_app(6);
+    diverged.update(Msg::Train(TrainEvent::Diverged {
+        member: 1,
+        epoch: 6,
+        reason: "the discriminator's loss fell to 0.010".into(),
+        kept_epoch: 2,
+    }));
+    assert_eq!(diverged.progress.diverged_keeping, Some(2));
+    let status = screen(&diverged, 160, 48);
+    assert!(
+        status
+            .lines()
+            .next()
+            .unwrap()
+            .contains("⚠ diverged, keeping epoch 2"),
+        "{status}"
+    );
+    assert!(
+        status.contains("training diverged"),
+        "the footer says why: {status}"
+    );
     app.apply(Action::Inspect);
     for (w, h) in [(80, 24), (160, 48)] {
         insta::assert_snapshot!(

@@ -23,6 +23,12 @@ use super::ensemble::FittedDagmm;
 use super::gmm::GmmParams;
 use crate::data::Matrix;
 
+/// EGBAD's game counts as lost by G and E when D's epoch loss falls below this (it starts
+/// near 2·ln 2 ≈ 1.39)…
+const DIVERGED_D_LOSS: f64 = 0.05;
+/// … or when D is right on at least this share of both real and generated pairs.
+const DIVERGED_ACCURACY: f64 = 0.99;
+
 /// The detectors this build knows.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
@@ -102,7 +108,7 @@ impl DetectorKind {
     pub fn default_min_steps(self) -> usize {
         match self {
             DetectorKind::Dagmm => 200,
-            DetectorKind::Egbad => 2000,
+            DetectorKind::Egbad => 1000,
         }
     }
 
@@ -306,12 +312,14 @@ impl Network {
             Network::Dagmm { .. } => None,
             Network::Egbad { .. } => {
                 let (d_loss, real, fake) = (losses[0], losses[2], losses[3]);
-                if d_loss < 1e-3 {
+                if d_loss < DIVERGED_D_LOSS {
+                    Some(format!("the discriminator's loss fell to {d_loss:.3}"))
+                } else if real >= DIVERGED_ACCURACY && fake >= DIVERGED_ACCURACY {
                     Some(format!(
-                        "the discriminator's loss collapsed to {d_loss:.1e}"
+                        "the discriminator is right on {:.1} % of real and {:.1} % of generated pairs",
+                        100.0 * real,
+                        100.0 * fake
                     ))
-                } else if real >= 0.999 && fake >= 0.999 {
-                    Some("the discriminator is right on every pair".into())
                 } else {
                     None
                 }

@@ -85,6 +85,15 @@ pub enum TrainEvent {
     },
     /// Something went wrong but training continues (a dropped step, added jitter).
     Warning(String),
+    /// The detector's training diverged in this epoch (EGBAD: D wins the game outright);
+    /// training goes on, and the member keeps the state of `kept_epoch`, chosen by a
+    /// label-free criterion on held-out rows.
+    Diverged {
+        member: usize,
+        epoch: usize,
+        reason: String,
+        kept_epoch: usize,
+    },
     Paused,
     Resumed,
     CheckpointSaved(PathBuf),
@@ -100,4 +109,11 @@ pub enum TrainEvent {
     Scored(Arc<Scoring>),
     /// Training could not continue.
     Failed(String),
+}
+
+/// The one line a divergence is reported with, in the log, the footer and headless output.
+pub fn divergence_text(member: usize, epoch: usize, reason: &str, kept_epoch: usize) -> String {
+    format!(
+        "member {member}, epoch {epoch}: training diverged ({reason}); keeping epoch {kept_epoch}, the best by held-out reconstruction"
+    )
 }

@@ -226,16 +226,13 @@ pub(crate) fn train_loop(
                     kind.describe_repair(summary.max_repair)
                 )));
             }
-            if let Some(reason) = &summary.diverged {
-                let _ = events.send(TrainEvent::Warning(format!(
-                    "member {}, epoch {epoch}: training diverged ({reason}); keeping epoch {}{}",
-                    member + 1,
-                    summary.kept_epoch,
-                    summary
-                        .criterion
-                        .map(|_| ", the best by held-out reconstruction")
-                        .unwrap_or("")
-                )));
+            if let Some(reason) = summary.diverged.clone() {
+                let _ = events.send(TrainEvent::Diverged {
+                    member: member + 1,
+                    epoch,
+                    reason,
+                    kept_epoch: summary.kept_epoch,
+                });
             }
             let _ = events.send(TrainEvent::Epoch {
                 epoch,

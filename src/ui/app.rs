@@ -15,7 +15,7 @@ use crate::data::{ColumnKind, LoadProgress, RawTable};
 use crate::eval::metrics::{auroc_ranked, precision_recall_f1};
 use crate::logging;
 use crate::text::visible;
-use crate::train::{Control, DetectorKind, LoadedData, Scoring, TrainEvent};
+use crate::train::{divergence_text, Control, DetectorKind, LoadedData, Scoring, TrainEvent};
 use crate::triage::{ExportRow, Journal, Mark, Marks};
 use crate::ui::panes::distribution::Histogram;
 
@@ -144,6 +144,8 @@ pub struct Progress {
     pub elapsed_secs: f64,
     /// Epochs between two scorings of every row.
     pub rescore_every: Option<usize>,
+    /// The epoch the member in training keeps after its training diverged (`None`: it did not).
+    pub diverged_keeping: Option<usize>,
 }
 
 impl Progress {
@@ -709,6 +711,7 @@ impl App {
                 self.progress.members = members;
                 self.progress.epochs_done = 0;
                 self.progress.step = 0;
+                self.progress.diverged_keeping = None;
                 self.loss_history.clear();
                 self.aux_history.clear();
                 self.loss_live = None;
@@ -733,6 +736,18 @@ impl App {
                 self.aux_history.push(aux);
             }
             TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => self.say(Level::Warning, w),
+            TrainEvent::Diverged {
+                member,
+                epoch,
+                reason,
+                kept_epoch,
+            } => {
+                self.progress.diverged_keeping = Some(kept_epoch);
+                self.say(
+                    Level::Warning,
+                    divergence_text(member, epoch, &reason, kept_epoch),
+                );
+            }
             TrainEvent::Paused => self.phase = Phase::Paused,
             TrainEvent::Resumed => self.phase = Phase::Training,
             TrainEvent::CheckpointSaved(dir) => {

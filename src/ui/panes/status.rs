@@ -80,6 +80,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             8,
             Span::styled(format!("  epoch {shown_epoch}/{}", p.epochs), t.text),
         ));
+        if let Some(kept) = p.diverged_keeping {
+            parts.push((
+                7,
+                Span::styled(format!("  ⚠ diverged, keeping epoch {kept}"), t.warning),
+            ));
+        }
         let filled = (fraction * 10.0).round() as usize;
         parts.push((
             4,
