@@ -18,8 +18,8 @@ use crate::eval::{
 use crate::model::{DagmmConfig, DetectorConfig, DetectorKind, EgbadConfig, EgbadScore, Preset};
 use crate::text::{json_safe, visible};
 use crate::train::{
-    checkpoint, default_epochs, divergence_text, DataContext, ModelSource, Rescoring, SessionPlan,
-    TrainConfig, TrainEvent, WorkerOptions, DEFAULT_MEMBERS,
+    checkpoint, default_epochs, DataContext, ModelSource, Rescoring, SessionPlan, TrainConfig,
+    TrainEvent, WorkerOptions, DEFAULT_MEMBERS,
 };
 use crate::triage::{write_scores, CellSafety};
 use crate::ui::WorkbenchOptions;
@@ -584,15 +584,7 @@ fn report_progress(event: &TrainEvent, kind: DetectorKind, json: bool) {
             )
         }
         TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => tell!("warning: {w}"),
-        TrainEvent::Diverged {
-            member,
-            epoch,
-            reason,
-            kept_epoch,
-        } => tell!(
-            "warning: {}",
-            divergence_text(*member, *epoch, reason, *kept_epoch)
-        ),
+        TrainEvent::Diverged(divergence) => tell!("warning: {divergence}"),
         TrainEvent::Failed(e) => tell!("error: {e}"),
         _ => {}
     }
@@ -629,13 +621,10 @@ fn event_json(event: &TrainEvent, kind: DetectorKind) -> Option<serde_json::Valu
         TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => {
             json!({"event": "warning", "message": w})
         }
-        TrainEvent::Diverged {
-            member,
-            epoch,
-            reason,
-            kept_epoch,
-        } => {
-            json!({"event": "diverged", "member": member, "epoch": epoch, "reason": reason, "kept_epoch": kept_epoch})
+        TrainEvent::Diverged(divergence) => {
+            let mut value = json!(divergence);
+            value["event"] = "diverged".into();
+            value
         }
         TrainEvent::Failed(e) => json!({"event": "failed", "message": e}),
         TrainEvent::Finished {

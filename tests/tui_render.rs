@@ -9,7 +9,7 @@ use std::time::Instant;
 use dagmm_tui::data::{read_table, Encoder, LoadProgress, ReadOptions, ScaleKind};
 use dagmm_tui::model::{DetailGroup, RowDetail};
 use dagmm_tui::text::is_unsafe;
-use dagmm_tui::train::{DetectorKind, Explain, LoadedData, Scoring, TrainEvent};
+use dagmm_tui::train::{DetectorKind, Divergence, Explain, LoadedData, Scoring, TrainEvent};
 use dagmm_tui::triage::Marks;
 use dagmm_tui::ui::action::Action;
 use dagmm_tui::ui::app::{App, AppConfig, Msg};
@@ -287,12 +287,12 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
     assert!(!text.contains("Mixture weights"), "{text}");
     // A diverged game shows in the status line, with the epoch kept.
     let mut diverged = egbad_app(6);
-    diverged.update(Msg::Train(TrainEvent::Diverged {
+    diverged.update(Msg::Train(TrainEvent::Diverged(Divergence {
         member: 1,
         epoch: 6,
         reason: "the discriminator's loss fell to 0.010".into(),
         kept_epoch: 2,
-    }));
+    })));
     assert_eq!(diverged.progress.diverged_keeping, Some(2));
     let status = screen(&diverged, 160, 48);
     assert!(

@@ -88,12 +88,7 @@ pub enum TrainEvent {
     /// The detector's training diverged in this epoch (EGBAD: D wins the game outright);
     /// training goes on, and the member keeps the state of `kept_epoch`, chosen by a
     /// label-free criterion on held-out rows.
-    Diverged {
-        member: usize,
-        epoch: usize,
-        reason: String,
-        kept_epoch: usize,
-    },
+    Diverged(Divergence),
     Paused,
     Resumed,
     CheckpointSaved(PathBuf),
@@ -111,9 +106,24 @@ pub enum TrainEvent {
     Failed(String),
 }
 
-/// The one line a divergence is reported with, in the log, the footer and headless output.
-pub fn divergence_text(member: usize, epoch: usize, reason: &str, kept_epoch: usize) -> String {
-    format!(
-        "member {member}, epoch {epoch}: training diverged ({reason}); keeping epoch {kept_epoch}, the best by held-out reconstruction"
-    )
+/// A member's training diverged in one epoch; it keeps the state of `kept_epoch`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Divergence {
+    /// 1-based member of the ensemble.
+    pub member: usize,
+    pub epoch: usize,
+    /// What showed it (e.g. D's loss near zero).
+    pub reason: String,
+    pub kept_epoch: usize,
+}
+
+impl std::fmt::Display for Divergence {
+    /// The one line the log, the footer and headless output report it with.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "member {}, epoch {}: training diverged ({}); keeping epoch {}, the best by held-out reconstruction",
+            self.member, self.epoch, self.reason, self.kept_epoch
+        )
+    }
 }

@@ -9,7 +9,7 @@ pub mod session;
 pub mod trainer;
 pub mod worker;
 
-pub use events::{divergence_text, Control, DetectorKind, LoadedData, TrainEvent};
+pub use events::{Control, DetectorKind, Divergence, LoadedData, TrainEvent};
 pub use scoring::{ranking, Explain, Scoring};
 pub use session::{spawn_session, ModelSource, SessionPlan};
 pub use trainer::{default_epochs, member_of, TrainConfig, Trainer, DEFAULT_MEMBERS};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::checkpoint::{self, CheckpointMeta};
-use super::events::{Control, TrainEvent};
+use super::events::{Control, Divergence, TrainEvent};
 use super::scoring::Scoring;
 use super::trainer::{member_of, StepView, TrainConfig, Trainer};
 use crate::data::{Encoder, Matrix, ReadOptions};
@@ -227,12 +227,12 @@ pub(crate) fn train_loop(
                 )));
             }
             if let Some(reason) = summary.diverged.clone() {
-                let _ = events.send(TrainEvent::Diverged {
+                let _ = events.send(TrainEvent::Diverged(Divergence {
                     member: member + 1,
                     epoch,
                     reason,
                     kept_epoch: summary.kept_epoch,
-                });
+                }));
             }
             let _ = events.send(TrainEvent::Epoch {
                 epoch,

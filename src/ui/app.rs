@@ -15,7 +15,7 @@ use crate::data::{ColumnKind, LoadProgress, RawTable};
 use crate::eval::metrics::{auroc_ranked, precision_recall_f1};
 use crate::logging;
 use crate::text::visible;
-use crate::train::{divergence_text, Control, DetectorKind, LoadedData, Scoring, TrainEvent};
+use crate::train::{Control, DetectorKind, LoadedData, Scoring, TrainEvent};
 use crate::triage::{ExportRow, Journal, Mark, Marks};
 use crate::ui::panes::distribution::Histogram;
 
@@ -736,17 +736,9 @@ impl App {
                 self.aux_history.push(aux);
             }
             TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => self.say(Level::Warning, w),
-            TrainEvent::Diverged {
-                member,
-                epoch,
-                reason,
-                kept_epoch,
-            } => {
-                self.progress.diverged_keeping = Some(kept_epoch);
-                self.say(
-                    Level::Warning,
-                    divergence_text(member, epoch, &reason, kept_epoch),
-                );
+            TrainEvent::Diverged(divergence) => {
+                self.progress.diverged_keeping = Some(divergence.kept_epoch);
+                self.say(Level::Warning, divergence.to_string());
             }
             TrainEvent::Paused => self.phase = Phase::Paused,
             TrainEvent::Resumed => self.phase = Phase::Training,
