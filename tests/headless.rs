@@ -21,6 +21,25 @@ fn scores(csv_text: &str) -> HashMap<String, f64> {
         .collect()
 }
 
+/// `rescored` gives every row of `trained` the same score (to 1e-9 relative), and the
+/// scores spread over many values (KDDCUP has many duplicate rows, but not that many).
+fn assert_rescored_alike(trained: &HashMap<String, f64>, rescored: &HashMap<String, f64>) {
+    assert_eq!(trained.len(), rescored.len());
+    for (row, e) in trained {
+        let r = rescored[row];
+        assert!(
+            (e - r).abs() <= 1e-9 * e.abs().max(1.0),
+            "row {row}: trained {e}, rescored {r}"
+        );
+    }
+    let distinct: std::collections::HashSet<u64> = trained.values().map(|e| e.to_bits()).collect();
+    assert!(
+        distinct.len() > 100,
+        "only {} distinct scores",
+        distinct.len()
+    );
+}
+
 fn train(data: &Path, out: &Path, seed: &str) {
     let flags = [
         "--label",
@@ -74,21 +93,7 @@ fn train_then_score_reproduces_the_ensemble_scores() {
         scores(&std::fs::read_to_string(&scored_path).unwrap()),
     );
     assert_eq!(a.len(), 1200);
-    assert_eq!(a.len(), b.len());
-    for (row, e) in &a {
-        let r = b[row];
-        assert!(
-            (e - r).abs() <= 1e-9 * e.abs().max(1.0),
-            "row {row}: trained {e}, rescored {r}"
-        );
-    }
-    // KDDCUP has many duplicate rows, but the scores still spread over many values.
-    let distinct: std::collections::HashSet<u64> = a.values().map(|e| e.to_bits()).collect();
-    assert!(
-        distinct.len() > 100,
-        "only {} distinct scores",
-        distinct.len()
-    );
+    assert_rescored_alike(&a, &b);
 }
 
 #[test]
@@ -145,19 +150,7 @@ fn egbad_trains_end_to_end_and_its_checkpoint_is_refused_as_dagmm() {
     assert!(result.status.success(), "{}", stderr(&result));
     let rescored = scores(&std::fs::read_to_string(&scored_path).unwrap());
     assert_eq!(written.len(), 600);
-    for (row, e) in &written {
-        let r = rescored[row];
-        assert!(
-            (e - r).abs() <= 1e-9 * e.abs().max(1.0),
-            "row {row}: trained {e}, rescored {r}"
-        );
-    }
-    let distinct: std::collections::HashSet<u64> = written.values().map(|e| e.to_bits()).collect();
-    assert!(
-        distinct.len() > 100,
-        "only {} distinct scores",
-        distinct.len()
-    );
+    assert_rescored_alike(&written, &rescored);
     // Asked for DAGMM, the checkpoint is refused by name.
     let refused = common::score(&out, &data, &["--detector", "dagmm"]);
     let line = common::one_error_line(&refused);
