@@ -444,7 +444,7 @@ fn selection_stays_on_top_until_moved_then_follows_its_row() {
     let mut app = trained_app(2);
     let rows = app.data.as_ref().unwrap().loaded.table.len();
     let features = app.data.as_ref().unwrap().loaded.feature_names.len();
-    let top = app.visible[0];
+    let top = app.table.visible[0];
     // A rescore with reversed energies: the untouched selection moves to the new top.
     let reversed = |scoring: &Scoring| {
         let energies: Vec<f64> = scoring.scores.iter().map(|e| -e).collect();
@@ -456,18 +456,18 @@ fn selection_stays_on_top_until_moved_then_follows_its_row() {
             Arc::new(FixedErrors(features)),
         ))
     };
-    let next = reversed(&app.shown.as_ref().unwrap().scoring);
+    let next = reversed(&app.table.shown().unwrap().scoring);
     app.update(Msg::Train(TrainEvent::Scored(next)));
-    assert_ne!(app.selected, Some(top));
-    assert_eq!(app.selected, Some(app.visible[0]));
+    assert_ne!(app.table.selected, Some(top));
+    assert_eq!(app.table.selected, Some(app.table.visible[0]));
     // Once moved, the selection keeps its row wherever the ranking puts it.
     app.update(key('j'));
-    let chosen = app.selected.unwrap();
-    let next = reversed(&app.shown.as_ref().unwrap().scoring);
+    let chosen = app.table.selected.unwrap();
+    let next = reversed(&app.table.shown().unwrap().scoring);
     app.update(Msg::Train(TrainEvent::Scored(next)));
-    assert_eq!(app.selected, Some(chosen));
+    assert_eq!(app.table.selected, Some(chosen));
     // Second from the top before, so near the bottom now (ties may reorder a few).
-    assert!(app.visible_index(chosen).unwrap() > rows - 10);
+    assert!(app.table.visible_index(chosen).unwrap() > rows - 10);
 }
 
 #[test]
@@ -599,7 +599,7 @@ fn marks_leave_training_and_the_refit_key_reports_changed_flags() {
     use dagmm_tui::train::Control;
     use dagmm_tui::ui::app::Effect;
     let mut app = trained_app(4);
-    let top = app.visible[0];
+    let top = app.table.visible[0];
     // Marking a row anomalous while training tells the worker to leave it out.
     let effects = app.update(key('a'));
     assert_eq!(effects, vec![Effect::Control(Control::Exclude(vec![top]))]);
@@ -617,8 +617,8 @@ fn marks_leave_training_and_the_refit_key_reports_changed_flags() {
         ]
     );
     // The new scores flag other rows: the footer says how many of the flagged changed.
-    let flagged = app.flagged_count();
-    let old = app.shown.as_ref().unwrap().scoring.clone();
+    let flagged = app.table.flagged_count();
+    let old = app.table.shown().unwrap().scoring.clone();
     let reversed: Vec<f64> = old.scores.iter().map(|s| -s).collect();
     let overlap = {
         let before: std::collections::HashSet<u32> = old.order[..flagged].iter().copied().collect();

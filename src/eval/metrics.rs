@@ -86,6 +86,47 @@ pub fn auroc_ranked(scores: &[f64], truth: &[bool], at: impl Fn(usize) -> usize)
     (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
 }
 
+/// Spearman's rank correlation between two scorings of the same rows, each given with
+/// its descending ranking (`order`, equal scores adjacent); tied rows share their average
+/// rank. How alike two detectors order the rows: 1 the same order, 0 unrelated, −1
+/// reversed; NaN when either scoring is constant.
+pub fn spearman(a: &[f64], a_order: &[u32], b: &[f64], b_order: &[u32]) -> f64 {
+    let (ra, rb) = (average_ranks(a, a_order), average_ranks(b, b_order));
+    let n = ra.len() as f64;
+    if n < 2.0 {
+        return f64::NAN;
+    }
+    // Both rank vectors have the same mean, (n − 1) / 2.
+    let mean = (n - 1.0) / 2.0;
+    let (mut cov, mut va, mut vb) = (0.0, 0.0, 0.0);
+    for (x, y) in ra.iter().zip(&rb) {
+        let (dx, dy) = (x - mean, y - mean);
+        cov += dx * dy;
+        va += dx * dx;
+        vb += dy * dy;
+    }
+    cov / (va * vb).sqrt()
+}
+
+/// 0-based position of each row in `order`, rows of equal score sharing their mean position.
+fn average_ranks(scores: &[f64], order: &[u32]) -> Vec<f64> {
+    let n = order.len();
+    let mut ranks = vec![0.0; n];
+    let mut i = 0;
+    while i < n {
+        let mut j = i + 1;
+        while j < n && scores[order[j] as usize] == scores[order[i] as usize] {
+            j += 1;
+        }
+        let shared = (i + j - 1) as f64 / 2.0;
+        for &row in &order[i..j] {
+            ranks[row as usize] = shared;
+        }
+        i = j;
+    }
+    ranks
+}
+
 /// Average precision over `order` (descending score), tied scores treated as one step.
 fn average_precision(scores: &[f64], truth: &[bool], order: &[usize]) -> f64 {
     let positives = truth.iter().filter(|&&t| t).count();
@@ -110,6 +151,43 @@ fn average_precision(scores: &[f64], truth: &[bool], order: &[usize]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn descending(scores: &[f64]) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..scores.len() as u32).collect();
+        order.sort_by(|&x, &y| scores[y as usize].total_cmp(&scores[x as usize]));
+        order
+    }
+
+    #[test]
+    fn spearman_is_one_for_any_monotone_map_and_minus_one_reversed() {
+        let a = [0.1, 5.0, 2.0, 3.0, -1.0];
+        let b: Vec<f64> = a.iter().map(|x: &f64| x.exp() * 10.0).collect();
+        let c: Vec<f64> = a.iter().map(|x| -x).collect();
+        let (oa, ob, oc) = (descending(&a), descending(&b), descending(&c));
+        assert!((spearman(&a, &oa, &b, &ob) - 1.0).abs() < 1e-12);
+        assert!((spearman(&a, &oa, &c, &oc) + 1.0).abs() < 1e-12);
+        let flat = [1.0; 5];
+        assert!(spearman(&a, &oa, &flat, &descending(&flat)).is_nan());
+    }
+
+    #[test]
+    fn spearman_gives_ties_their_average_rank() {
+        // Ranks (descending, 0-based) with ties averaged: a = [0, 1.5, 1.5, 3], b = [0, 1, 2, 3].
+        let a = [4.0, 2.0, 2.0, 1.0];
+        let b = [4.0, 3.0, 2.0, 1.0];
+        let expected = {
+            let ra = [0.0, 1.5, 1.5, 3.0];
+            let rb = [0.0, 1.0, 2.0, 3.0];
+            let m = 1.5;
+            let cov: f64 = ra.iter().zip(&rb).map(|(x, y)| (x - m) * (y - m)).sum();
+            let va: f64 = ra.iter().map(|x| (x - m) * (x - m)).sum();
+            let vb: f64 = rb.iter().map(|y| (y - m) * (y - m)).sum();
+            cov / (va * vb).sqrt()
+        };
+        let got = spearman(&a, &descending(&a), &b, &descending(&b));
+        assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+        assert!(got < 1.0);
+    }
 
     #[test]
     fn perfect_and_inverted_rankings() {

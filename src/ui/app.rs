@@ -10,14 +10,14 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::Action;
 use super::keymap::{KeyMode, Keymap};
+use super::prompt::{Prompt, PromptKind, PromptOutcome};
+use super::ranked::{Arrival, RankedView, RowFacts, Truth};
 use super::text::thousands;
 use crate::data::{ColumnKind, LoadProgress, RawTable};
-use crate::eval::metrics::{auroc_ranked, precision_recall_f1};
 use crate::logging;
 use crate::text::visible;
 use crate::train::{Control, DetectorKind, LoadedData, Scoring, TrainEvent};
 use crate::triage::{ExportRow, Journal, Mark, Marks};
-use crate::ui::panes::distribution::Histogram;
 
 /// How long a status message stays in the footer.
 const MESSAGE_SECS: u64 = 8;
@@ -31,52 +31,6 @@ pub enum Phase {
     /// Training finished (or the model came from a checkpoint).
     Done,
     Failed(String),
-}
-
-/// Which rows the table lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Filter {
-    All,
-    Flagged,
-    Marked,
-    Unmarked,
-}
-
-impl Filter {
-    fn next(self) -> Filter {
-        match self {
-            Filter::All => Filter::Flagged,
-            Filter::Flagged => Filter::Marked,
-            Filter::Marked => Filter::Unmarked,
-            Filter::Unmarked => Filter::All,
-        }
-    }
-
-    /// The word shown in the table title.
-    pub fn name(self) -> &'static str {
-        match self {
-            Filter::All => "all",
-            Filter::Flagged => "flagged",
-            Filter::Marked => "marked",
-            Filter::Unmarked => "unmarked",
-        }
-    }
-}
-
-/// A line of text being typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Prompt {
-    pub kind: PromptKind,
-    pub input: String,
-    /// Cursor position in characters.
-    pub cursor: usize,
-}
-
-/// What a prompt asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PromptKind {
-    Search,
-    ExportPath,
 }
 
 /// A yes/no question.
@@ -188,35 +142,6 @@ pub struct DataView {
     pub truth: Option<Truth>,
 }
 
-/// The label column as ground truth for live metrics.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Truth {
-    /// Escaped label value of the anomaly class.
-    pub positive: String,
-    pub is_anomaly: Vec<bool>,
-    pub positives: usize,
-}
-
-/// Detection quality at the current threshold.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LiveMetrics {
-    pub precision: f64,
-    pub recall: f64,
-    pub f1: f64,
-    pub auroc: f64,
-}
-
-/// The scores the table shows, with what is derived from them per scoring.
-pub struct Shown {
-    pub scoring: Arc<Scoring>,
-    pub at: Instant,
-    /// Anomalies among the first i rows of the ranking (prefix counts), with labels.
-    hits: Vec<u32>,
-    pub auroc: Option<f64>,
-    /// The scores' distribution, for the distribution pane.
-    pub histogram: Histogram,
-}
-
 /// Loss chart options.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChartOptions {
@@ -258,29 +183,14 @@ pub struct App {
     pub loss_live: Option<Vec<f64>>,
     /// The detector's auxiliary series (DAGMM: mean φ̂) of every finished epoch.
     pub aux_history: Vec<Vec<f64>>,
-    pub shown: Option<Shown>,
-    /// A newer scoring held back while the table is frozen.
-    pub pending: Option<Arc<Scoring>>,
+    /// The ranked table: scorings, filter, threshold, selection.
+    pub table: RankedView,
     /// The flagged rows before a refit was asked for, and how many rows it leaves out.
     refit_from: Option<(Vec<u32>, usize)>,
-    pub frozen: bool,
     pub marks: Marks,
     journal: Option<Journal>,
-    pub filter: Filter,
-    /// Row indices (into the table) listed, most anomalous first.
-    pub visible: Vec<u32>,
-    /// The selected row, by row index: stays on the same row when the ranking changes,
-    /// once the user has moved it (until then it stays on the top row).
-    pub selected: Option<u32>,
-    selection_moved: bool,
-    /// First listed row drawn (kept by the table pane so the selection stays in view).
-    pub offset: std::cell::Cell<usize>,
-    /// Rows the table pane showed last frame (for page up/down).
-    pub page: std::cell::Cell<usize>,
     pub inspect_scroll: usize,
     pub help_scroll: usize,
-    pub contamination: f64,
-    pub metrics: Option<LiveMetrics>,
     pub chart: ChartOptions,
     pub mode: Mode,
     pub message: Option<Message>,
@@ -305,7 +215,7 @@ impl App {
             ..config
         };
         App {
-            contamination: config.contamination,
+            table: RankedView::new(config.contamination),
             config,
             keymap,
             phase: Phase::Loading,
@@ -317,21 +227,11 @@ impl App {
             loss_history: Vec::new(),
             loss_live: None,
             aux_history: Vec::new(),
-            shown: None,
-            pending: None,
             refit_from: None,
-            frozen: false,
             marks,
             journal,
-            filter: Filter::All,
-            visible: Vec::new(),
-            selected: None,
-            selection_moved: false,
-            offset: Default::default(),
-            page: std::cell::Cell::new(10),
             inspect_scroll: 0,
             help_scroll: 0,
-            metrics: None,
             chart: ChartOptions {
                 shown: [true; 4],
                 log_scale: false,
@@ -412,20 +312,6 @@ impl App {
             && self.saved_epoch != Some(self.progress.epochs_done)
     }
 
-    /// Rows flagged at the current threshold.
-    pub fn flagged_count(&self) -> usize {
-        self.shown.as_ref().map_or(0, |s| {
-            ((self.contamination * s.scoring.len() as f64).round() as usize).min(s.scoring.len())
-        })
-    }
-
-    /// `true` when `row` is within the flagged share.
-    pub fn is_flagged(&self, row: usize) -> bool {
-        self.shown
-            .as_ref()
-            .is_some_and(|s| (s.scoring.position[row] as usize) < self.flagged_count())
-    }
-
     /// The mark of table row `row`.
     pub fn mark_of(&self, row: usize) -> Option<Mark> {
         let table = &self.data.as_ref()?.loaded.table;
@@ -498,14 +384,13 @@ impl App {
             Action::Up if in_inspect => self.inspect_scroll = self.inspect_scroll.saturating_sub(1),
             Action::Down | Action::NextRow => self.move_selection(1),
             Action::Up | Action::PreviousRow => self.move_selection(-1),
-            Action::PageDown => self.move_selection(self.page.get().max(1) as isize),
-            Action::PageUp => self.move_selection(-(self.page.get().max(1) as isize)),
+            Action::PageDown => self.move_selection(self.table.page.get().max(1) as isize),
+            Action::PageUp => self.move_selection(-(self.table.page.get().max(1) as isize)),
             Action::Top => self.move_selection(isize::MIN / 2),
             Action::Bottom => self.move_selection(isize::MAX / 2),
             Action::Inspect => {
-                if self.selected.is_some() {
-                    // The inspected row must not change under the user at the next rescore.
-                    self.selection_moved = true;
+                if self.table.selected.is_some() {
+                    self.table.hold_selection();
                     self.inspect_scroll = 0;
                     self.mode = Mode::Inspect;
                 } else {
@@ -521,16 +406,12 @@ impl App {
             Action::ClearMark => return self.mark(None, !in_inspect),
             Action::NextUnmarked => self.next_unmarked(),
             Action::CycleFilter => {
-                self.filter = self.filter.next();
-                self.refresh_view();
-                self.say(Level::Info, format!("showing {} rows", self.filter.name()));
+                self.with_table(|t, facts| t.cycle_filter(facts));
+                let name = self.table.filter.name();
+                self.say(Level::Info, format!("showing {name} rows"));
             }
             Action::Search => {
-                self.mode = Mode::Prompt(Prompt {
-                    kind: PromptKind::Search,
-                    input: String::new(),
-                    cursor: 0,
-                })
+                self.mode = Mode::Prompt(Prompt::new(PromptKind::Search, String::new()))
             }
             Action::SearchNext => match self.last_search.clone() {
                 Some(q) => self.search(&q),
@@ -616,66 +497,43 @@ impl App {
     }
 
     fn prompt_key(&mut self, mut prompt: Prompt, key: KeyEvent) -> Vec<Effect> {
-        let chars: Vec<char> = prompt.input.chars().collect();
-        match key.code {
-            KeyCode::Esc => {
+        let text = match prompt.handle(key) {
+            PromptOutcome::Editing => {
+                self.mode = Mode::Prompt(prompt);
+                return Vec::new();
+            }
+            PromptOutcome::Cancelled => {
                 self.mode = Mode::Normal;
                 return Vec::new();
             }
-            KeyCode::Enter => {
-                self.mode = Mode::Normal;
-                let text = prompt.input.trim().to_string();
-                return match prompt.kind {
-                    PromptKind::Search if !text.is_empty() => {
-                        self.last_search = Some(text.clone());
-                        self.search(&text);
-                        Vec::new()
-                    }
-                    PromptKind::ExportPath if !text.is_empty() => {
-                        let path = PathBuf::from(text);
-                        if path.exists() {
-                            self.mode = Mode::Confirm(Confirm::Overwrite(path));
-                            Vec::new()
-                        } else {
-                            self.export_to(path)
-                        }
-                    }
-                    _ => Vec::new(),
-                };
-            }
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.mode = Mode::Normal;
-                return Vec::new();
-            }
-            KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => {
-                prompt.input = chars[prompt.cursor..].iter().collect();
-                prompt.cursor = 0;
-            }
-            KeyCode::Char(c) if !c.is_control() => {
-                let mut chars = chars;
-                chars.insert(prompt.cursor.min(chars.len()), c);
-                prompt.input = chars.into_iter().collect();
-                prompt.cursor += 1;
-            }
-            KeyCode::Backspace if prompt.cursor > 0 => {
-                let mut chars = chars;
-                chars.remove(prompt.cursor - 1);
-                prompt.input = chars.into_iter().collect();
-                prompt.cursor -= 1;
-            }
-            KeyCode::Delete if prompt.cursor < chars.len() => {
-                let mut chars = chars;
-                chars.remove(prompt.cursor);
-                prompt.input = chars.into_iter().collect();
-            }
-            KeyCode::Left => prompt.cursor = prompt.cursor.saturating_sub(1),
-            KeyCode::Right => prompt.cursor = (prompt.cursor + 1).min(chars.len()),
-            KeyCode::Home => prompt.cursor = 0,
-            KeyCode::End => prompt.cursor = chars.len(),
-            _ => {}
+            PromptOutcome::Submitted(text) => text,
+        };
+        self.mode = Mode::Normal;
+        if text.is_empty() {
+            return Vec::new();
         }
-        self.mode = Mode::Prompt(prompt);
-        Vec::new()
+        match prompt.kind {
+            PromptKind::Search => {
+                self.last_search = Some(text.clone());
+                self.search(&text);
+                Vec::new()
+            }
+            PromptKind::ExportPath => {
+                let path = PathBuf::from(text);
+                if path.exists() {
+                    self.mode = Mode::Confirm(Confirm::Overwrite(path));
+                    Vec::new()
+                } else {
+                    self.export_to(path)
+                }
+            }
+        }
+    }
+
+    /// Moves the selection `delta` listed rows (the inspect view starts at its top).
+    fn move_selection(&mut self, delta: isize) {
+        self.table.move_selection(delta);
+        self.inspect_scroll = 0;
     }
 
     fn train_event(&mut self, event: TrainEvent) -> Vec<Effect> {
@@ -844,127 +702,43 @@ impl App {
         })
     }
 
+    /// Runs `f` on the table with what the app knows about rows (marks, labels).
+    fn with_table<R>(&mut self, f: impl FnOnce(&mut RankedView, &RowFacts) -> R) -> R {
+        let data = self.data.as_ref();
+        let marks = &self.marks;
+        let marked = |row: u32| {
+            data.is_some_and(|d| {
+                marks
+                    .get(d.loaded.table.rows[row as usize].number)
+                    .is_some()
+            })
+        };
+        let facts = RowFacts {
+            marked: &marked,
+            truth: data.and_then(|d| d.truth.as_ref()),
+        };
+        f(&mut self.table, &facts)
+    }
+
     fn scored(&mut self, scoring: Arc<Scoring>) {
-        if self.frozen && self.shown.is_some() {
-            self.pending = Some(scoring);
+        let now = self.now;
+        if self.with_table(|t, facts| t.receive(scoring, now, facts)) == Arrival::HeldBack {
             self.say(
                 Level::Info,
                 "new scores held back: the table is frozen (F)".into(),
             );
             return;
         }
-        self.show(scoring);
-    }
-
-    fn show(&mut self, scoring: Arc<Scoring>) {
-        let truth = self.data.as_ref().and_then(|d| d.truth.as_ref());
-        let (hits, auroc) = match truth {
-            Some(t) if t.is_anomaly.len() == scoring.len() => {
-                let mut hits = Vec::with_capacity(scoring.len() + 1);
-                let mut count = 0u32;
-                hits.push(0);
-                for &row in &scoring.order {
-                    count += u32::from(t.is_anomaly[row as usize]);
-                    hits.push(count);
-                }
-                let order = &scoring.order;
-                let auroc = auroc_ranked(&scoring.scores, &t.is_anomaly, |p| order[p] as usize);
-                (hits, Some(auroc))
-            }
-            _ => (Vec::new(), None),
-        };
-        self.shown = Some(Shown {
-            histogram: Histogram::of(&scoring.scores),
-            scoring,
-            at: self.now,
-            hits,
-            auroc,
-        });
-        self.refresh_view();
         self.report_refit();
     }
 
-    /// Recomputes the listed rows and the metrics after scores, filter, marks or threshold
-    /// changed; the selection stays on its row when that row is still listed.
+    /// Recomputes the listed rows and the metrics after marks changed.
     pub fn refresh_view(&mut self) {
-        let Some(shown) = &self.shown else {
-            return;
-        };
-        let scoring = &shown.scoring;
-        let flagged = self.flagged_count();
-        let table = self.data.as_ref().map(|d| &d.loaded.table);
-        let marked =
-            |row: u32| table.is_some_and(|t| self.marks.get(t.rows[row as usize].number).is_some());
-        self.visible = match self.filter {
-            Filter::All => scoring.order.clone(),
-            Filter::Flagged => scoring.order[..flagged].to_vec(),
-            Filter::Marked => scoring
-                .order
-                .iter()
-                .copied()
-                .filter(|&r| marked(r))
-                .collect(),
-            Filter::Unmarked => scoring
-                .order
-                .iter()
-                .copied()
-                .filter(|&r| !marked(r))
-                .collect(),
-        };
-        self.metrics = match (
-            &self.data.as_ref().and_then(|d| d.truth.as_ref()),
-            shown.auroc,
-        ) {
-            (Some(truth), Some(auroc)) => {
-                let (precision, recall, f1) =
-                    precision_recall_f1(shown.hits[flagged] as usize, flagged, truth.positives);
-                Some(LiveMetrics {
-                    precision,
-                    recall,
-                    f1,
-                    auroc,
-                })
-            }
-            _ => None,
-        };
-        let keep = self.selected.and_then(|r| self.visible_index(r));
-        if keep.is_none() || !self.selection_moved {
-            self.selected = self.visible.first().copied();
-        }
-    }
-
-    /// Index of `row` in the listed rows (they are in ranking order, so a binary search).
-    pub fn visible_index(&self, row: u32) -> Option<usize> {
-        let scoring = &self.shown.as_ref()?.scoring;
-        let target = scoring.position[row as usize];
-        self.visible
-            .binary_search_by_key(&target, |&r| scoring.position[r as usize])
-            .ok()
-    }
-
-    /// Selects `row` on the user's behalf: from now on the selection follows its row.
-    fn select(&mut self, row: u32) {
-        self.selected = Some(row);
-        self.selection_moved = true;
-    }
-
-    fn move_selection(&mut self, delta: isize) {
-        if self.visible.is_empty() {
-            return;
-        }
-        let current = self
-            .selected
-            .and_then(|r| self.visible_index(r))
-            .unwrap_or(0);
-        let target = (current as isize)
-            .saturating_add(delta)
-            .clamp(0, self.visible.len() as isize - 1);
-        self.select(self.visible[target as usize]);
-        self.inspect_scroll = 0;
+        self.with_table(|t, facts| t.refresh(facts));
     }
 
     fn mark(&mut self, mark: Option<Mark>, advance: bool) -> Vec<Effect> {
-        let (Some(row), Some(data)) = (self.selected, &self.data) else {
+        let (Some(row), Some(data)) = (self.table.selected, &self.data) else {
             return Vec::new();
         };
         let number = data.loaded.table.rows[row as usize].number;
@@ -974,18 +748,8 @@ impl App {
                 self.say(Level::Error, format!("mark not saved: {e:#}"));
             }
         }
-        let index = self.visible_index(row);
-        if matches!(self.filter, Filter::Marked | Filter::Unmarked) {
-            self.refresh_view();
-            // The row may have left the list: select what took its place.
-            if let Some(i) = index {
-                if self.visible_index(row).is_none() && !self.visible.is_empty() {
-                    self.selected = Some(self.visible[i.min(self.visible.len() - 1)]);
-                }
-            }
-        } else if advance {
-            self.move_selection(1);
-        }
+        self.with_table(|t, facts| t.after_mark(row, advance, facts));
+        self.inspect_scroll = 0;
         let what = mark.map_or("cleared", Mark::name);
         self.say(Level::Info, format!("row {number}: {what}"));
         // Training leaves rows marked anomalous out from the next epoch on.
@@ -1015,50 +779,26 @@ impl App {
     }
 
     fn next_unmarked(&mut self) {
-        let Some(data) = &self.data else { return };
-        let start = self
-            .selected
-            .and_then(|r| self.visible_index(r))
-            .map_or(0, |i| i + 1);
-        let found = self.visible[start.min(self.visible.len())..]
-            .iter()
-            .find(|&&r| {
-                self.marks
-                    .get(data.loaded.table.rows[r as usize].number)
-                    .is_none()
-            })
-            .copied();
-        match found {
-            Some(row) => {
-                self.select(row);
-            }
-            None => self.say(Level::Info, "no unmarked row below".into()),
+        if self.with_table(|t, facts| t.next_unmarked(facts)).is_none() {
+            self.say(Level::Info, "no unmarked row below".into());
         }
     }
 
     fn step_threshold(&mut self, direction: f64) {
-        let pct = self.contamination * 100.0;
-        let step = if pct < 1.0 || (pct <= 1.0 + 1e-9 && direction < 0.0) {
-            0.1
-        } else {
-            1.0
-        };
-        let next = ((pct + direction * step) / step).round() * step;
-        self.contamination = (next / 100.0).clamp(0.0, 1.0);
-        self.refresh_view();
+        self.with_table(|t, facts| t.step_threshold(direction, facts));
         self.say(
             Level::Info,
             format!(
                 "threshold {:.1} %: {} rows flagged",
-                self.contamination * 100.0,
-                thousands(self.flagged_count())
+                self.table.contamination * 100.0,
+                thousands(self.table.flagged_count())
             ),
         );
     }
 
     fn search(&mut self, query: &str) {
         let Some(data) = &self.data else { return };
-        if self.shown.is_none() {
+        if self.table.shown().is_none() {
             return;
         }
         let table = &data.loaded.table;
@@ -1084,7 +824,8 @@ impl App {
             .map(|l| l.to_lowercase().contains(&needle))
             .collect();
         let (nc, cc) = (table.numeric_columns.len(), table.categorical_columns.len());
-        let matches = |row: usize| -> bool {
+        let matches = |row: u32| -> bool {
+            let row = row as usize;
             table.categorical[row * cc..(row + 1) * cc]
                 .iter()
                 .enumerate()
@@ -1096,23 +837,15 @@ impl App {
                     .is_some_and(|l| label_hits[l.values[row] as usize])
                 || number == Some(table.rows[row].number)
         };
-        let start = self
-            .selected
-            .and_then(|r| self.visible_index(r))
-            .map_or(0, |i| i + 1);
-        let n = self.visible.len();
-        let found = (0..n)
-            .map(|k| self.visible[(start + k) % n.max(1)])
-            .find(|&r| matches(r as usize));
+        let found = self
+            .table
+            .find_next(matches)
+            .map(|row| table.rows[row as usize].number);
         match found {
-            Some(row) => {
-                let number = table.rows[row as usize].number;
-                self.select(row);
-                self.say(
-                    Level::Info,
-                    format!("'{}': row {number} (N: next match)", visible(query)),
-                );
-            }
+            Some(number) => self.say(
+                Level::Info,
+                format!("'{}': row {number} (N: next match)", visible(query)),
+            ),
             None => self.say(
                 Level::Info,
                 format!("'{}': no match in the listed rows", visible(query)),
@@ -1128,19 +861,13 @@ impl App {
             .rows
             .binary_search_by_key(&number, |r| r.number)
         {
-            Ok(row) => {
-                if self.visible_index(row as u32).is_none() {
-                    self.filter = Filter::All;
-                    self.refresh_view();
-                }
-                self.select(row as u32);
-            }
+            Ok(row) => self.with_table(|t, facts| t.reveal(row as u32, facts)),
             Err(_) => self.say(Level::Info, format!("no row {number} in the data")),
         }
     }
 
     fn start_export(&mut self) -> Vec<Effect> {
-        if self.shown.is_none() {
+        if self.table.shown().is_none() {
             self.say(
                 Level::Info,
                 "nothing to export yet: rows appear once scored".into(),
@@ -1148,20 +875,16 @@ impl App {
             return Vec::new();
         }
         let default = format!("{}-triage.csv", self.config.export_stem);
-        self.mode = Mode::Prompt(Prompt {
-            kind: PromptKind::ExportPath,
-            cursor: default.chars().count(),
-            input: default,
-        });
+        self.mode = Mode::Prompt(Prompt::new(PromptKind::ExportPath, default));
         Vec::new()
     }
 
     /// The rows an export writes: flagged or marked, most anomalous first.
     pub fn export_rows(&self) -> Vec<ExportRow> {
-        let (Some(shown), Some(data)) = (&self.shown, &self.data) else {
+        let (Some(shown), Some(data)) = (self.table.shown(), &self.data) else {
             return Vec::new();
         };
-        let flagged = self.flagged_count();
+        let flagged = self.table.flagged_count();
         let table = &data.loaded.table;
         shown
             .scoring
@@ -1235,10 +958,10 @@ impl App {
                         excluded.len()
                     ),
                 );
-                self.refit_from = self.shown.as_ref().map(|s| {
-                    let flagged = self.flagged_count();
-                    (s.scoring.order[..flagged].to_vec(), excluded.len())
-                });
+                self.refit_from = self
+                    .table
+                    .shown()
+                    .map(|_| (self.table.flagged_rows(), excluded.len()));
                 vec![
                     Effect::Control(Control::Exclude(excluded)),
                     Effect::Control(Control::Rescore),
@@ -1256,13 +979,8 @@ impl App {
         let Some((before, excluded)) = self.refit_from.take() else {
             return;
         };
-        let flagged = self.flagged_count();
-        let Some(shown) = &self.shown else { return };
-        let was: std::collections::HashSet<u32> = before.into_iter().collect();
-        let changed = shown.scoring.order[..flagged]
-            .iter()
-            .filter(|r| !was.contains(r))
-            .count();
+        let flagged = self.table.flagged_count();
+        let changed = self.table.newly_flagged(&before);
         self.say(
             Level::Info,
             format!(
@@ -1272,18 +990,16 @@ impl App {
     }
 
     fn toggle_freeze(&mut self) {
-        self.frozen = !self.frozen;
-        if self.frozen {
-            self.say(Level::Info, "table frozen: new scores wait until F".into());
-        } else if let Some(pending) = self.pending.take() {
-            self.show(pending);
-            self.say(
-                Level::Info,
-                "table unfrozen: showing the newest scores".into(),
-            );
+        let now = self.now;
+        let showed = self.with_table(|t, facts| t.toggle_freeze(now, facts));
+        let text = if self.table.frozen {
+            "table frozen: new scores wait until F"
+        } else if showed {
+            "table unfrozen: showing the newest scores"
         } else {
-            self.say(Level::Info, "table unfrozen".into());
-        }
+            "table unfrozen"
+        };
+        self.say(Level::Info, text.into());
     }
 }
 

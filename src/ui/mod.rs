@@ -7,6 +7,8 @@ pub mod action;
 pub mod app;
 pub mod keymap;
 pub mod panes;
+pub mod prompt;
+pub mod ranked;
 pub mod runtime;
 pub mod text;
 pub mod theme;

@@ -77,13 +77,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let outer = block(" Score distribution · flagged ", t);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let Some(shown) = &app.shown else {
+    let Some(shown) = app.table.shown() else {
         before_history(frame, inner, app, t, "after the first scoring…");
         return;
     };
     let histogram = &shown.histogram;
     let rows = inner.height.saturating_sub(1) as usize;
-    let columns = histogram.columns(inner.width as usize, app.flagged_count());
+    let columns = histogram.columns(inner.width as usize, app.table.flagged_count());
     if rows == 0 || columns.is_empty() {
         return;
     }

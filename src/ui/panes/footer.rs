@@ -9,8 +9,9 @@ use ratatui::Frame;
 use super::Look;
 use crate::text::visible;
 use crate::ui::action::Action;
-use crate::ui::app::{App, Level, Mode, PromptKind};
+use crate::ui::app::{App, Level, Mode};
 use crate::ui::keymap::KeyMode;
+use crate::ui::prompt::PromptKind;
 use crate::ui::text::{truncate, width};
 
 /// Actions the footer hints at, per mode.

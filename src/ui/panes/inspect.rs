@@ -16,7 +16,8 @@ use crate::ui::text::{number, thousands, truncate, width};
 /// Draws the inspect overlay for the selected row into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = &look.theme;
-    let (Some(row), Some(shown), Some(data)) = (app.selected, &app.shown, &app.data) else {
+    let (Some(row), Some(shown), Some(data)) = (app.table.selected, app.table.shown(), &app.data)
+    else {
         return;
     };
     let row = row as usize;
@@ -87,7 +88,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             Span::styled("score   ", t.muted),
             Span::styled(
                 score(e),
-                if app.is_flagged(row) {
+                if app.table.is_flagged(row) {
                     t.flagged
                 } else {
                     t.text
@@ -97,7 +98,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
                 format!(
                     "  percentile {:.2} · {}",
                     scoring.percentile(row),
-                    if app.is_flagged(row) {
+                    if app.table.is_flagged(row) {
                         "flagged"
                     } else {
                         "not flagged"

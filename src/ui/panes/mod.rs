@@ -70,7 +70,7 @@ pub fn draw(frame: &mut Frame, app: &App, look: &Look) {
     } else {
         distribution::draw(frame, mixture_area, app, look);
     }
-    if app.shown.is_some() {
+    if app.table.shown().is_some() {
         table::draw(frame, main, app, look);
     } else {
         loading::draw(frame, main, app, look);

@@ -28,12 +28,12 @@ pub fn mark_symbol(mark: Option<Mark>, look: &Look) -> (&'static str, Style) {
 /// Draws the ranked table into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = &look.theme;
-    let (Some(shown), Some(data)) = (&app.shown, &app.data) else {
+    let (Some(shown), Some(data)) = (app.table.shown(), &app.data) else {
         return;
     };
     let scoring = &shown.scoring;
     let ago = app.now.saturating_duration_since(shown.at).as_secs();
-    let flagged = app.flagged_count();
+    let flagged = app.table.flagged_count();
     let mut title = vec![Span::styled(
         format!(
             " Ranked by {} · epoch {} · rescored {} ago · flagged {} ({:.1} %) ",
@@ -41,18 +41,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             scoring.epoch,
             elapsed(ago),
             thousands(flagged),
-            app.contamination * 100.0
+            app.table.contamination * 100.0
         ),
         t.title,
     )];
-    if app.frozen {
+    if app.table.frozen {
         title.push(Span::styled(
             " FROZEN ",
             t.warning.add_modifier(Modifier::REVERSED),
         ));
     }
     let mut bottom = Vec::new();
-    if let (Some(m), Some(truth)) = (&app.metrics, data.truth.as_ref()) {
+    if let (Some(m), Some(truth)) = (&app.table.metrics, data.truth.as_ref()) {
         bottom.push(Span::styled(
             format!(
                 " P {:.3} R {:.3} F1 {:.3} AUROC {:.3} ",
@@ -68,8 +68,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     bottom.push(Span::styled(
         format!(
             " {} {}/{} rows · {} marked ",
-            app.filter.name(),
-            thousands(app.visible.len()),
+            app.table.filter.name(),
+            thousands(app.table.visible.len()),
             thousands(scoring.len()),
             thousands(app.marks.len())
         ),
@@ -80,9 +80,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     frame.render_widget(outer, area);
 
     let page = inner.height.saturating_sub(1) as usize;
-    app.page.set(page.max(1));
-    let selected_index = app.selected.and_then(|r| app.visible_index(r));
-    let mut offset = app.offset.get().min(app.visible.len().saturating_sub(page));
+    app.table.page.set(page.max(1));
+    let selected_index = app.table.selected.and_then(|r| app.table.visible_index(r));
+    let mut offset = app
+        .table
+        .offset
+        .get()
+        .min(app.table.visible.len().saturating_sub(page));
     if let Some(i) = selected_index {
         if i < offset {
             offset = i;
@@ -90,9 +94,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             offset = i + 1 - page;
         }
     }
-    app.offset.set(offset);
-    let window =
-        &app.visible[offset.min(app.visible.len())..(offset + page).min(app.visible.len())];
+    app.table.offset.set(offset);
+    let window = &app.table.visible
+        [offset.min(app.table.visible.len())..(offset + page).min(app.table.visible.len())];
 
     let table = &data.loaded.table;
     let label_col = table.labels.as_ref();
@@ -151,8 +155,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         .iter()
         .map(|&r| {
             let row = r as usize;
-            let is_selected = app.selected == Some(r);
-            let flagged_row = app.is_flagged(row);
+            let is_selected = app.table.selected == Some(r);
+            let flagged_row = app.table.is_flagged(row);
             let (symbol, mark_style) = mark_symbol(app.mark_of(row), look);
             let mut cells =
                 vec![
