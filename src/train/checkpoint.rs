@@ -4,8 +4,8 @@
 //! the mixture fitted over the training rows, for DAGMM), seed and score calibration.
 //! Written atomically.
 
+use crate::files::StagedFile;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -87,24 +87,12 @@ pub struct Checkpoint {
 pub fn save(dir: &Path, ensemble: &Ensemble, meta: &CheckpointMeta) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let weights = safetensors_bytes(&mut ensemble.clone())?;
-    let weights_tmp = dir.join(format!(".{WEIGHTS}.tmp"));
-    write_synced(&weights_tmp, &weights)?;
+    let staged_weights = StagedFile::bytes(&dir.join(WEIGHTS), &weights)?;
     let mut value = serde_json::to_value(meta)?;
     value[WEIGHTS_HASH] = format!("{:016x}", fnv1a(&weights)).into();
-    let meta_tmp = dir.join(format!(".{META}.tmp"));
-    write_synced(&meta_tmp, &serde_json::to_vec_pretty(&value)?)?;
-    fs::rename(&weights_tmp, dir.join(WEIGHTS))?;
-    fs::rename(&meta_tmp, dir.join(META))?;
-    Ok(())
-}
-
-/// Writes `bytes` to `path` and pushes them to the disk before returning.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file =
-        fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+    let staged_meta = StagedFile::bytes(&dir.join(META), &serde_json::to_vec_pretty(&value)?)?;
+    staged_weights.commit()?;
+    staged_meta.commit()
 }
 
 impl CheckpointMeta {

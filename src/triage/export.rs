@@ -3,14 +3,15 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Result;
 
 use super::marks::Mark;
 use crate::data::read_records;
+use crate::files::StagedFile;
 
 /// Output format, chosen by the file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,38 +96,12 @@ pub fn export(
         .iter()
         .filter_map(|row| records.get(&row.record).map(|rec| (row, rec)))
         .collect();
-    let tmp = temporary_path(out);
-    let written = File::create(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))
-        .and_then(|file| {
-            let mut file = BufWriter::new(file);
-            match ExportFormat::from_path(out) {
-                ExportFormat::Csv => write_csv(&mut file, &header, &found, safety)?,
-                ExportFormat::JsonLines => write_json_lines(&mut file, &header, &found)?,
-            }
-            let file = file.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            Ok(())
-        });
-    match written {
-        Ok(()) => {
-            fs::rename(&tmp, out).with_context(|| format!("renaming to {}", out.display()))?;
-            Ok(found.len())
-        }
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e.context(format!("writing {}", out.display())))
-        }
-    }
-}
-
-/// A hidden sibling of `out`, so the final rename stays on one file system.
-fn temporary_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "export".into());
-    out.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+    StagedFile::write(out, |file| match ExportFormat::from_path(out) {
+        ExportFormat::Csv => write_csv(file, &header, &found, safety),
+        ExportFormat::JsonLines => write_json_lines(file, &header, &found),
+    })?
+    .commit()?;
+    Ok(found.len())
 }
 
 fn write_csv(
@@ -183,6 +158,7 @@ fn write_json_lines(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn csv_and_json_lines_carry_original_text_in_the_given_order() {
