@@ -52,7 +52,7 @@ fn main() {
         feature_names: encoder.feature_names(),
         notes: Vec::new(),
         model: "DAGMM".into(),
-        detector: DetectorKind::Dagmm,
+        detectors: vec![DetectorKind::Dagmm],
         checkpoint: None,
         table,
     });

@@ -438,17 +438,22 @@ fn workbench(
         Some(dir) => ModelSource::Checkpoint {
             dir: dir.clone(),
             expected: match &settings.detector {
-                Some(_) => Some(settings.single_detector("--model")?),
-                None => None,
+                Some(_) => settings.detectors()?,
+                None => Vec::new(),
             },
         },
         None => {
-            let kind = settings.single_detector("the workbench (for now)")?;
+            let kinds = settings.detectors()?;
             ModelSource::Train(Box::new(move |width, rows| {
-                Ok((
-                    settings.model_for(kind, width),
-                    settings.train_config(kind, rows)?,
-                ))
+                kinds
+                    .iter()
+                    .map(|&kind| {
+                        Ok((
+                            settings.model_for(kind, width),
+                            settings.train_config(kind, rows)?,
+                        ))
+                    })
+                    .collect()
             }))
         }
     };

@@ -474,3 +474,79 @@ fn hostile_file_shows_escapes_and_drives_nothing() {
     let log = std::fs::read_to_string(state.join("dagmm-tui.log")).unwrap();
     assert_clean("the log", &log);
 }
+
+#[test]
+fn side_by_side_trains_both_switches_ranking_and_panes_and_exports_both() {
+    if !have_tmux() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let command = format!(
+        "exec {} {} --label attack --anomaly normal. --detector dagmm,egbad --members 1 --epochs 3 --rescore-every 1 --state-dir {}",
+        env!("CARGO_BIN_EXE_dagmm-tui"),
+        common::sample().display(),
+        state.display()
+    );
+    let tmux = Tmux::start(&command, dir.path());
+    // DAGMM trains first and ranks; EGBAD follows, then both ranks and the agreement show.
+    tmux.wait_for("DAGMM's ranking", 60, |s| {
+        s.contains("Ranked by DAGMM score")
+    });
+    let both = tmux.wait_for("both detectors trained", 120, |s| {
+        s.contains("✓ done") && s.contains("Spearman") && s.contains("EGBAD 2/2")
+    });
+    assert!(
+        both.contains("EGBAD loss per epoch") && both.contains("both flag"),
+        "{both}"
+    );
+    tmux.keys(&["o"]);
+    tmux.wait_for("EGBAD's ranking", 10, |s| {
+        s.contains("Ranked by EGBAD score")
+    });
+    tmux.keys(&["d"]);
+    tmux.wait_for("DAGMM's panes", 10, |s| {
+        s.contains("DAGMM loss per epoch") && s.contains("Mixture weights")
+    });
+    tmux.keys(&["e"]);
+    tmux.wait_for("the export prompt", 10, |s| s.contains("Export to"));
+    tmux.keys(&["Enter"]);
+    let exported = tmux.wait_for("the export", 30, |s| s.contains("wrote "));
+    let written = number_after(&exported, "wrote ").expect("row count");
+    tmux.keys(&["s"]);
+    tmux.wait_for("the checkpoint", 30, |s| s.contains("checkpoint saved"));
+    tmux.keys(&["q"]);
+    tmux.wait_dead(20);
+    drop(tmux);
+
+    let path = dir.path().join("kddcup99_sample-triage.csv");
+    let mut reader = csv::Reader::from_path(&path).expect("the export exists");
+    let header = reader.headers().unwrap().clone();
+    let names: Vec<&str> = header.iter().collect();
+    assert_eq!(
+        &names[names.len() - 5..],
+        &[
+            "score_egbad",
+            "rank_egbad",
+            "score_dagmm",
+            "rank_dagmm",
+            "mark"
+        ]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len() as u64, written);
+    let n = names.len();
+    let ranks: Vec<(u64, u64)> = records
+        .iter()
+        .map(|r| (r[n - 4].parse().unwrap(), r[n - 2].parse().unwrap()))
+        .collect();
+    // Ranked by EGBAD: its ranks run 1, 2, 3…; DAGMM's are whatever DAGMM gave each row.
+    assert!(ranks.iter().enumerate().all(|(i, r)| r.0 == i as u64 + 1));
+    assert!(ranks.iter().all(|r| (1..=5011).contains(&r.1)));
+    let files = files_under(&state);
+    for detector in ["dagmm", "egbad"] {
+        let suffix = format!("checkpoint/{detector}/model.json");
+        assert!(files.iter().any(|f| f.ends_with(&suffix)), "{files:?}");
+    }
+}

@@ -46,7 +46,14 @@ fn config() -> AppConfig {
 }
 
 fn loaded() -> Arc<LoadedData> {
-    loaded_from(&common::sample(), "attack")
+    loaded_with(&[DetectorKind::Dagmm])
+}
+
+/// The sample, loaded for a session of `detectors`.
+fn loaded_with(detectors: &[DetectorKind]) -> Arc<LoadedData> {
+    let mut data = loaded_from(&common::sample(), "attack");
+    Arc::get_mut(&mut data).unwrap().detectors = detectors.to_vec();
+    data
 }
 
 fn loaded_from(path: &Path, label: &str) -> Arc<LoadedData> {
@@ -61,7 +68,7 @@ fn loaded_from(path: &Path, label: &str) -> Arc<LoadedData> {
         feature_names: encoder.feature_names(),
         notes,
         model: "DAGMM 89-60-30-10-1 K=4 est 10".into(),
-        detector: DetectorKind::Dagmm,
+        detectors: vec![DetectorKind::Dagmm],
         checkpoint: None,
         table,
     })
@@ -212,9 +219,25 @@ fn assert_printable(terminal: &Terminal<TestBackend>) {
 fn egbad_app(epochs: usize) -> App {
     let now = Instant::now();
     let mut app = App::new(config(), Keymap::default(), Marks::default(), None, now);
-    let data = loaded();
+    let data = loaded_with(&[DetectorKind::Egbad]);
     let (rows, features) = (data.table.len(), data.feature_names.len());
     app.update(Msg::Train(TrainEvent::Loaded(data)));
+    train_egbad(&mut app, epochs, rows, features);
+    app
+}
+
+/// A side-by-side session: DAGMM trained 8 epochs and scored, then EGBAD `epochs` epochs
+/// and scored.
+fn side_by_side_app(epochs: usize) -> App {
+    let data = loaded_with(&[DetectorKind::Dagmm, DetectorKind::Egbad]);
+    let (rows, features) = (data.table.len(), data.feature_names.len());
+    let mut app = trained_app_on(config(), data, 8);
+    train_egbad(&mut app, epochs, rows, features);
+    app
+}
+
+/// Sends `app` the events of `epochs` of 20 EGBAD epochs and a scoring.
+fn train_egbad(app: &mut App, epochs: usize, rows: usize, features: usize) {
     app.update(Msg::Train(TrainEvent::Started {
         detector: DetectorKind::Egbad,
         rows,
@@ -262,7 +285,6 @@ fn egbad_app(epochs: usize) -> App {
         ),
     ))));
     app.message = None;
-    app
 }
 
 #[test]
@@ -293,7 +315,7 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
         reason: "the discriminator's loss fell to 0.010".into(),
         kept_epoch: 2,
     })));
-    assert_eq!(diverged.progress.diverged_keeping, Some(2));
+    assert_eq!(diverged.progress().diverged_keeping, Some(2));
     let status = screen(&diverged, 160, 48);
     assert!(
         status
@@ -319,6 +341,63 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
         text.contains("Score parts (α = 0.9)") && text.contains("|x − G(E(x))| by feature"),
         "{text}"
     );
+}
+
+#[test]
+fn side_by_side_table_ranks_by_either_detector_and_shows_their_agreement() {
+    let mut app = side_by_side_app(6);
+    for (w, h) in [(80, 24), (160, 48)] {
+        let terminal = render(&app, w, h);
+        assert_printable(&terminal);
+        insta::assert_snapshot!(format!("side_by_side_{w}x{h}"), terminal.backend());
+    }
+    // DAGMM scored first, so it ranks; EGBAD's rank sits beside it; EGBAD trained last,
+    // so its panes show.
+    let text = screen(&app, 160, 48);
+    for expected in [
+        "Ranked by DAGMM score",
+        "both flag",
+        "Spearman",
+        "EGBAD",
+        "EGBAD loss per epoch",
+        "EGBAD score distribution",
+        "EGBAD 2/2",
+        "rank by",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+    let agreement = app.table.agreement.unwrap();
+    let flagged = app.table.flagged_count();
+    assert_eq!(agreement.flagged, flagged);
+    assert!(agreement.both_flagged <= flagged && agreement.spearman.abs() <= 1.0);
+    // `o` ranks by EGBAD; the selection stays on its row once moved.
+    app.update(key('j'));
+    let chosen = app.table.selected.unwrap();
+    app.update(key('o'));
+    assert_eq!(app.table.shown().unwrap().detector(), DetectorKind::Egbad);
+    assert_eq!(app.table.selected, Some(chosen));
+    assert!(screen(&app, 160, 48).contains("Ranked by EGBAD score"));
+    // `d` shows DAGMM's panes: its loss series and the mixture weights.
+    app.update(key('d'));
+    assert_eq!(app.viewed_run().detector, DetectorKind::Dagmm);
+    let text = screen(&app, 160, 48);
+    assert!(text.contains("DAGMM loss per epoch") && text.contains("Mixture weights"));
+    for (w, h) in [(80, 24), (160, 48)] {
+        insta::assert_snapshot!(
+            format!("side_by_side_egbad_ranked_dagmm_panes_{w}x{h}"),
+            render(&app, w, h).backend()
+        );
+    }
+    // Exports carry both detectors' scores and ranks, the ranking one first.
+    let (detectors, rows) = app.export_rows();
+    assert_eq!(detectors, ["egbad", "dagmm"]);
+    assert_eq!(rows.len(), flagged);
+    let top = &rows[0];
+    assert_eq!(top.scores[0].rank, 1);
+    let row = app.table.visible[0] as usize;
+    let dagmm = &app.table.scorings[0].scoring;
+    assert_eq!(top.scores[1].rank, dagmm.rank(row));
+    assert_eq!(top.scores[1].score, dagmm.scores[row]);
 }
 
 #[test]
@@ -578,8 +657,8 @@ fn ensemble_member_in_training_shows_in_status_and_loss_pane() {
     }));
     (1..=4).for_each(|e| epoch(&mut app, e));
     // Each member's curves start afresh; progress counts the whole ensemble.
-    assert_eq!(app.loss_history.len(), 4);
-    assert_eq!(app.progress.fraction(0.0), 24.0 / 60.0);
+    assert_eq!(app.viewed_run().loss_history.len(), 4);
+    assert_eq!(app.progress().fraction(0.0), 24.0 / 60.0);
     let mut scored = Arc::try_unwrap(scoring(rows, features, 4)).unwrap();
     scored.members = 2;
     app.update(Msg::Train(TrainEvent::Scored(Arc::new(scored))));

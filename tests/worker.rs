@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dagmm_tui::data::{read_table, Encoder, ReadOptions, ScaleKind};
-use dagmm_tui::model::{DagmmConfig, DetectorConfig};
+use dagmm_tui::model::{DagmmConfig, DetectorConfig, DetectorKind, EgbadConfig};
 use dagmm_tui::train::{
-    checkpoint, spawn, Control, DataContext, TrainConfig, TrainEvent, WorkerHandle,
+    checkpoint, spawn, spawn_session, Control, DataContext, ModelSource, Rescoring, SessionPlan,
+    TrainConfig, TrainEvent, WorkerHandle, WorkerOptions,
 };
 
 mod common;
@@ -138,4 +139,147 @@ fn a_checkpoint_that_cannot_be_written_is_its_own_event() {
     assert!(failed.starts_with("checkpoint not saved"), "{failed}");
     worker.controls.send(Control::Stop).unwrap();
     worker.thread.join().unwrap().unwrap();
+}
+
+/// Waits for the first event `want` accepts; a failure or a silent minute panics.
+fn next_matching<T>(
+    events: &std::sync::mpsc::Receiver<TrainEvent>,
+    want: impl Fn(&TrainEvent) -> Option<T>,
+) -> T {
+    loop {
+        let event = events
+            .recv_timeout(Duration::from_secs(60))
+            .expect("worker went silent");
+        if let TrainEvent::Failed(e) = &event {
+            panic!("session failed: {e}");
+        }
+        if let Some(found) = want(&event) {
+            return found;
+        }
+    }
+}
+
+/// The detector of the next scoring event.
+fn next_scored(events: &std::sync::mpsc::Receiver<TrainEvent>) -> DetectorKind {
+    next_matching(events, |e| match e {
+        TrainEvent::Scored(s) => Some(s.detector),
+        _ => None,
+    })
+}
+
+#[test]
+fn side_by_side_session_trains_both_serves_both_and_reopens_from_one_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::small_sample(dir.path(), 300);
+    let read = ReadOptions {
+        label: Some("attack".into()),
+        ..Default::default()
+    };
+    let train = |members| TrainConfig {
+        epochs: 2,
+        batch: 64,
+        lr: 1e-3,
+        seed: 5,
+        members,
+    };
+    let session = spawn_session(SessionPlan {
+        data: path.clone(),
+        read: read.clone(),
+        scale: ScaleKind::Minmax,
+        model: ModelSource::Train(Box::new(move |width, _| {
+            Ok(vec![
+                (
+                    DetectorConfig::Dagmm(DagmmConfig::default_for(width)),
+                    train(2),
+                ),
+                (
+                    DetectorConfig::Egbad(EgbadConfig::default_for(width)),
+                    train(1),
+                ),
+            ])
+        })),
+        options: WorkerOptions {
+            rescoring: Rescoring::Auto,
+            start_paused: false,
+        },
+    });
+    let detectors = next_matching(&session.events, |e| match e {
+        TrainEvent::Loaded(l) => Some(l.detectors.clone()),
+        _ => None,
+    });
+    assert_eq!(detectors, [DetectorKind::Dagmm, DetectorKind::Egbad]);
+    // One after the other: each starts, trains and scores; training ends once, after both.
+    let mut started = Vec::new();
+    let mut scored = Vec::new();
+    loop {
+        match session
+            .events
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap()
+        {
+            TrainEvent::Started { detector, .. } => started.push(detector),
+            TrainEvent::Scored(s) => scored.push(s.detector),
+            TrainEvent::Finished { .. } => break,
+            TrainEvent::Failed(e) => panic!("{e}"),
+            _ => {}
+        }
+    }
+    assert_eq!(started, [DetectorKind::Dagmm, DetectorKind::Egbad]);
+    let first_egbad = scored
+        .iter()
+        .position(|&d| d == DetectorKind::Egbad)
+        .unwrap();
+    assert!(scored[..first_egbad]
+        .iter()
+        .all(|&d| d == DetectorKind::Dagmm));
+    assert!(first_egbad > 0);
+    // After training, one save writes both, one rescore refits and scores both.
+    let ckpt = dir.path().join("pair");
+    let send = |c| session.controls.send(c).unwrap();
+    send(Control::SaveCheckpoint(ckpt.clone()));
+    let saved = next_matching(&session.events, |e| match e {
+        TrainEvent::CheckpointSaved(d) => Some(d.clone()),
+        TrainEvent::CheckpointFailed(e) => panic!("{e}"),
+        _ => None,
+    });
+    assert_eq!(saved, ckpt);
+    send(Control::Exclude(vec![0, 1, 2]));
+    send(Control::Rescore);
+    let mut rescored = [next_scored(&session.events), next_scored(&session.events)];
+    rescored.sort_by_key(|d| d.name());
+    assert_eq!(rescored, [DetectorKind::Dagmm, DetectorKind::Egbad]);
+    send(Control::Stop);
+    let trained = session.thread.join().unwrap().unwrap();
+    assert_eq!(trained.len(), 2);
+    assert_eq!(trained[0].ensemble.members.len(), 2);
+    assert_eq!(trained[1].ensemble.kind(), Some(DetectorKind::Egbad));
+    // The pair reopens as a pair, or one of it by name; a single checkpoint is not a pair.
+    let both = checkpoint::load_all(&ckpt, &[]).unwrap();
+    let kinds: Vec<_> = both.iter().filter_map(|c| c.ensemble.kind()).collect();
+    assert_eq!(kinds, [DetectorKind::Dagmm, DetectorKind::Egbad]);
+    let egbad = checkpoint::load_all(&ckpt, &[DetectorKind::Egbad]).unwrap();
+    assert_eq!(egbad.len(), 1);
+    let single = ckpt.join("dagmm");
+    let refused = checkpoint::load_all(&single, &[DetectorKind::Dagmm, DetectorKind::Egbad])
+        .err()
+        .unwrap();
+    assert!(
+        format!("{refused:#}").contains("one detector's models"),
+        "{refused:#}"
+    );
+    let reopened = spawn_session(SessionPlan {
+        data: path,
+        read,
+        scale: ScaleKind::Minmax,
+        model: ModelSource::Checkpoint {
+            dir: ckpt,
+            expected: Vec::new(),
+        },
+        options: WorkerOptions::default(),
+    });
+    let mut scores = [next_scored(&reopened.events), next_scored(&reopened.events)];
+    scores.sort_by_key(|d| d.name());
+    assert_eq!(scores, [DetectorKind::Dagmm, DetectorKind::Egbad]);
+    reopened.controls.send(Control::Stop).unwrap();
+    assert_eq!(reopened.thread.join().unwrap().unwrap().len(), 2);
 }

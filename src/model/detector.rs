@@ -43,6 +43,17 @@ pub enum DetectorKind {
 }
 
 impl DetectorKind {
+    /// Every detector, in the order side-by-side views list them.
+    pub const ALL: [DetectorKind; 2] = [DetectorKind::Dagmm, DetectorKind::Egbad];
+
+    /// Name as typed on the command line and in file and column names ("dagmm").
+    pub fn name(self) -> &'static str {
+        match self {
+            DetectorKind::Dagmm => "dagmm",
+            DetectorKind::Egbad => "egbad",
+        }
+    }
+
     /// Name as printed ("DAGMM").
     pub fn title(self) -> &'static str {
         match self {

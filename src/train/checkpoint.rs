@@ -4,7 +4,6 @@
 //! the mixture fitted over the training rows, for DAGMM), seed and score calibration.
 //! Written atomically.
 
-use crate::files::StagedFile;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::trainer::TrainConfig;
 use crate::data::{Encoder, ReadOptions};
+use crate::files::StagedFile;
 use crate::hash::fnv1a;
 use crate::model::dense::{load_safetensors, safetensors_bytes};
 use crate::model::{Calibration, Detector, DetectorKind, Ensemble, FittedMeta, Member};
@@ -111,11 +111,52 @@ pub fn load_expecting(dir: &Path, expected: Option<DetectorKind>) -> Result<Chec
             bail!(
                 "{} holds {found} models, not {expected} (drop --detector, or pass --detector {})",
                 dir.display(),
-                found.title().to_lowercase()
+                found.name()
             );
         }
     }
     Ok(checkpoint)
+}
+
+/// Where the checkpoint of one of several detectors trained side by side goes: a
+/// subdirectory of `dir` named by the detector (`dir/dagmm`, `dir/egbad`).
+pub fn side_by_side_dir(dir: &Path, kind: DetectorKind) -> PathBuf {
+    dir.join(kind.name())
+}
+
+/// Reads the checkpoint in `dir`, or, when `dir` holds side-by-side checkpoints (see
+/// [`side_by_side_dir`]), each of them. `expected` detectors (empty: any) must all be
+/// there, and nothing else is loaded.
+pub fn load_all(dir: &Path, expected: &[DetectorKind]) -> Result<Vec<Checkpoint>> {
+    if dir.join(META).exists() || !dir.is_dir() {
+        let only = match expected {
+            [] => None,
+            [one] => Some(*one),
+            _ => bail!(
+                "{} holds one detector's models, not {} side by side",
+                dir.display(),
+                expected.len()
+            ),
+        };
+        return Ok(vec![load_expecting(dir, only)?]);
+    }
+    let mut found = Vec::new();
+    for kind in DetectorKind::ALL {
+        let sub = side_by_side_dir(dir, kind);
+        let wanted = expected.is_empty() || expected.contains(&kind);
+        if wanted && sub.join(META).exists() {
+            found.push(load_expecting(&sub, Some(kind))?);
+        } else if wanted && !expected.is_empty() {
+            bail!("{} holds no {kind} checkpoint", dir.display());
+        }
+    }
+    if found.is_empty() {
+        bail!(
+            "{} is not a checkpoint directory (no {META}, nor dagmm/ or egbad/ checkpoints)",
+            dir.display()
+        );
+    }
+    Ok(found)
 }
 
 /// Reads a checkpoint written by [`save`].

@@ -34,10 +34,11 @@ pub struct LoadedData {
     pub feature_names: Vec<String>,
     /// Things the user should know about the file (dropped rows, constant columns).
     pub notes: Vec<String>,
-    /// One-line description of the model, e.g. `DAGMM 120-60-30-10-1 K=4`.
+    /// One-line description of the model, e.g. `DAGMM 120-60-30-10-1 K=4` (side by side:
+    /// each detector's, joined by ` + `).
     pub model: String,
-    /// The detector that scores the rows.
-    pub detector: DetectorKind,
+    /// The detectors that score the rows: one, or several side by side, in training order.
+    pub detectors: Vec<DetectorKind>,
     /// Where the model comes from: trained here, or the checkpoint directory.
     pub checkpoint: Option<PathBuf>,
 }

@@ -13,4 +13,6 @@ pub use events::{Control, DetectorKind, Divergence, LoadedData, TrainEvent};
 pub use scoring::{ranking, Explain, Scoring};
 pub use session::{spawn_session, ModelSource, SessionPlan};
 pub use trainer::{default_epochs, member_of, TrainConfig, Trainer, DEFAULT_MEMBERS};
-pub use worker::{spawn, DataContext, Rescoring, Trained, WorkerHandle, WorkerOptions};
+pub use worker::{
+    spawn, DataContext, DetectorPlan, Rescoring, Trained, WorkerHandle, WorkerOptions,
+};

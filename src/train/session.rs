@@ -11,30 +11,30 @@ use anyhow::Result;
 use super::checkpoint;
 use super::events::{Control, LoadedData, TrainEvent};
 use super::scoring::Scoring;
-use super::trainer::TrainConfig;
 use super::worker::{
-    serve_trained, spawn_thread, train_loop, DataContext, Trained, WorkerHandle, WorkerOptions,
+    serve_trained, spawn_thread, train_loop, DataContext, DetectorPlan, Trained, WorkerHandle,
+    WorkerOptions,
 };
 use crate::data::{read_table_reporting, Encoder, LoadProgress, ReadOptions, ScaleKind};
-use crate::model::{DetectorConfig, DetectorKind};
+use crate::model::DetectorKind;
 
 /// Minimum time between two `Loading` events.
 const LOADING_EVENT_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Picks the architecture and training settings once the encoded width and row count are
-/// known (they depend on the file).
-pub type ChooseModel =
-    Box<dyn FnOnce(usize, usize) -> Result<(DetectorConfig, TrainConfig)> + Send>;
+/// Picks each detector's architecture and training settings once the encoded width and
+/// row count are known (they depend on the file); several detectors train side by side.
+pub type ChooseModel = Box<dyn FnOnce(usize, usize) -> Result<Vec<DetectorPlan>> + Send>;
 
 /// Where the session's model comes from.
 pub enum ModelSource {
     /// Train a new model on every row of the file.
     Train(ChooseModel),
-    /// Score with a checkpoint written by `train` or the workbench; no training. A
-    /// checkpoint of another detector than `expected` is refused by name.
+    /// Score with a checkpoint written by `train` or the workbench (a side-by-side
+    /// session's holds one per detector); no training. A checkpoint without every
+    /// `expected` detector (empty: any) is refused by name.
     Checkpoint {
         dir: PathBuf,
-        expected: Option<DetectorKind>,
+        expected: Vec<DetectorKind>,
     },
 }
 
@@ -48,7 +48,7 @@ pub struct SessionPlan {
 }
 
 /// Starts a session on the worker thread; the caller only ever sees events.
-pub fn spawn_session(plan: SessionPlan) -> WorkerHandle {
+pub fn spawn_session(plan: SessionPlan) -> WorkerHandle<Vec<Trained>> {
     spawn_thread(move |events, controls| run(plan, events, controls))
 }
 
@@ -56,17 +56,15 @@ fn run(
     plan: SessionPlan,
     events: &Sender<TrainEvent>,
     controls: &Receiver<Control>,
-) -> Result<Trained> {
-    let checkpoint = match &plan.model {
-        ModelSource::Checkpoint { dir, expected } => {
-            Some(checkpoint::load_expecting(dir, *expected)?)
-        }
-        ModelSource::Train(_) => None,
+) -> Result<Vec<Trained>> {
+    let checkpoints = match &plan.model {
+        ModelSource::Checkpoint { dir, expected } => checkpoint::load_all(dir, expected)?,
+        ModelSource::Train(_) => Vec::new(),
     };
-    let read = checkpoint
-        .as_ref()
-        .map_or_else(|| plan.read.clone(), |c| c.meta.read.clone());
-    let schema = checkpoint.as_ref().map(|c| &c.meta.encoder.schema);
+    // Side-by-side checkpoints come from one session: the first one's data settings hold.
+    let checkpoint = checkpoints.first();
+    let read = checkpoint.map_or_else(|| plan.read.clone(), |c| c.meta.read.clone());
+    let schema = checkpoint.map(|c| &c.meta.encoder.schema);
     let mut last = Instant::now() - LOADING_EVENT_INTERVAL;
     let table = read_table_reporting(&plan.data, &read, schema, &mut |progress: LoadProgress| {
         if last.elapsed() >= LOADING_EVENT_INTERVAL {
@@ -75,7 +73,7 @@ fn run(
         }
     })?;
     let all: Vec<usize> = (0..table.len()).collect();
-    let (encoder, mut notes) = match &checkpoint {
+    let (encoder, mut notes) = match checkpoint {
         Some(c) => (c.meta.encoder.clone(), Vec::new()),
         None => Encoder::fit(&table, &all, plan.scale)?,
     };
@@ -89,48 +87,52 @@ fn run(
     }
     let data = Arc::new(encoded.matrix);
     let context = DataContext { read, encoder };
-    match (plan.model, checkpoint) {
-        (ModelSource::Checkpoint { dir, .. }, Some(ck)) => {
+    match plan.model {
+        ModelSource::Checkpoint { dir, .. } => {
+            let describe = checkpoints.iter().map(|c| c.ensemble.describe());
+            let detectors = checkpoints.iter().filter_map(|c| c.ensemble.kind());
             send_loaded(
                 events,
                 table,
                 &context,
                 notes,
-                (
-                    ck.ensemble.describe(),
-                    ck.ensemble.kind().unwrap_or_default(),
-                ),
+                (describe.collect(), detectors.collect()),
                 Some(dir.clone()),
             );
-            let scores = ck.ensemble.scores(&data);
+            let mut trained = Vec::new();
+            for ck in checkpoints {
+                let scores = ck.ensemble.scores(&data);
+                let scoring = Scoring::of_ensemble(&ck.ensemble, scores.clone(), data.clone())?;
+                let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
+                trained.push(Trained {
+                    ensemble: ck.ensemble,
+                    scores,
+                    train: ck.meta.train,
+                });
+            }
             let _ = events.send(TrainEvent::Finished {
-                epochs_done: ck.ensemble.epochs_done(),
+                epochs_done: trained.last().map_or(0, |t| t.ensemble.epochs_done()),
                 stopped_early: false,
             });
-            let scoring = Scoring::of_ensemble(&ck.ensemble, scores.clone(), data.clone())?;
-            let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
-            let trained = Trained {
-                ensemble: ck.ensemble,
-                scores,
-                train: ck.meta.train,
-            };
-            serve_trained(trained, &data, &context, events, controls)
+            let side_by_side = trained.len() > 1;
+            serve_trained(trained, side_by_side, &data, &context, events, controls)
         }
-        (ModelSource::Train(choose), _) => {
-            let (model, train) = choose(data.cols, data.rows)?;
-            model.validate().map_err(anyhow::Error::msg)?;
+        ModelSource::Train(choose) => {
+            let plans = choose(data.cols, data.rows)?;
+            for (model, _) in &plans {
+                model.validate().map_err(anyhow::Error::msg)?;
+            }
+            let describe = plans.iter().map(|(m, _)| m.describe());
+            let detectors = plans.iter().map(|(m, _)| m.kind());
             send_loaded(
                 events,
                 table,
                 &context,
                 notes,
-                (model.describe(), model.kind()),
+                (describe.collect(), detectors.collect()),
                 None,
             );
-            train_loop(model, train, data, &context, plan.options, events, controls)
-        }
-        (ModelSource::Checkpoint { dir, .. }, None) => {
-            anyhow::bail!("checkpoint {} was not loaded", dir.display())
+            train_loop(plans, data, &context, plan.options, events, controls)
         }
     }
 }
@@ -140,15 +142,15 @@ fn send_loaded(
     table: crate::data::RawTable,
     context: &DataContext,
     notes: Vec<String>,
-    (model, detector): (String, DetectorKind),
+    (models, detectors): (Vec<String>, Vec<DetectorKind>),
     checkpoint: Option<PathBuf>,
 ) {
     let loaded = LoadedData {
         table,
         feature_names: context.encoder.feature_names(),
         notes,
-        model,
-        detector,
+        model: models.join(" + "),
+        detectors,
         checkpoint,
     };
     let _ = events.send(TrainEvent::Loaded(Arc::new(loaded)));

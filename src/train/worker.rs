@@ -83,11 +83,12 @@ impl WorkerOptions {
     }
 }
 
-/// The caller's side of a running worker.
-pub struct WorkerHandle {
+/// The caller's side of a running worker; the thread returns `T` (a headless run: one
+/// [`Trained`]; a workbench session: one per detector).
+pub struct WorkerHandle<T = Trained> {
     pub events: Receiver<TrainEvent>,
     pub controls: Sender<Control>,
-    pub thread: JoinHandle<Result<Trained>>,
+    pub thread: JoinHandle<Result<T>>,
 }
 
 /// Starts training `data` on a new thread (headless: no scoring events).
@@ -98,23 +99,25 @@ pub fn spawn(
     context: DataContext,
 ) -> WorkerHandle {
     spawn_thread(move |events, controls| {
-        train_loop(
-            model,
-            train,
+        let mut trained = train_loop(
+            vec![(model, train)],
             data,
             &context,
             WorkerOptions::default(),
             events,
             controls,
-        )
+        )?;
+        trained
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("stopped before training"))
     })
 }
 
 /// Runs `body` on the training thread with a fresh channel pair; an error is also sent
 /// as [`TrainEvent::Failed`].
-pub(crate) fn spawn_thread(
-    body: impl FnOnce(&Sender<TrainEvent>, &Receiver<Control>) -> Result<Trained> + Send + 'static,
-) -> WorkerHandle {
+pub(crate) fn spawn_thread<T: Send + 'static>(
+    body: impl FnOnce(&Sender<TrainEvent>, &Receiver<Control>) -> Result<T> + Send + 'static,
+) -> WorkerHandle<T> {
     let (event_tx, events) = channel();
     let (controls, control_rx) = channel();
     let thread = std::thread::Builder::new()
@@ -134,160 +137,216 @@ pub(crate) fn spawn_thread(
     }
 }
 
-/// The training loop of a worker: `train.members` members one after another, each its
-/// epochs with events, controls served between steps.
+/// One detector to train: its networks and its training settings.
+pub type DetectorPlan = (DetectorConfig, TrainConfig);
+
+/// The training loop of a worker: each detector of `plans` in turn (side by side: one
+/// after the other on the same rows), each `train.members` members one after another,
+/// each its epochs with events, controls served between steps. Returns one [`Trained`] per
+/// detector trained (a stop skips the detectors not started).
 pub(crate) fn train_loop(
-    model: DetectorConfig,
-    train: TrainConfig,
+    plans: Vec<DetectorPlan>,
     data: Arc<Matrix>,
     context: &DataContext,
     options: WorkerOptions,
     events: &Sender<TrainEvent>,
     controls: &Receiver<Control>,
-) -> Result<Trained> {
-    let members = train.members.max(1);
-    let epochs = train.epochs;
-    let rescore_every = options.rescoring.interval(epochs);
-    let mut trainer = Trainer::new(model.clone(), train.member(0), data.rows);
-    let kind = model.kind();
-    let _ = events.send(TrainEvent::Started {
-        detector: kind,
-        rows: data.rows,
-        features: data.cols,
-        epochs,
-        members,
-        steps_per_epoch: trainer.steps_per_epoch(),
-        rescore_every,
-    });
-    let started = Instant::now();
+) -> Result<Vec<Trained>> {
+    let side_by_side = plans.len() > 1;
     let mut inbox = Inbox::default();
-    let mut scorer = Scorer {
-        data: &data,
-        context,
-        events,
-        train: &train,
-        finished: Ensemble::default(),
-        finished_sum: vec![0.0; data.rows],
-        keep: None,
-        keep_changed: false,
-    };
-    if options.start_paused {
-        inbox.take(Control::Pause, events);
-        inbox.settle(controls, events, |inbox| scorer.serve(inbox, &trainer));
-    }
-    let mut last = None;
-    for member in 0..members {
-        if member > 0 {
-            if inbox.stop {
-                break;
-            }
-            trainer = Trainer::new(model.clone(), train.member(member), data.rows);
-            // A new trainer takes every row: tell it which are left out.
-            scorer.keep_changed |= scorer.keep.is_some();
+    let mut done: Vec<Trained> = Vec::new();
+    let mut epochs_done = 0;
+    for (i, (model, train)) in plans.into_iter().enumerate() {
+        if inbox.stop {
+            let _ = events.send(TrainEvent::Warning(format!(
+                "stopped: {} was not trained",
+                model.kind()
+            )));
+            continue;
         }
-        let _ = events.send(TrainEvent::MemberStarted {
-            member: member + 1,
+        let mut run = DetectorRun {
+            data: &data,
+            context,
+            events,
+            controls,
+            rescore_every: options.rescoring.interval(train.epochs),
+            start_paused: options.start_paused && i == 0,
+            side_by_side,
+        };
+        let trained = run.train(model, train, &mut inbox, &mut done)?;
+        epochs_done = trained.ensemble.epochs_done();
+        done.push(trained);
+    }
+    let _ = events.send(TrainEvent::Finished {
+        epochs_done,
+        stopped_early: inbox.stop,
+    });
+    // Saves asked for while the last epoch ran (e.g. on quit) are written now.
+    for dir in std::mem::take(&mut inbox.saves) {
+        let _ = events.send(save_checkpoint(&dir, &parts(&done), side_by_side, context));
+    }
+    if options.serves_after_training() && !inbox.stop {
+        return serve_trained(done, side_by_side, &data, context, events, controls);
+    }
+    Ok(done)
+}
+
+/// What training one detector needs besides its plan.
+struct DetectorRun<'a> {
+    data: &'a Arc<Matrix>,
+    context: &'a DataContext,
+    events: &'a Sender<TrainEvent>,
+    controls: &'a Receiver<Control>,
+    rescore_every: Option<usize>,
+    start_paused: bool,
+    side_by_side: bool,
+}
+
+impl DetectorRun<'_> {
+    /// Trains one detector's ensemble; `earlier` holds the detectors trained before it in
+    /// this session, which rescores and saves serve too.
+    fn train(
+        &mut self,
+        model: DetectorConfig,
+        train: TrainConfig,
+        inbox: &mut Inbox,
+        earlier: &mut [Trained],
+    ) -> Result<Trained> {
+        let (data, events, controls) = (self.data, self.events, self.controls);
+        let members = train.members.max(1);
+        let epochs = train.epochs;
+        let rescore_every = self.rescore_every;
+        let mut trainer = Trainer::new(model.clone(), train.member(0), data.rows);
+        let kind = model.kind();
+        let _ = events.send(TrainEvent::Started {
+            detector: kind,
+            rows: data.rows,
+            features: data.cols,
+            epochs,
             members,
+            steps_per_epoch: trainer.steps_per_epoch(),
+            rescore_every,
         });
-        for epoch in 1..=epochs {
-            if inbox.stop {
-                break;
-            }
-            if let Some(rows) = inbox.excluded.take() {
-                scorer.exclude(&rows);
-            }
-            if std::mem::take(&mut scorer.keep_changed) {
-                trainer.set_keep(scorer.keep.as_deref());
-            }
-            let mut last_event = Instant::now();
-            let summary = trainer.epoch(&data, |view| {
-                if last_event.elapsed() >= STEP_EVENT_INTERVAL {
-                    last_event = Instant::now();
-                    let _ = events.send(TrainEvent::Step {
-                        epoch,
-                        step: view.step,
-                        losses: view.losses.clone(),
-                    });
+        let started = Instant::now();
+        let mut scorer = Scorer {
+            data,
+            context: self.context,
+            events,
+            train: &train,
+            finished: Ensemble::default(),
+            finished_sum: vec![0.0; data.rows],
+            keep: inbox.keep.clone(),
+            keep_changed: inbox.keep.is_some(),
+            earlier,
+            earlier_stale: false,
+            side_by_side: self.side_by_side,
+        };
+        if self.start_paused {
+            inbox.take(Control::Pause, events);
+            inbox.settle(controls, events, |inbox| scorer.serve(inbox, &trainer));
+        }
+        for member in 0..members {
+            if member > 0 {
+                if inbox.stop {
+                    break;
                 }
-                inbox.settle(controls, events, |inbox| scorer.serve_view(inbox, view));
-                !inbox.stop
-            })?;
-            if summary.dropped_steps > 0 {
-                let _ = events.send(TrainEvent::Warning(format!(
+                trainer = Trainer::new(model.clone(), train.member(member), data.rows);
+                // A new trainer takes every row: tell it which are left out.
+                scorer.keep_changed |= scorer.keep.is_some();
+            }
+            let _ = events.send(TrainEvent::MemberStarted {
+                member: member + 1,
+                members,
+            });
+            for epoch in 1..=epochs {
+                if inbox.stop {
+                    break;
+                }
+                if let Some(rows) = inbox.excluded.take() {
+                    scorer.exclude(&rows);
+                }
+                if std::mem::take(&mut scorer.keep_changed) {
+                    trainer.set_keep(scorer.keep.as_deref());
+                }
+                let mut last_event = Instant::now();
+                let summary = trainer.epoch(data, |view| {
+                    if last_event.elapsed() >= STEP_EVENT_INTERVAL {
+                        last_event = Instant::now();
+                        let _ = events.send(TrainEvent::Step {
+                            epoch,
+                            step: view.step,
+                            losses: view.losses.clone(),
+                        });
+                    }
+                    inbox.settle(controls, events, |inbox| scorer.serve_view(inbox, view));
+                    !inbox.stop
+                })?;
+                if summary.dropped_steps > 0 {
+                    let _ = events.send(TrainEvent::Warning(format!(
                     "member {}, epoch {epoch}: {} step(s) had a non-finite loss or update and were dropped",
                     member + 1,
                     summary.dropped_steps
                 )));
-            }
-            if summary.max_repair > 0.0 {
-                let _ = events.send(TrainEvent::Warning(format!(
-                    "member {}, epoch {epoch}: {}",
-                    member + 1,
-                    kind.describe_repair(summary.max_repair)
-                )));
-            }
-            if let Some(reason) = summary.diverged.clone() {
-                let _ = events.send(TrainEvent::Diverged(Divergence {
-                    member: member + 1,
+                }
+                if summary.max_repair > 0.0 {
+                    let _ = events.send(TrainEvent::Warning(format!(
+                        "member {}, epoch {epoch}: {}",
+                        member + 1,
+                        kind.describe_repair(summary.max_repair)
+                    )));
+                }
+                if let Some(reason) = summary.diverged.clone() {
+                    let _ = events.send(TrainEvent::Diverged(Divergence {
+                        member: member + 1,
+                        epoch,
+                        reason,
+                        kept_epoch: summary.kept_epoch,
+                    }));
+                }
+                let _ = events.send(TrainEvent::Epoch {
                     epoch,
-                    reason,
-                    kept_epoch: summary.kept_epoch,
-                }));
+                    losses: summary.losses,
+                    aux: summary.aux,
+                    samples_per_sec: summary.samples as f64 / summary.seconds.max(1e-9),
+                    elapsed_secs: started.elapsed().as_secs_f64(),
+                });
+                let due = rescore_every.is_some_and(|n| epoch % n == 0 && epoch < epochs);
+                inbox.rescore |= due;
+                inbox.settle(controls, events, |inbox| {
+                    inbox.rescore &= !inbox.stop;
+                    scorer.serve(inbox, &trainer)
+                });
             }
-            let _ = events.send(TrainEvent::Epoch {
-                epoch,
-                losses: summary.losses,
-                aux: summary.aux,
-                samples_per_sec: summary.samples as f64 / summary.seconds.max(1e-9),
-                elapsed_secs: started.elapsed().as_secs_f64(),
-            });
-            let due = rescore_every.is_some_and(|n| epoch % n == 0 && epoch < epochs);
-            inbox.rescore |= due;
-            inbox.settle(controls, events, |inbox| {
-                inbox.rescore &= !inbox.stop;
-                scorer.serve(inbox, &trainer)
-            });
+            // The member as it stands joins the ensemble (on a stop too: it is what exists).
+            let detail = scorer.finish(&trainer)?;
+            // The ensemble so far is shown as each member finishes.
+            if rescore_every.is_some() {
+                scorer.send_scoring(scorer.mean_with(None), detail, &trainer.view(), None);
+            }
+            if inbox.stop {
+                break;
+            }
         }
-        // The member as it stands joins the ensemble (on a stop too: it is what exists).
-        let detail = scorer.finish(&trainer)?;
-        // The ensemble so far is shown as each member finishes (the last one just below).
-        if rescore_every.is_some() && member + 1 < members && !inbox.stop {
-            scorer.send_scoring(scorer.mean_with(None), detail, &trainer.view(), None);
-        } else {
-            last = Some(detail);
-        }
+        inbox.keep = scorer.keep.clone();
+        Ok(Trained {
+            scores: scorer.mean_with(None),
+            ensemble: scorer.finished,
+            train,
+        })
     }
-    let _ = events.send(TrainEvent::Finished {
-        epochs_done: trainer.epochs_done,
-        stopped_early: inbox.stop,
-    });
-    let scores = scorer.mean_with(None);
-    if let (Some(_), Some(detail)) = (rescore_every, last) {
-        scorer.send_scoring(scores.clone(), detail, &trainer.view(), None);
-    }
-    // Saves asked for while the last epoch ran (e.g. on quit) are written now.
-    scorer.serve_saves(&mut inbox);
-    let trained = Trained {
-        ensemble: scorer.finished,
-        scores,
-        train,
-    };
-    if options.serves_after_training() && !inbox.stop {
-        return serve_trained(trained, &data, context, events, controls);
-    }
-    Ok(trained)
 }
 
 /// After training (or on opening a checkpoint): serves saves, and rescores that refit
 /// every member's mixture and calibration over the rows not marked anomalous, until told
-/// to stop. Returns the ensemble as last refitted.
+/// to stop. Returns the ensembles (one per detector) as last refitted.
 pub(crate) fn serve_trained(
-    mut trained: Trained,
+    mut trained: Vec<Trained>,
+    side_by_side: bool,
     data: &Arc<Matrix>,
     context: &DataContext,
     events: &Sender<TrainEvent>,
     controls: &Receiver<Control>,
-) -> Result<Trained> {
+) -> Result<Vec<Trained>> {
     let mut keep: Option<Vec<bool>> = None;
     for control in controls.iter() {
         match control {
@@ -296,40 +355,65 @@ pub(crate) fn serve_trained(
             Control::SaveCheckpoint(dir) => {
                 let _ = events.send(save_checkpoint(
                     &dir,
-                    &trained.ensemble,
-                    &trained.train,
+                    &parts(&trained),
+                    side_by_side,
                     context,
                 ));
             }
-            Control::Rescore => match trained.ensemble.refit(data, keep.as_deref()) {
-                Ok(scores) => {
-                    trained.scores = scores;
-                    let scoring = Scoring::of_ensemble(
-                        &trained.ensemble,
-                        trained.scores.clone(),
-                        data.clone(),
-                    )?;
-                    let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
+            Control::Rescore => {
+                for t in &mut trained {
+                    rescore_trained(t, keep.as_deref(), data, events)?;
                 }
-                Err(e) => {
-                    let _ = events.send(TrainEvent::Warning(format!("cannot refit: {e}")));
-                }
-            },
+            }
             Control::Pause | Control::Resume => {}
         }
     }
     Ok(trained)
 }
 
-/// Writes `ensemble` to `dir`; the event says whether it worked.
+/// Refits `trained` over the `keep` rows and sends its new scoring.
+fn rescore_trained(
+    trained: &mut Trained,
+    keep: Option<&[bool]>,
+    data: &Arc<Matrix>,
+    events: &Sender<TrainEvent>,
+) -> Result<()> {
+    match trained.ensemble.refit(data, keep) {
+        Ok(scores) => {
+            trained.scores = scores;
+            let scoring =
+                Scoring::of_ensemble(&trained.ensemble, trained.scores.clone(), data.clone())?;
+            let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
+        }
+        Err(e) => {
+            let _ = events.send(TrainEvent::Warning(format!("cannot refit: {e}")));
+        }
+    }
+    Ok(())
+}
+
+/// Each trained ensemble with its training settings, as checkpoints record them.
+fn parts(trained: &[Trained]) -> Vec<(&Ensemble, &TrainConfig)> {
+    trained.iter().map(|t| (&t.ensemble, &t.train)).collect()
+}
+
+/// Writes each ensemble to `dir` (side by side: each to its detector's subdirectory);
+/// the event says whether it worked.
 fn save_checkpoint(
     dir: &Path,
-    ensemble: &Ensemble,
-    train: &TrainConfig,
+    models: &[(&Ensemble, &TrainConfig)],
+    side_by_side: bool,
     context: &DataContext,
 ) -> TrainEvent {
-    let meta = CheckpointMeta::new(ensemble, train, &context.read, &context.encoder);
-    match checkpoint::save(dir, ensemble, &meta) {
+    let saved = models.iter().try_for_each(|(ensemble, train)| {
+        let target = match ensemble.kind() {
+            Some(kind) if side_by_side => checkpoint::side_by_side_dir(dir, kind),
+            _ => dir.to_path_buf(),
+        };
+        let meta = CheckpointMeta::new(ensemble, train, &context.read, &context.encoder);
+        checkpoint::save(&target, ensemble, &meta)
+    });
+    match saved {
         Ok(()) => TrainEvent::CheckpointSaved(dir.to_path_buf()),
         Err(e) => TrainEvent::CheckpointFailed(format!("checkpoint not saved: {e:#}")),
     }
@@ -360,6 +444,12 @@ struct Scorer<'a> {
     keep: Option<Vec<bool>>,
     /// `keep` changed since the trainer last took it.
     keep_changed: bool,
+    /// Detectors trained earlier in a side-by-side session: saved with this one, and
+    /// refitted at a rescore after the marks changed.
+    earlier: &'a mut [Trained],
+    /// `keep` changed since `earlier` was last refitted.
+    earlier_stale: bool,
+    side_by_side: bool,
 }
 
 impl Scorer<'_> {
@@ -372,6 +462,7 @@ impl Scorer<'_> {
         }
         self.keep = keep;
         self.keep_changed = true;
+        self.earlier_stale = true;
         if self.finished.members.is_empty() {
             return;
         }
@@ -419,13 +510,6 @@ impl Scorer<'_> {
         self.serve_view(inbox, &trainer.view());
     }
 
-    /// Saves written once training is over: the finished ensemble as it is.
-    fn serve_saves(&self, inbox: &mut Inbox) {
-        for dir in std::mem::take(&mut inbox.saves) {
-            self.save(&dir, &self.finished);
-        }
-    }
-
     fn serve_view(&mut self, inbox: &mut Inbox, view: &StepView<'_>) {
         if let Some(rows) = inbox.excluded.take() {
             self.exclude(&rows);
@@ -446,6 +530,17 @@ impl Scorer<'_> {
             }
         };
         let rescore = std::mem::take(&mut inbox.rescore);
+        if rescore && std::mem::take(&mut self.earlier_stale) {
+            for trained in self.earlier.iter_mut() {
+                if let Err(e) =
+                    rescore_trained(trained, self.keep.as_deref(), self.data, self.events)
+                {
+                    let _ = self
+                        .events
+                        .send(TrainEvent::Warning(format!("cannot rescore: {e:#}")));
+                }
+            }
+        }
         let scores = rescore.then(|| self.mean_with(Some(&calibrated)));
         let saves = std::mem::take(&mut inbox.saves);
         if !saves.is_empty() {
@@ -461,10 +556,16 @@ impl Scorer<'_> {
         }
     }
 
+    /// Saves `ensemble` (this detector's, as it stands) with the earlier detectors'.
     fn save(&self, dir: &Path, ensemble: &Ensemble) {
-        let _ = self
-            .events
-            .send(save_checkpoint(dir, ensemble, self.train, self.context));
+        let mut models = parts(self.earlier);
+        models.push((ensemble, self.train));
+        let _ = self.events.send(save_checkpoint(
+            dir,
+            &models,
+            self.side_by_side,
+            self.context,
+        ));
     }
 
     /// Sends the ensemble `scores` of every row. The inspect view's detail and
@@ -503,6 +604,8 @@ struct Inbox {
     saves: Vec<PathBuf>,
     /// The latest set of rows marked anomalous, not yet applied.
     excluded: Option<Vec<u32>>,
+    /// The rows the last detector's fits kept, for the next detector to start from.
+    keep: Option<Vec<bool>>,
 }
 
 impl Inbox {

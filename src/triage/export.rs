@@ -75,9 +75,29 @@ fn is_plain_number(cell: &str) -> bool {
 pub struct ExportRow {
     /// 1-based data record number in the source file.
     pub record: u64,
-    pub rank: usize,
-    pub score: f64,
+    /// The row's score and rank under each detector, in the order of the export's
+    /// detector names.
+    pub scores: Vec<RankedScore>,
     pub mark: Option<Mark>,
+}
+
+/// A row's score under one detector and its 1-based rank by that score.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RankedScore {
+    pub score: f64,
+    pub rank: usize,
+}
+
+/// The score and rank column names for rows scored by `detectors`: `score`, `rank` for one
+/// detector; `score_dagmm`, `rank_dagmm`, `score_egbad`, … side by side.
+pub fn score_columns(detectors: &[&str]) -> Vec<(String, String)> {
+    match detectors {
+        [_] | [] => vec![("score".into(), "rank".into())],
+        many => many
+            .iter()
+            .map(|d| (format!("score_{d}"), format!("rank_{d}")))
+            .collect(),
+    }
 }
 
 /// Writes `rows` of the CSV `data` to `out` and returns how many were written. CSV cells
@@ -86,10 +106,12 @@ pub struct ExportRow {
 pub fn export(
     data: &Path,
     delimiter: u8,
+    detectors: &[&str],
     rows: &[ExportRow],
     out: &Path,
     safety: CellSafety,
 ) -> Result<usize> {
+    let columns = score_columns(detectors);
     let wanted: BTreeSet<u64> = rows.iter().map(|r| r.record).collect();
     let (header, records) = read_records(data, delimiter, &wanted)?;
     let found: Vec<(&ExportRow, &csv::StringRecord)> = rows
@@ -97,8 +119,8 @@ pub fn export(
         .filter_map(|row| records.get(&row.record).map(|rec| (row, rec)))
         .collect();
     StagedFile::write(out, |file| match ExportFormat::from_path(out) {
-        ExportFormat::Csv => write_csv(file, &header, &found, safety),
-        ExportFormat::JsonLines => write_json_lines(file, &header, &found),
+        ExportFormat::Csv => write_csv(file, &header, &columns, &found, safety),
+        ExportFormat::JsonLines => write_json_lines(file, &header, &columns, &found),
     })?
     .commit()?;
     Ok(found.len())
@@ -107,24 +129,28 @@ pub fn export(
 fn write_csv(
     out: &mut impl Write,
     header: &[String],
+    columns: &[(String, String)],
     rows: &[(&ExportRow, &csv::StringRecord)],
     safety: CellSafety,
 ) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    let extra = ["score", "rank", "mark"];
-    let names: Vec<Cow<str>> = header.iter().map(|h| safety.apply(h)).collect();
-    w.write_record(
-        names
-            .iter()
-            .map(|n| n.as_bytes())
-            .chain(extra.map(str::as_bytes)),
-    )?;
+    let extra = columns
+        .iter()
+        .flat_map(|(score, rank)| [score.as_str(), rank.as_str()])
+        .chain(["mark"]);
+    let names: Vec<Cow<str>> = header
+        .iter()
+        .map(|h| safety.apply(h))
+        .chain(extra.map(Cow::Borrowed))
+        .collect();
+    w.write_record(names.iter().map(|n| n.as_bytes()))?;
     for (row, record) in rows {
-        let extra = [
-            row.score.to_string(),
-            row.rank.to_string(),
-            row.mark.map_or("", Mark::name).to_string(),
-        ];
+        let extra: Vec<String> = row
+            .scores
+            .iter()
+            .flat_map(|s| [s.score.to_string(), s.rank.to_string()])
+            .chain([row.mark.map_or("", Mark::name).to_string()])
+            .collect();
         let cells: Vec<Cow<str>> = record.iter().map(|c| safety.apply(c)).collect();
         let cells = cells.iter().map(|c| c.as_bytes());
         w.write_record(cells.chain(extra.iter().map(|e| e.as_bytes())))?;
@@ -136,6 +162,7 @@ fn write_csv(
 fn write_json_lines(
     out: &mut impl Write,
     header: &[String],
+    columns: &[(String, String)],
     rows: &[(&ExportRow, &csv::StringRecord)],
 ) -> Result<()> {
     for (row, record) in rows {
@@ -143,11 +170,13 @@ fn write_json_lines(
         for (name, value) in header.iter().zip(record.iter()) {
             object.insert(name.clone(), value.into());
         }
-        // JSON has no NaN/inf: a non-finite score becomes null.
-        let score =
-            serde_json::Number::from_f64(row.score).map_or(serde_json::Value::Null, Into::into);
-        object.insert("score".into(), score);
-        object.insert("rank".into(), row.rank.into());
+        for ((score_name, rank_name), s) in columns.iter().zip(&row.scores) {
+            // JSON has no NaN/inf: a non-finite score becomes null.
+            let score =
+                serde_json::Number::from_f64(s.score).map_or(serde_json::Value::Null, Into::into);
+            object.insert(score_name.clone(), score);
+            object.insert(rank_name.clone(), s.rank.into());
+        }
         object.insert("mark".into(), row.mark.map(Mark::name).into());
         serde_json::to_writer(&mut *out, &object)?;
         out.write_all(b"\n")?;
@@ -168,20 +197,24 @@ mod tests {
         let rows = vec![
             ExportRow {
                 record: 2,
-                rank: 1,
-                score: 9.5,
+                scores: vec![RankedScore {
+                    score: 9.5,
+                    rank: 1,
+                }],
                 mark: Some(Mark::Anomaly),
             },
             ExportRow {
                 record: 1,
-                rank: 2,
-                score: 3.0,
+                scores: vec![RankedScore {
+                    score: 3.0,
+                    rank: 2,
+                }],
                 mark: None,
             },
         ];
         let out = dir.path().join("out.csv");
         assert_eq!(
-            export(&data, b',', &rows, &out, CellSafety::Defuse).unwrap(),
+            export(&data, b',', &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap(),
             2
         );
         assert_eq!(
@@ -189,7 +222,7 @@ mod tests {
             "a,b,score,rank,mark\n2,\"y,z\",9.5,1,anomaly\n1.50,x,3,2,\n"
         );
         let out = dir.path().join("out.jsonl");
-        export(&data, b',', &rows, &out, CellSafety::Defuse).unwrap();
+        export(&data, b',', &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap();
         let lines: Vec<serde_json::Value> = fs::read_to_string(&out)
             .unwrap()
             .lines()
@@ -204,6 +237,56 @@ mod tests {
             3,
             "no temporary file left"
         );
+    }
+
+    #[test]
+    fn side_by_side_exports_carry_each_detectors_score_and_rank() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d.csv");
+        fs::write(&data, "a\n1\n2\n").unwrap();
+        let rows = [ExportRow {
+            record: 2,
+            scores: vec![
+                RankedScore {
+                    score: 4.5,
+                    rank: 1,
+                },
+                RankedScore {
+                    score: -0.25,
+                    rank: 2,
+                },
+            ],
+            mark: None,
+        }];
+        let out = dir.path().join("out.csv");
+        export(
+            &data,
+            b',',
+            &["egbad", "dagmm"],
+            &rows,
+            &out,
+            CellSafety::Defuse,
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(&out).unwrap(),
+            "a,score_egbad,rank_egbad,score_dagmm,rank_dagmm,mark\n2,4.5,1,-0.25,2,\n"
+        );
+        let out = dir.path().join("out.jsonl");
+        export(
+            &data,
+            b',',
+            &["egbad", "dagmm"],
+            &rows,
+            &out,
+            CellSafety::Defuse,
+        )
+        .unwrap();
+        let line: serde_json::Value =
+            serde_json::from_str(fs::read_to_string(&out).unwrap().trim()).unwrap();
+        assert_eq!(line["score_dagmm"], -0.25);
+        assert_eq!(line["rank_egbad"], 1);
+        assert_eq!(line["a"], "2");
     }
 
     #[test]
@@ -238,17 +321,19 @@ mod tests {
         fs::write(&data, "=name,x\n=cmd|' /C calc'!A0,-1.5\n").unwrap();
         let rows = [ExportRow {
             record: 1,
-            rank: 1,
-            score: -2.0,
+            scores: vec![RankedScore {
+                score: -2.0,
+                rank: 1,
+            }],
             mark: None,
         }];
         let out = dir.path().join("out.csv");
-        export(&data, b',', &rows, &out, CellSafety::Defuse).unwrap();
+        export(&data, b',', &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap();
         assert_eq!(
             fs::read_to_string(&out).unwrap(),
             "'=name,x,score,rank,mark\n'=cmd|' /C calc'!A0,-1.5,-2,1,\n"
         );
-        export(&data, b',', &rows, &out, CellSafety::Raw).unwrap();
+        export(&data, b',', &["dagmm"], &rows, &out, CellSafety::Raw).unwrap();
         assert_eq!(
             fs::read_to_string(&out).unwrap(),
             "=name,x,score,rank,mark\n=cmd|' /C calc'!A0,-1.5,-2,1,\n"

@@ -4,7 +4,7 @@
 pub mod export;
 pub mod marks;
 
-pub use export::{export, CellSafety, ExportFormat, ExportRow};
+pub use export::{export, score_columns, CellSafety, ExportFormat, ExportRow, RankedScore};
 pub use marks::{check_source, data_state_dir, default_state_dir, Journal, Mark, Marks};
 
 use std::io::Write;

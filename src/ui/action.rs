@@ -37,6 +37,10 @@ pub enum Action {
     Rescore,
     /// Hold the table's ranking still while new scores arrive.
     ToggleFreeze,
+    /// Side by side: order the table by the next detector's score.
+    CycleRanking,
+    /// Side by side: show the next detector's loss and second panes.
+    CyclePanes,
     /// Show or hide loss series 0–3 (reconstruction, energy, penalty, total).
     ToggleSeries(usize),
     LogScale,
@@ -73,6 +77,8 @@ impl Action {
             Action::SaveCheckpoint => "save a checkpoint of the model",
             Action::Rescore => "refit without rows marked anomaly, rescore every row",
             Action::ToggleFreeze => "freeze / unfreeze the table's ranking",
+            Action::CycleRanking => "side by side: rank the table by the other detector's score",
+            Action::CyclePanes => "side by side: show the other detector's loss and score panes",
             Action::ToggleSeries(0) => "show / hide reconstruction loss",
             Action::ToggleSeries(1) => "show / hide sample energy",
             Action::ToggleSeries(2) => "show / hide covariance penalty",
@@ -101,6 +107,8 @@ impl Action {
             Action::SaveCheckpoint => "save",
             Action::Rescore => "refit",
             Action::NextRow => "next row",
+            Action::CycleRanking => "rank by",
+            Action::CyclePanes => "panes",
             _ => "",
         }
     }

@@ -17,7 +17,7 @@ use crate::data::{ColumnKind, LoadProgress, RawTable};
 use crate::logging;
 use crate::text::visible;
 use crate::train::{Control, DetectorKind, LoadedData, Scoring, TrainEvent};
-use crate::triage::{ExportRow, Journal, Mark, Marks};
+use crate::triage::{ExportRow, Journal, Mark, Marks, RankedScore};
 
 /// How long a status message stays in the footer.
 const MESSAGE_SECS: u64 = 8;
@@ -70,7 +70,12 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Control(Control),
-    Export { path: PathBuf, rows: Vec<ExportRow> },
+    /// Write `rows` to `path`, with one score and rank column pair per detector named.
+    Export {
+        path: PathBuf,
+        detectors: Vec<&'static str>,
+        rows: Vec<ExportRow>,
+    },
     Quit,
 }
 
@@ -112,6 +117,32 @@ impl Progress {
     /// Epochs completed by the members before the current one.
     pub fn epochs_before(&self) -> f64 {
         (self.member.max(1) - 1) as f64 * self.epochs as f64
+    }
+}
+
+/// One detector's training as the loss and second panes draw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunView {
+    /// Names the loss series and decides the second pane.
+    pub detector: DetectorKind,
+    pub progress: Progress,
+    /// Mean loss components of every finished epoch of the member in training.
+    pub loss_history: Vec<Vec<f64>>,
+    /// Running mean of the epoch in progress.
+    pub loss_live: Option<Vec<f64>>,
+    /// The detector's auxiliary series (DAGMM: mean φ̂) of every finished epoch.
+    pub aux_history: Vec<Vec<f64>>,
+}
+
+impl RunView {
+    fn new(detector: DetectorKind) -> Self {
+        RunView {
+            detector,
+            progress: Progress::default(),
+            loss_history: Vec::new(),
+            loss_live: None,
+            aux_history: Vec::new(),
+        }
     }
 }
 
@@ -174,15 +205,12 @@ pub struct App {
     pub now: Instant,
     pub load: Option<(LoadProgress, Instant)>,
     pub data: Option<DataView>,
-    pub progress: Progress,
-    /// The detector being trained or shown: names the loss series and the second pane.
-    pub detector: DetectorKind,
-    /// Mean loss components of every finished epoch.
-    pub loss_history: Vec<Vec<f64>>,
-    /// Running mean of the epoch in progress.
-    pub loss_live: Option<Vec<f64>>,
-    /// The detector's auxiliary series (DAGMM: mean φ̂) of every finished epoch.
-    pub aux_history: Vec<Vec<f64>>,
+    /// One per detector of the session (two side by side), never empty.
+    pub runs: Vec<RunView>,
+    /// Index into `runs` of the detector in training (the last one started).
+    training: usize,
+    /// Index into `runs` of the detector whose loss and second panes are shown.
+    viewed: usize,
     /// The ranked table: scorings, filter, threshold, selection.
     pub table: RankedView,
     /// The flagged rows before a refit was asked for, and how many rows it leaves out.
@@ -222,11 +250,9 @@ impl App {
             now,
             load: None,
             data: None,
-            progress: Progress::default(),
-            detector: DetectorKind::default(),
-            loss_history: Vec::new(),
-            loss_live: None,
-            aux_history: Vec::new(),
+            runs: vec![RunView::new(DetectorKind::default())],
+            training: 0,
+            viewed: 0,
             refit_from: None,
             marks,
             journal,
@@ -300,6 +326,25 @@ impl App {
         });
     }
 
+    /// Progress of the detector in training (or the last one trained).
+    pub fn progress(&self) -> &Progress {
+        &self.runs[self.training].progress
+    }
+
+    /// The detector in training, with its 1-based place and the number of detectors.
+    pub fn training_detector(&self) -> (DetectorKind, usize, usize) {
+        (
+            self.runs[self.training].detector,
+            self.training + 1,
+            self.runs.len(),
+        )
+    }
+
+    /// The detector whose loss and second panes are shown.
+    pub fn viewed_run(&self) -> &RunView {
+        &self.runs[self.viewed]
+    }
+
     /// `true` while the worker is training (running or paused).
     pub fn training_active(&self) -> bool {
         matches!(self.phase, Phase::Training | Phase::Paused | Phase::Loading)
@@ -308,8 +353,8 @@ impl App {
     /// `true` when quitting now would lose a trained model.
     pub fn unsaved(&self) -> bool {
         self.config.training
-            && self.progress.epochs_done > 0
-            && self.saved_epoch != Some(self.progress.epochs_done)
+            && self.progress().epochs_done > 0
+            && self.saved_epoch != Some(self.progress().epochs_done)
     }
 
     /// The mark of table row `row`.
@@ -424,6 +469,8 @@ impl App {
             Action::SaveCheckpoint => return self.save(),
             Action::Rescore => return self.rescore(),
             Action::ToggleFreeze => self.toggle_freeze(),
+            Action::CycleRanking => self.cycle_ranking(),
+            Action::CyclePanes => self.cycle_panes(),
             Action::ToggleSeries(i) => {
                 if let Some(s) = self.chart.shown.get_mut(i) {
                     *s = !*s;
@@ -452,7 +499,7 @@ impl App {
                 } else {
                     "the model is not saved"
                 };
-                if self.config.training && self.progress.epochs_done > 0 {
+                if self.config.training && self.progress().epochs_done > 0 {
                     format!(
                         "Quit? {why} (marks are saved) · y quit · s save model and quit · n stay"
                     )
@@ -479,7 +526,7 @@ impl App {
         }
         match (question, c.to_ascii_lowercase()) {
             (Confirm::Quit, 'y' | 'q') => vec![Effect::Quit],
-            (Confirm::Quit, 's') if self.config.training && self.progress.epochs_done > 0 => {
+            (Confirm::Quit, 's') if self.config.training && self.progress().epochs_done > 0 => {
                 self.mode = Mode::Normal;
                 self.quit_after_save = true;
                 self.save()
@@ -552,11 +599,20 @@ impl App {
                 ..
             } => {
                 self.phase = Phase::Training;
-                self.detector = detector;
-                self.progress.members = members;
-                self.progress.epochs = epochs;
-                self.progress.steps_per_epoch = steps_per_epoch;
-                self.progress.rescore_every = rescore_every;
+                self.training = match self.runs.iter().position(|r| r.detector == detector) {
+                    Some(i) => i,
+                    None => {
+                        self.runs.push(RunView::new(detector));
+                        self.runs.len() - 1
+                    }
+                };
+                // The panes follow the detector that starts training.
+                self.viewed = self.training;
+                let p = &mut self.runs[self.training].progress;
+                p.members = members;
+                p.epochs = epochs;
+                p.steps_per_epoch = steps_per_epoch;
+                p.rescore_every = rescore_every;
                 // Rows marked anomalous in an earlier session stay out of training too.
                 let excluded = self.anomaly_rows();
                 if !excluded.is_empty() {
@@ -565,18 +621,20 @@ impl App {
             }
             TrainEvent::MemberStarted { member, members } => {
                 // Each member's loss and mixture curves start afresh.
-                self.progress.member = member;
-                self.progress.members = members;
-                self.progress.epochs_done = 0;
-                self.progress.step = 0;
-                self.progress.diverged_keeping = None;
-                self.loss_history.clear();
-                self.aux_history.clear();
-                self.loss_live = None;
+                let run = &mut self.runs[self.training];
+                run.progress.member = member;
+                run.progress.members = members;
+                run.progress.epochs_done = 0;
+                run.progress.step = 0;
+                run.progress.diverged_keeping = None;
+                run.loss_history.clear();
+                run.aux_history.clear();
+                run.loss_live = None;
             }
             TrainEvent::Step { step, losses, .. } => {
-                self.progress.step = step + 1;
-                self.loss_live = Some(losses);
+                let run = &mut self.runs[self.training];
+                run.progress.step = step + 1;
+                run.loss_live = Some(losses);
             }
             TrainEvent::Epoch {
                 epoch,
@@ -585,23 +643,24 @@ impl App {
                 samples_per_sec,
                 elapsed_secs,
             } => {
-                self.progress.epochs_done = epoch;
-                self.progress.step = 0;
-                self.progress.samples_per_sec = samples_per_sec;
-                self.progress.elapsed_secs = elapsed_secs;
-                self.loss_history.push(losses);
-                self.loss_live = None;
-                self.aux_history.push(aux);
+                let run = &mut self.runs[self.training];
+                run.progress.epochs_done = epoch;
+                run.progress.step = 0;
+                run.progress.samples_per_sec = samples_per_sec;
+                run.progress.elapsed_secs = elapsed_secs;
+                run.loss_history.push(losses);
+                run.loss_live = None;
+                run.aux_history.push(aux);
             }
             TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => self.say(Level::Warning, w),
             TrainEvent::Diverged(divergence) => {
-                self.progress.diverged_keeping = Some(divergence.kept_epoch);
+                self.runs[self.training].progress.diverged_keeping = Some(divergence.kept_epoch);
                 self.say(Level::Warning, divergence.to_string());
             }
             TrainEvent::Paused => self.phase = Phase::Paused,
             TrainEvent::Resumed => self.phase = Phase::Training,
             TrainEvent::CheckpointSaved(dir) => {
-                self.saved_epoch = Some(self.progress.epochs_done);
+                self.saved_epoch = Some(self.progress().epochs_done);
                 self.say(
                     Level::Info,
                     format!(
@@ -615,8 +674,9 @@ impl App {
             }
             TrainEvent::Finished { epochs_done, .. } => {
                 self.phase = Phase::Done;
-                self.progress.epochs_done = epochs_done;
-                self.loss_live = None;
+                let run = &mut self.runs[self.training];
+                run.progress.epochs_done = epochs_done;
+                run.loss_live = None;
                 if !self.config.training {
                     self.saved_epoch = Some(epochs_done);
                 }
@@ -632,7 +692,10 @@ impl App {
     }
 
     fn loaded(&mut self, loaded: Arc<LoadedData>) {
-        self.detector = loaded.detector;
+        if !loaded.detectors.is_empty() {
+            self.runs = loaded.detectors.iter().map(|&d| RunView::new(d)).collect();
+            (self.training, self.viewed) = (0, 0);
+        }
         let table = &loaded.table;
         let columns = display_columns(table);
         let levels = table
@@ -879,14 +942,20 @@ impl App {
         Vec::new()
     }
 
-    /// The rows an export writes: flagged or marked, most anomalous first.
-    pub fn export_rows(&self) -> Vec<ExportRow> {
+    /// The rows an export writes: flagged or marked, most anomalous first, with each
+    /// detector's score and rank (the ranking one first; its name heads the list).
+    pub fn export_rows(&self) -> (Vec<&'static str>, Vec<ExportRow>) {
         let (Some(shown), Some(data)) = (self.table.shown(), &self.data) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
+        let scorings: Vec<&Scoring> = std::iter::once(shown)
+            .chain(self.table.other())
+            .map(|s| s.scoring.as_ref())
+            .collect();
+        let detectors = scorings.iter().map(|s| s.detector.name()).collect();
         let flagged = self.table.flagged_count();
         let table = &data.loaded.table;
-        shown
+        let rows = shown
             .scoring
             .order
             .iter()
@@ -896,16 +965,22 @@ impl App {
                 let mark = self.marks.get(record);
                 (position < flagged || mark.is_some()).then(|| ExportRow {
                     record,
-                    rank: position + 1,
-                    score: shown.scoring.scores[row as usize],
+                    scores: scorings
+                        .iter()
+                        .map(|s| RankedScore {
+                            score: s.scores[row as usize],
+                            rank: s.rank(row as usize),
+                        })
+                        .collect(),
                     mark,
                 })
             })
-            .collect()
+            .collect();
+        (detectors, rows)
     }
 
     fn export_to(&mut self, path: PathBuf) -> Vec<Effect> {
-        let rows = self.export_rows();
+        let (detectors, rows) = self.export_rows();
         if rows.is_empty() {
             self.say(Level::Info, "nothing flagged or marked to export".into());
             return Vec::new();
@@ -914,7 +989,11 @@ impl App {
             Level::Info,
             format!("exporting {} rows…", thousands(rows.len())),
         );
-        vec![Effect::Export { path, rows }]
+        vec![Effect::Export {
+            path,
+            detectors,
+            rows,
+        }]
     }
 
     fn toggle_pause(&mut self) -> Vec<Effect> {
@@ -987,6 +1066,33 @@ impl App {
                 "refit without {excluded} row(s) marked anomaly: {changed} of {flagged} flagged rows changed"
             ),
         );
+    }
+
+    fn cycle_ranking(&mut self) {
+        match self.with_table(|t, facts| t.cycle_rank_by(facts)) {
+            Some(detector) => self.say(Level::Info, format!("ranked by {detector}'s score")),
+            None if self.runs.len() > 1 => self.say(
+                Level::Info,
+                "one detector has scored so far: the other ranks once it has".into(),
+            ),
+            None => self.say(
+                Level::Info,
+                "one detector: start with --detector dagmm,egbad to compare two".into(),
+            ),
+        }
+    }
+
+    fn cycle_panes(&mut self) {
+        if self.runs.len() < 2 {
+            self.say(
+                Level::Info,
+                "one detector: start with --detector dagmm,egbad to compare two".into(),
+            );
+            return;
+        }
+        self.viewed = (self.viewed + 1) % self.runs.len();
+        let detector = self.runs[self.viewed].detector;
+        self.say(Level::Info, format!("showing {detector}'s panes"));
     }
 
     fn toggle_freeze(&mut self) {

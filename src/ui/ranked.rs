@@ -181,12 +181,13 @@ impl RankedView {
         self.scorings.get(self.rank_by)
     }
 
-    /// The first other detector's scoring (the table's second rank column).
+    /// The first other detector's scoring of the same rows (the table's second rank column).
     pub fn other(&self) -> Option<&Shown> {
+        let rows = self.shown()?.scoring.len();
         self.scorings
             .iter()
             .enumerate()
-            .find(|(i, _)| *i != self.rank_by)
+            .find(|(i, s)| *i != self.rank_by && s.scoring.len() == rows)
             .map(|(_, s)| s)
     }
 

@@ -312,9 +312,11 @@ fn main_loop(
                     Effect::Control(control) => {
                         let _ = controls.send(control);
                     }
-                    Effect::Export { path, rows } => {
-                        spawn_export(app, source, path, rows, tx.clone())
-                    }
+                    Effect::Export {
+                        path,
+                        detectors,
+                        rows,
+                    } => spawn_export(app, source, path, (detectors, rows), tx.clone()),
                     Effect::Quit => quit = Some(None),
                 }
             }
@@ -407,7 +409,7 @@ fn spawn_export(
     app: &App,
     source: &ExportSource,
     path: PathBuf,
-    rows: Vec<crate::triage::ExportRow>,
+    (detectors, rows): (Vec<&'static str>, Vec<crate::triage::ExportRow>),
     tx: Sender<Event>,
 ) {
     let delimiter = app.data.as_ref().map_or(b',', |d| d.loaded.table.delimiter);
@@ -415,7 +417,7 @@ fn spawn_export(
     std::thread::Builder::new()
         .name("export".into())
         .spawn(move || {
-            let result = export(&data, delimiter, &rows, &path, safety)
+            let result = export(&data, delimiter, &detectors, &rows, &path, safety)
                 .map(|n| (path, n))
                 .map_err(|e| format!("{e:#}"));
             let _ = tx.send(Event::Exported(result));

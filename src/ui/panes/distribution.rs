@@ -74,10 +74,17 @@ impl Histogram {
 /// Draws the distribution pane into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = &look.theme;
-    let outer = block(" Score distribution · flagged ", t);
+    let detector = app.viewed_run().detector;
+    let title = if app.runs.len() > 1 {
+        format!(" {detector} score distribution · flagged ")
+    } else {
+        " Score distribution · flagged ".to_string()
+    };
+    let outer = block(title, t);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let Some(shown) = app.table.shown() else {
+    let viewed = app.table.scorings.iter().find(|s| s.detector() == detector);
+    let Some(shown) = viewed else {
         before_history(frame, inner, app, t, "after the first scoring…");
         return;
     };

@@ -74,14 +74,18 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
 }
 
 fn hints<'a>(app: &App, look: &Look, max: usize) -> Line<'a> {
-    let (mode, actions): (KeyMode, &[Action]) = match app.mode {
-        Mode::Inspect => (KeyMode::Inspect, &INSPECT_HINTS),
-        Mode::Help { .. } => (KeyMode::Help, &[Action::Back]),
-        _ => (KeyMode::Normal, &NORMAL_HINTS),
+    let (mode, mut actions): (KeyMode, Vec<Action>) = match app.mode {
+        Mode::Inspect => (KeyMode::Inspect, INSPECT_HINTS.to_vec()),
+        Mode::Help { .. } => (KeyMode::Help, vec![Action::Back]),
+        _ => (KeyMode::Normal, NORMAL_HINTS.to_vec()),
     };
+    // Side by side, the two switches come right after "inspect".
+    if mode == KeyMode::Normal && app.runs.len() > 1 {
+        actions.splice(2..2, [Action::CycleRanking, Action::CyclePanes]);
+    }
     let mut spans = Vec::new();
     let mut used = 0;
-    for &action in actions {
+    for action in actions {
         let Some(key) = app.keymap.key_for(mode, action) else {
             continue;
         };

@@ -65,7 +65,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         );
         return;
     }
-    let every = app.progress.rescore_every.unwrap_or(1);
+    let every = app.progress().rescore_every.unwrap_or(1);
     let text = vec![
         Line::styled(format!("Every row is scored after epoch {every}."), t.text),
         Line::styled(

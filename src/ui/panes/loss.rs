@@ -26,19 +26,20 @@ fn symlog(v: f64) -> f64 {
 /// Draws the loss pane into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = &look.theme;
+    let run = app.viewed_run();
     let scale = if app.chart.log_scale { " · log" } else { "" };
-    let p = &app.progress;
+    let p = &run.progress;
     let member = if p.members > 1 {
         format!(" · model {}/{}", p.member.max(1), p.members)
     } else {
         String::new()
     };
-    let title = format!(" {} loss per epoch{member}{scale} ", app.detector);
+    let title = format!(" {} loss per epoch{member}{scale} ", run.detector);
     let outer = block(title, t)
         .title_bottom(Line::from(Span::styled(" 1-4 series · l log ", t.muted)).right_aligned());
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let names = app.detector.loss_names();
+    let names = run.detector.loss_names();
     let shown: Vec<usize> = (0..names.len().min(4))
         .filter(|&i| app.chart.shown[i])
         .collect();
@@ -49,7 +50,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         );
         return;
     }
-    if app.loss_history.is_empty() && app.loss_live.is_none() {
+    if run.loss_history.is_empty() && run.loss_live.is_none() {
         before_history(frame, inner, app, t, "waiting for the first steps…");
         return;
     }
@@ -77,18 +78,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
 
 fn draw_series(frame: &mut Frame, area: Rect, app: &App, look: &Look, series: usize) {
     let t = &look.theme;
+    let run = app.viewed_run();
     let style = t.series[series];
     // (epoch position, value): finished epochs, then the running mean of the current one.
-    let mut points: Vec<(f64, f64)> = app
+    let mut points: Vec<(f64, f64)> = run
         .loss_history
         .iter()
         .enumerate()
         .map(|(i, l)| ((i + 1) as f64, value(l, series)))
         .collect();
-    if let Some(live) = &app.loss_live {
-        let p = &app.progress;
+    if let Some(live) = &run.loss_live {
+        let p = &run.progress;
         let within = p.step as f64 / p.steps_per_epoch.max(1) as f64;
-        points.push((app.loss_history.len() as f64 + within, value(live, series)));
+        points.push((run.loss_history.len() as f64 + within, value(live, series)));
     }
     let latest = points.last().map_or(f64::NAN, |p| p.1);
     let finite: Vec<f64> = points
@@ -102,7 +104,7 @@ fn draw_series(frame: &mut Frame, area: Rect, app: &App, look: &Look, series: us
             (a.min(v), b.max(v))
         });
     let header = Line::from(vec![
-        Span::styled(format!("{:<10}", app.detector.loss_names()[series]), style),
+        Span::styled(format!("{:<10}", run.detector.loss_names()[series]), style),
         Span::styled(format!("{:>10}", number(latest, 4)), style),
         Span::styled(
             if finite.len() > 1 {

@@ -12,11 +12,12 @@ use crate::ui::app::App;
 /// Draws the mixture pane into `area`.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = &look.theme;
-    let title = app.detector.aux_title().unwrap_or("per epoch");
+    let run = app.viewed_run();
+    let title = run.detector.aux_title().unwrap_or("per epoch");
     let outer = block(format!(" {title} "), t);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let Some(latest) = app.aux_history.last() else {
+    let Some(latest) = run.aux_history.last() else {
         before_history(frame, inner, app, t, "after the first epoch…");
         return;
     };
@@ -26,12 +27,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let w = inner.width as usize;
     // "k12 " + bar + " 0.583 " + history
     let label_w = 2 + k.to_string().len() + 1;
-    let history_w = (w / 3).min(app.aux_history.len()).max(1);
+    let history_w = (w / 3).min(run.aux_history.len()).max(1);
     let bar_w = w.saturating_sub(label_w + 7 + history_w + 1).max(1);
     let mut lines = Vec::with_capacity(rows);
     for (c, &phi) in latest.iter().enumerate().take(shown) {
         let style = t.series[c % t.series.len()];
-        let history: Vec<f64> = app
+        let history: Vec<f64> = run
             .aux_history
             .iter()
             .map(|p| p.get(c).copied().unwrap_or(0.0))

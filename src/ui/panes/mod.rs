@@ -65,7 +65,7 @@ pub fn draw(frame: &mut Frame, app: &App, look: &Look) {
     loss::draw(frame, loss_area, app, look);
     // The detector's auxiliary series where it has one (DAGMM: φ̂), else the score
     // distribution.
-    if app.detector.aux_title().is_some() {
+    if app.viewed_run().detector.aux_title().is_some() {
         mixture::draw(frame, mixture_area, app, look);
     } else {
         distribution::draw(frame, mixture_area, app, look);

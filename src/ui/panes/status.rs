@@ -54,7 +54,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             state_style.add_modifier(Modifier::BOLD),
         ),
     ));
-    let p = &app.progress;
+    let p = app.progress();
+    let (detector, place, detectors) = app.training_detector();
+    if detectors > 1 && p.epochs > 0 {
+        parts.push((
+            8,
+            Span::styled(format!("  {detector} {place}/{detectors}"), t.accent),
+        ));
+    }
     if p.epochs > 0 {
         let within = if p.steps_per_epoch > 0 && app.phase != Phase::Done {
             p.step as f64 / p.steps_per_epoch as f64

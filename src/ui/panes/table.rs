@@ -34,17 +34,41 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let scoring = &shown.scoring;
     let ago = app.now.saturating_duration_since(shown.at).as_secs();
     let flagged = app.table.flagged_count();
-    let mut title = vec![Span::styled(
+    let side_by_side = app.runs.len() > 1;
+    let ranked_by = match side_by_side {
+        true => format!("{} {}", scoring.detector, score_name(scoring.members)),
+        false => score_name(scoring.members),
+    };
+    // Side by side, the agreement comes right after what ranks, where narrow terminals
+    // still show it.
+    let mut title = vec![Span::styled(format!(" Ranked by {ranked_by} "), t.title)];
+    if let Some(a) = &app.table.agreement {
+        let rho = if a.spearman.is_finite() {
+            format!("{:.2}", a.spearman)
+        } else {
+            "–".into()
+        };
+        title.push(Span::styled(
+            format!(
+                "· both flag {}/{} · Spearman {rho} ",
+                thousands(a.both_flagged),
+                thousands(a.flagged)
+            ),
+            t.accent,
+        ));
+    } else if side_by_side {
+        title.push(Span::styled("· waiting for the other detector ", t.muted));
+    }
+    title.push(Span::styled(
         format!(
-            " Ranked by {} · epoch {} · rescored {} ago · flagged {} ({:.1} %) ",
-            score_name(scoring.members),
+            "· epoch {} · rescored {} ago · flagged {} ({:.1} %) ",
             scoring.epoch,
             elapsed(ago),
             thousands(flagged),
             app.table.contamination * 100.0
         ),
         t.title,
-    )];
+    ));
     if app.table.frozen {
         title.push(Span::styled(
             " FROZEN ",
@@ -108,21 +132,30 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         .last()
         .map_or(3, |r| r.number.to_string().len())
         .max(3);
-    let mut header = vec![
-        Cell::from(""),
-        Cell::from(format!("{:>rank_w$}", "rank")),
+    // Side by side: the other detector's rank of each row, beside this one's.
+    let other = app.table.other();
+    let other_w = rank_w.max(5);
+    let mut header = vec![Cell::from(""), Cell::from(format!("{:>rank_w$}", "rank"))];
+    let mut widths = vec![Constraint::Length(1), Constraint::Length(rank_w as u16)];
+    let mut used: usize = 1 + rank_w + row_w + 10 + 2 + 5;
+    if let Some(other) = other {
+        header.push(Cell::from(format!(
+            "{:>other_w$}",
+            other.detector().title()
+        )));
+        widths.push(Constraint::Length(other_w as u16));
+        used += other_w + 1;
+    }
+    header.extend([
         Cell::from(format!("{:>row_w$}", "row")),
         Cell::from(format!("{:>10}", "score")),
         Cell::from("mk"),
-    ];
-    let mut widths = vec![
-        Constraint::Length(1),
-        Constraint::Length(rank_w as u16),
+    ]);
+    widths.extend([
         Constraint::Length(row_w as u16),
         Constraint::Length(10),
         Constraint::Length(2),
-    ];
-    let mut used: usize = 1 + rank_w + row_w + 10 + 2 + 5;
+    ]);
     let label_w = label_col.map(|l| {
         let longest = data.label_names.iter().map(|s| width(s)).max().unwrap_or(0);
         longest.max(l.column.len()).clamp(5, 14)
@@ -151,15 +184,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         widths.push(Constraint::Length(w as u16));
         data_cols.push((column, w));
     }
-    let rows: Vec<Row> = window
-        .iter()
-        .map(|&r| {
-            let row = r as usize;
-            let is_selected = app.table.selected == Some(r);
-            let flagged_row = app.table.is_flagged(row);
-            let (symbol, mark_style) = mark_symbol(app.mark_of(row), look);
-            let mut cells =
-                vec![
+    let rows: Vec<Row> =
+        window
+            .iter()
+            .map(|&r| {
+                let row = r as usize;
+                let is_selected = app.table.selected == Some(r);
+                let flagged_row = app.table.is_flagged(row);
+                let (symbol, mark_style) = mark_symbol(app.mark_of(row), look);
+                let mut cells = vec![
                     Cell::from(if is_selected {
                         "▶"
                     } else if flagged_row {
@@ -169,28 +202,41 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
                     })
                     .style(if flagged_row { t.flagged } else { t.text }),
                     Cell::from(format!("{:>rank_w$}", scoring.rank(row))),
+                ];
+                if let Some(other) = other {
+                    let rank = other.scoring.rank(row);
+                    let also_flagged = rank <= flagged;
+                    cells.push(
+                        Cell::from(format!("{rank:>other_w$}")).style(if also_flagged {
+                            t.flagged
+                        } else {
+                            t.muted
+                        }),
+                    );
+                }
+                cells.extend([
                     Cell::from(format!("{:>row_w$}", table.rows[row].number)),
                     Cell::from(format!("{:>10}", score(scoring.scores[row])))
                         .style(if flagged_row { t.flagged } else { t.text }),
                     Cell::from(symbol).style(mark_style),
-                ];
-            if let (Some(l), Some(w)) = (label_col, label_w) {
-                let name = &data.label_names[l.values[row] as usize];
-                cells.push(Cell::from(truncate(name, w).into_owned()));
-            }
-            for (column, w) in &data_cols {
-                cells.push(Cell::from(
-                    truncate(&app.cell(row, column), *w).into_owned(),
-                ));
-            }
-            let row_widget = Row::new(cells);
-            if is_selected {
-                row_widget.style(t.selected)
-            } else {
-                row_widget
-            }
-        })
-        .collect();
+                ]);
+                if let (Some(l), Some(w)) = (label_col, label_w) {
+                    let name = &data.label_names[l.values[row] as usize];
+                    cells.push(Cell::from(truncate(name, w).into_owned()));
+                }
+                for (column, w) in &data_cols {
+                    cells.push(Cell::from(
+                        truncate(&app.cell(row, column), *w).into_owned(),
+                    ));
+                }
+                let row_widget = Row::new(cells);
+                if is_selected {
+                    row_widget.style(t.selected)
+                } else {
+                    row_widget
+                }
+            })
+            .collect();
     let widget = Table::new(rows, widths)
         .header(Row::new(header).style(t.title))
         .column_spacing(1);
