@@ -24,10 +24,12 @@ use super::gmm::GmmParams;
 use crate::data::Matrix;
 
 /// EGBAD's game counts as lost by G and E when D's epoch loss falls below this (it starts
-/// near 2·ln 2 ≈ 1.39)…
-const DIVERGED_D_LOSS: f64 = 0.05;
-/// … or when D is right on at least this share of both real and generated pairs.
-const DIVERGED_ACCURACY: f64 = 0.99;
+/// near 2·ln 2 ≈ 1.39; at equilibrium it stays there)…
+const DIVERGED_D_LOSS: f64 = 0.1;
+/// … while D is right on more than this share of both real and generated pairs. (On
+/// KDDCUP, D sat at 0.06–0.09 with 98–99.9 % right from the second epoch on, and E and G
+/// learnt nothing more.)
+const DIVERGED_ACCURACY: f64 = 0.97;
 
 /// The detectors this build knows.
 #[derive(
@@ -323,17 +325,16 @@ impl Network {
             Network::Dagmm { .. } => None,
             Network::Egbad { .. } => {
                 let (d_loss, real, fake) = (losses[0], losses[2], losses[3]);
-                if d_loss < DIVERGED_D_LOSS {
-                    Some(format!("the discriminator's loss fell to {d_loss:.3}"))
-                } else if real >= DIVERGED_ACCURACY && fake >= DIVERGED_ACCURACY {
-                    Some(format!(
-                        "the discriminator is right on {:.1} % of real and {:.1} % of generated pairs",
+                let won = d_loss < DIVERGED_D_LOSS
+                    && real > DIVERGED_ACCURACY
+                    && fake > DIVERGED_ACCURACY;
+                won.then(|| {
+                    format!(
+                        "the discriminator's loss fell to {d_loss:.3}, right on {:.1} % of real and {:.1} % of generated pairs",
                         100.0 * real,
                         100.0 * fake
-                    ))
-                } else {
-                    None
-                }
+                    )
+                })
             }
         }
     }
@@ -594,6 +595,31 @@ impl Params for Detector {
         match self {
             Detector::Dagmm(d) => d.model.visit_params(prefix, f),
             Detector::Egbad(d) => d.model.visit_params(prefix, f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn egbad() -> Network {
+        let config = DetectorConfig::Egbad(EgbadConfig::default_for(6));
+        Network::new(&config, &Dev::default(), 0, 1e-4)
+    }
+
+    #[test]
+    fn a_discriminator_that_wins_outright_is_a_divergence_and_a_contest_is_not() {
+        let net = egbad();
+        // KDDCUP's second epoch: D loss 0.086, right on 99.9 % real and 98.3 % generated.
+        let lost = net.diverged(&[0.086, 10.8, 0.999, 0.983]).unwrap();
+        assert!(lost.contains("0.086") && lost.contains("98.3 %"), "{lost}");
+        for contest in [
+            [1.35, 0.70, 0.55, 0.52],
+            [0.086, 10.8, 0.999, 0.95],
+            [0.2, 5.0, 0.99, 0.99],
+        ] {
+            assert_eq!(net.diverged(&contest), None, "{contest:?}");
         }
     }
 }
