@@ -94,6 +94,29 @@ pub enum Command {
     /// Detection quality against a label: the paper's protocol or the unsupervised one, with
     /// the untrained ensemble and an IsolationForest reference; several files or a directory.
     Eval(EvalCommand),
+    /// Throughput on the KDDCUP shape: training and scoring samples/s, loading + encoding
+    /// of the KDDCUP 10 % file, peak memory (--threads sets the compute threads).
+    Bench(BenchCommand),
+}
+
+/// `bench` arguments.
+#[derive(Debug, Args)]
+pub struct BenchCommand {
+    /// Synthetic KDDCUP-shaped rows to train and score on.
+    #[arg(long, default_value_t = 200_000)]
+    pub rows: usize,
+    /// Train and score on this CSV's encoded rows instead (all columns as features).
+    #[arg(long = "data")]
+    pub data_file: Option<PathBuf>,
+    /// Timed repeats of each measurement after a warm-up (at least 3).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// File whose loading and encoding is timed.
+    #[arg(long, default_value = crate::bench::KDDCUP_FILE)]
+    pub load: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How the CSV is read and encoded.
@@ -396,6 +419,25 @@ pub fn main() -> i32 {
     }
 }
 
+/// `bench`: measures and prints (text or JSON).
+fn bench(cmd: &BenchCommand, settings: &SettingsArgs) -> Result<()> {
+    let report = crate::bench::run(&crate::bench::BenchOptions {
+        threads: settings.threads.unwrap_or(1).max(1),
+        rows: cmd.rows,
+        data: cmd.data_file.clone(),
+        repeats: cmd.repeats,
+        load: Some(cmd.load.clone()),
+    })?;
+    if cmd.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for line in report.lines() {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     let settings = cli.settings.resolved()?;
@@ -409,6 +451,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(cmd)) => train(&cmd, &cli.data_args, &settings, safety),
         Some(Command::Score(cmd)) => score(&cmd, &settings, safety),
         Some(Command::Eval(cmd)) => eval(&cmd, &cli.data_args, &settings),
+        Some(Command::Bench(cmd)) => bench(&cmd, &settings),
         None => match cli.data {
             Some(data) => workbench(data, &cli.workbench, &cli.data_args, settings, safety),
             None => bail!("no data file given; try 'dagmm-tui --help'"),

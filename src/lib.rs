@@ -5,6 +5,7 @@
 //! scores, `eval` measures detection quality (the paper's protocol and the unsupervised one),
 //! `text` makes untrusted text safe to print, and `cli` is the command line.
 
+pub mod bench;
 pub mod cli;
 pub mod data;
 pub mod eval;
