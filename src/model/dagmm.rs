@@ -12,7 +12,7 @@ use dfdx::tensor::Gradients;
 use rand::{rngs::StdRng, SeedableRng};
 
 use super::config::DagmmConfig;
-use super::dense::{Dev, Mat, Mlp, ParamMut, Params, Vector};
+use super::dense::{Dev, Mat, Mlp, ParamMut, Params};
 use super::gmm::{self, FactorisedGmm, MixtureObjective};
 use crate::data::Matrix;
 
@@ -75,26 +75,19 @@ impl Dagmm {
         }
     }
 
-    /// Forward pass: returns z, γ̂ and each row's squared reconstruction error.
-    fn forward<T: Tape<f32, Dev>>(&self, x: Mat<T>, training: bool) -> (Mat<T>, Mat<T>, Vector<T>) {
-        let n = x.shape().0;
-        let x_plain: Mat = x.retaped::<NoneTape>();
+    /// Forward pass of the rows `x` (their values, `x_values`): z, γ̂ and each row's
+    /// squared reconstruction error. With a tape, `recon_weight` is the weight of the mean
+    /// squared error in the loss (its gradient rides on z, see [`compression_features`]).
+    fn forward<T: Tape<f32, Dev>>(
+        &self,
+        x: Mat<T>,
+        x_values: &[f32],
+        training: bool,
+        recon_weight: f32,
+    ) -> (Mat<T>, Mat<T>, Vec<f32>) {
         let z_c = self.encoder.forward(x, None);
         let x_hat = self.decoder.forward(z_c.with_empty_tape(), None);
-
-        let sq_err = (x_hat.with_empty_tape() - x_plain.clone())
-            .square()
-            .sum::<(usize,), Axis<1>>();
-        let x_norm = x_plain.clone().square().sum::<(usize,), Axis<1>>().sqrt() + NORM_EPS;
-        let x_hat_norm = (x_hat.with_empty_tape().square().sum::<(usize,), Axis<1>>()
-            + NORM_EPS * NORM_EPS)
-            .sqrt();
-        let relative = (sq_err.with_empty_tape() + NORM_EPS * NORM_EPS).sqrt() / x_norm.clone();
-        let dot = (x_hat * x_plain).sum::<(usize,), Axis<1>>();
-        let cosine = dot / (x_hat_norm * x_norm);
-
-        let z = (z_c, relative.reshape_like(&(n, 1usize))).concat_along(Axis::<1>);
-        let z = (z, cosine.reshape_like(&(n, 1usize))).concat_along(Axis::<1>);
+        let (z, sq_err) = compression_features(z_c, x_hat, x_values, recon_weight);
         let dropout = training.then_some(self.config.dropout).filter(|&p| p > 0.0);
         let gamma = self
             .estimation
@@ -109,10 +102,11 @@ impl Dagmm {
     pub fn train_step(&self, dev: &Dev, batch: Matrix) -> Result<(StepLoss, Gradients<f32, Dev>)> {
         let (n, d, k) = (batch.rows, self.config.z_width(), self.config.components);
         let x: Mat = dev.tensor_from_vec(batch.data, (n, batch.cols));
-        let (z, gamma, sq_err) = self.forward(x.leaky_trace(), true);
+        let x_values = x.as_vec();
+        let (z, gamma, sq_err) = self.forward(x.leaky_trace(), &x_values, true, 1.0);
         let z_values: Vec<f64> = z.as_vec().into_iter().map(f64::from).collect();
         let gamma_values: Vec<f64> = gamma.as_vec().into_iter().map(f64::from).collect();
-        let reconstruction = sq_err.as_vec().iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        let reconstruction = sq_err.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
         let c = &self.config;
         let MixtureObjective {
             energy,
@@ -134,8 +128,8 @@ impl Dagmm {
         let to_tensor = |g: Vec<f64>, cols: usize| -> Mat {
             dev.tensor_from_vec(g.into_iter().map(|v| v as f32).collect(), (n, cols))
         };
-        let surrogate = sq_err.mean()
-            + (z * to_tensor(grad_z, d)).sum::<Rank0, _>()
+        // The reconstruction term's gradient is already on z's tape.
+        let surrogate = (z * to_tensor(grad_z, d)).sum::<Rank0, _>()
             + (gamma * to_tensor(grad_gamma, k)).sum::<Rank0, _>();
         let grads = surrogate.backward();
         let total = reconstruction + c.lambda_energy * energy + c.lambda_cov * penalty;
@@ -160,11 +154,9 @@ impl Dagmm {
         };
         for start in (0..x.rows).step_by(INFER_CHUNK) {
             let end = (start + INFER_CHUNK).min(x.rows);
-            let chunk: Mat = dev.tensor_from_vec(
-                x.data[start * x.cols..end * x.cols].to_vec(),
-                (end - start, x.cols),
-            );
-            let (z, gamma, _) = self.forward(chunk, false);
+            let rows = &x.data[start * x.cols..end * x.cols];
+            let chunk: Mat = dev.tensor_from_vec(rows.to_vec(), (end - start, x.cols));
+            let (z, gamma, _) = self.forward(chunk, rows, false, 0.0);
             out.z.extend(z.as_vec().into_iter().map(f64::from));
             out.gamma.extend(gamma.as_vec().into_iter().map(f64::from));
         }
@@ -194,10 +186,147 @@ impl Params for Dagmm {
     }
 }
 
+/// z = [z_c, relative distance, cosine similarity] of each row from the code `z_c`, the
+/// reconstruction `x_hat` and the rows' values `x`, as one dfdx operation of our own, with
+/// each row's squared error ‖x − x̂‖². dfdx would take a dozen element-wise passes and
+/// reductions over the n × D reconstruction; this is one forward and one backward.
+///
+/// With a tape, the backward pass also carries `recon_weight · ∂ mean‖x − x̂‖² / ∂x̂` into
+/// x̂ — the reconstruction term of the loss, so the step needs no separate loss tensor.
+pub fn compression_features<T: Tape<f32, Dev>>(
+    z_c: Mat<T>,
+    x_hat: Mat<T>,
+    x: &[f32],
+    recon_weight: f32,
+) -> (Mat<T>, Vec<f32>) {
+    let (n, latent) = *z_c.shape();
+    let cols = x_hat.shape().1;
+    let width = latent + 2;
+    let (z_c, tape) = z_c.split_tape();
+    let (x_hat, other) = x_hat.split_tape();
+    let mut tape = tape.merge(other);
+    let mut h = vec![0f32; n * cols];
+    x_hat.copy_into(&mut h);
+    let mut z = vec![0f32; n * width];
+    z_c.copy_into(&mut z[..n * latent]);
+    // z_c's rows are `latent` wide: spread them to `width` from the last row back.
+    for r in (0..n).rev() {
+        z.copy_within(r * latent..(r + 1) * latent, r * width);
+    }
+    let mut sq_err = vec![0f32; n];
+    // Per row: (√(s + ε²), ‖x‖ + ε, ‖x̂‖, cosine), kept for the backward pass.
+    let mut norms = vec![[0f32; 4]; n];
+    for r in 0..n {
+        let (xr, hr) = (&x[r * cols..(r + 1) * cols], &h[r * cols..(r + 1) * cols]);
+        let (mut s, mut xx, mut hh, mut dot) = (0f32, 0f32, 0f32, 0f32);
+        for (a, b) in xr.iter().zip(hr) {
+            let e = b - a;
+            s += e * e;
+            xx += a * a;
+            hh += b * b;
+            dot += a * b;
+        }
+        let root_s = (s + NORM_EPS * NORM_EPS).sqrt();
+        let x_norm = xx.sqrt() + NORM_EPS;
+        let h_norm = (hh + NORM_EPS * NORM_EPS).sqrt();
+        let cosine = dot / (h_norm * x_norm);
+        sq_err[r] = s;
+        z[r * width + latent] = root_s / x_norm;
+        z[r * width + latent + 1] = cosine;
+        norms[r] = [root_s, x_norm, h_norm, cosine];
+    }
+    let dev = z_c.device().clone();
+    let out: Mat = dev.tensor_from_vec(z, (n, width));
+    if T::OWNS_TAPE {
+        let (z_c_id, x_hat_id, out_id) = (z_c.ghost(), x_hat.ghost(), out.ghost());
+        let x = x.to_vec();
+        tape.add_backward_op(move |grads| {
+            grads.try_alloc_for(&out_id)?;
+            let mut upstream = vec![0f32; n * width];
+            grads.get(&out_id).copy_into(&mut upstream);
+            let into_z_c = grads.get_or_alloc_mut(&z_c_id)?;
+            for (r, g) in into_z_c.chunks_exact_mut(latent).enumerate() {
+                let u = &upstream[r * width..r * width + latent];
+                g.iter_mut().zip(u).for_each(|(g, u)| *g += u);
+            }
+            let into_x_hat = grads.get_or_alloc_mut(&x_hat_id)?;
+            let recon = 2.0 * recon_weight / n as f32;
+            for (r, g) in into_x_hat.chunks_exact_mut(cols).enumerate() {
+                let [root_s, x_norm, h_norm, cosine] = norms[r];
+                let g_rel = upstream[r * width + latent] / (root_s * x_norm);
+                let g_cos = upstream[r * width + latent + 1];
+                let (xr, hr) = (&x[r * cols..(r + 1) * cols], &h[r * cols..(r + 1) * cols]);
+                let along_x = g_cos / (h_norm * x_norm);
+                let along_h = g_cos * cosine / (h_norm * h_norm);
+                for ((g, a), b) in g.iter_mut().zip(xr).zip(hr) {
+                    let e = b - a;
+                    *g += (g_rel + recon) * e + along_x * a - along_h * b;
+                }
+            }
+            Ok(())
+        });
+    }
+    (out.put_tape(tape), sq_err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::dense::Adam;
+
+    /// Central finite differences of `f` at `h`, element by element.
+    fn numeric_gradient(h: &[f32], f: impl Fn(&[f32]) -> f64) -> Vec<f64> {
+        let step = 1e-3f32;
+        (0..h.len())
+            .map(|i| {
+                let mut plus = h.to_vec();
+                let mut minus = h.to_vec();
+                plus[i] += step;
+                minus[i] -= step;
+                (f(&plus) - f(&minus)) / (2.0 * step as f64)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compression_features_gradients_match_finite_differences() {
+        let dev = Dev::seed_from_u64(0);
+        let (n, latent, cols) = (3, 2, 5);
+        let x: Vec<f32> = (0..n * cols)
+            .map(|i| ((i * 7 % 11) as f32) / 11.0)
+            .collect();
+        let h: Vec<f32> = (0..n * cols)
+            .map(|i| ((i * 5 % 13) as f32) / 13.0 - 0.2)
+            .collect();
+        let zc: Vec<f32> = vec![0.3, -0.1, 0.7, 0.2, -0.4, 0.9];
+        // Weights on z's columns and the reconstruction term's weight.
+        let w: Vec<f32> = (0..n * (latent + 2))
+            .map(|i| 0.5 - 0.13 * i as f32)
+            .collect();
+        let recon_weight = 0.7f32;
+        let objective = |h: &[f32]| -> f64 {
+            let zc: Mat = dev.tensor_from_vec(zc.clone(), (n, latent));
+            let hh: Mat = dev.tensor_from_vec(h.to_vec(), (n, cols));
+            let (z, sq) = compression_features(zc, hh, &x, 0.0);
+            let dot: f64 = z.as_vec().iter().zip(&w).map(|(a, b)| (a * b) as f64).sum();
+            dot + recon_weight as f64 * sq.iter().map(|&v| v as f64).sum::<f64>() / n as f64
+        };
+        let zc_t: Mat = dev.tensor_from_vec(zc.clone(), (n, latent));
+        let h_t: Mat = dev.tensor_from_vec(h.clone(), (n, cols));
+        let (z, sq) = compression_features(zc_t.leaky_trace(), h_t.leaky_trace(), &x, recon_weight);
+        let weights: Mat = dev.tensor_from_vec(w.clone(), (n, latent + 2));
+        let grads = (z * weights).sum::<Rank0, _>().backward();
+        let analytic = grads.get(&h_t).as_vec();
+        let numeric = numeric_gradient(&h, objective);
+        for (a, b) in analytic.iter().zip(&numeric) {
+            assert!((*a as f64 - b).abs() < 2e-3 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        // z_c passes straight through, and the squared errors are ‖x − x̂‖².
+        let passed: Vec<f32> = (0..n).flat_map(|r| [w[r * 4], w[r * 4 + 1]]).collect();
+        assert_eq!(grads.get(&zc_t).as_vec(), passed);
+        let first: f32 = (0..cols).map(|j| (h[j] - x[j]).powi(2)).sum();
+        assert!((sq[0] - first).abs() < 1e-6);
+    }
 
     fn toy_batch(n: usize, cols: usize) -> Matrix {
         let data = (0..n * cols)

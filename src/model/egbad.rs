@@ -199,12 +199,12 @@ impl Egbad {
                 t
             }
         };
-        let hx = drop(d.x_branch.forward(x).prelu(leak));
-        let hz = drop(d.z_branch.forward(z).prelu(leak));
+        let leaky = Activation::Leaky(leak);
+        let hx = drop(d.x_branch.forward_activated(x, leaky));
+        let hz = drop(d.z_branch.forward_activated(z, leaky));
         let features = drop(
             d.joint
-                .forward((hx, hz).concat_along(Axis::<1>))
-                .prelu(leak),
+                .forward_activated((hx, hz).concat_along(Axis::<1>), leaky),
         );
         let plain = features.retaped::<NoneTape>();
         (d.logit.forward(features), plain)
