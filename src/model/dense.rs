@@ -169,7 +169,7 @@ pub fn tanh_f32(x: f32) -> f32 {
     let x = x.clamp(-CLAMP, CLAMP);
     let x2 = x * x;
     let p = -2.760_768_5e-16_f32;
-    let p = p * x2 + 2.000_187_9e-13;
+    let p = p * x2 + 2.000_188e-13;
     let p = p * x2 + -8.604_672e-11;
     let p = p * x2 + 5.122_297e-8;
     let p = p * x2 + 1.485_722_4e-5;
