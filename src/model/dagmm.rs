@@ -6,14 +6,19 @@
 //! `recon + Σ z ⊙ G_z + Σ γ̂ ⊙ G_γ` (G constant), so dfdx carries exactly those gradients
 //! into both networks while the true loss components are reported separately.
 
+use std::sync::{mpsc, Mutex};
+use std::time::Duration;
+
 use anyhow::{anyhow, Result};
 use dfdx::prelude::*;
 use dfdx::tensor::Gradients;
 use rand::{rngs::StdRng, SeedableRng};
+use rayon::prelude::*;
 
 use super::config::DagmmConfig;
 use super::dense::{Dev, Mat, Mlp, ParamMut, Params};
 use super::gmm::{self, FactorisedGmm, MixtureObjective};
+use super::parallel::{split_rows, sum_gradients, StepThreads};
 use crate::data::Matrix;
 
 /// Guards the norms in the relative distance and cosine similarity (a zero row must not make NaN).
@@ -104,63 +109,153 @@ impl Dagmm {
         let x: Mat = dev.tensor_from_vec(batch.data, (n, batch.cols));
         let x_values = x.as_vec();
         let (z, gamma, sq_err) = self.forward(x.leaky_trace(), &x_values, true, 1.0);
-        let z_values: Vec<f64> = z.as_vec().into_iter().map(f64::from).collect();
-        let gamma_values: Vec<f64> = gamma.as_vec().into_iter().map(f64::from).collect();
-        let reconstruction = sq_err.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        let objective = self.objective(&z.as_vec(), &gamma.as_vec())?;
+        let to_tensor = |g: &[f64], cols: usize| -> Mat {
+            dev.tensor_from_vec(g.iter().map(|&v| v as f32).collect(), (n, cols))
+        };
+        // The reconstruction term's gradient is already on z's tape.
+        let surrogate = (z * to_tensor(&objective.grad_z, d)).sum::<Rank0, _>()
+            + (gamma * to_tensor(&objective.grad_gamma, k)).sum::<Rank0, _>();
+        let grads = surrogate.backward();
+        Ok((self.step_loss(&sq_err, objective), grads))
+    }
+
+    /// [`Dagmm::train_step`] with the batch split over `threads`: each part's forward and
+    /// backward pass runs on its own thread, the mixture objective over the whole batch
+    /// joins them (the calling thread computes it), and the parts' gradients are summed.
+    /// The same step as one pass, up to float summation order and dropout draws.
+    pub fn train_step_split(
+        &self,
+        threads: &StepThreads,
+        batch: Matrix,
+    ) -> Result<(StepLoss, Gradients<f32, Dev>)> {
+        let (n, cols) = (batch.rows, batch.cols);
+        let (d, k) = (self.config.z_width(), self.config.components);
+        let ranges = split_rows(n, threads.parts());
+        let (to_join, joined) = mpsc::channel::<(usize, Vec<f32>, Vec<f32>, Vec<f32>)>();
+        let mut reply_to = Vec::new();
+        let mut replies = Vec::new();
+        for _ in &ranges {
+            let (tx, rx) = mpsc::channel::<(Vec<f32>, Vec<f32>)>();
+            reply_to.push(tx);
+            replies.push(Mutex::new(Some(rx)));
+        }
+        let part = |i: usize, dev: &Dev| -> Result<Gradients<f32, Dev>> {
+            let Some(range) = ranges.get(i).cloned() else {
+                return Ok(Gradients::leaky());
+            };
+            let m = range.len();
+            let values = batch.data[range.start * cols..range.end * cols].to_vec();
+            let x: Mat = dev.tensor_from_vec(values.clone(), (m, cols));
+            let (z, gamma, sq_err) =
+                self.forward(x.leaky_trace(), &values, true, m as f32 / n as f32);
+            to_join
+                .send((i, z.as_vec(), gamma.as_vec(), sq_err))
+                .map_err(|_| anyhow!("the step's mixture went away"))?;
+            let reply = replies[i].lock().expect("reply lock").take();
+            let (grad_z, grad_gamma) = reply
+                .and_then(|rx| rx.recv().ok())
+                .ok_or_else(|| anyhow!("no mixture gradient for part {i}"))?;
+            let grad_z: Mat = dev.tensor_from_vec(grad_z, (m, d));
+            let grad_gamma: Mat = dev.tensor_from_vec(grad_gamma, (m, k));
+            let surrogate = (z * grad_z).sum::<Rank0, _>() + (gamma * grad_gamma).sum::<Rank0, _>();
+            Ok(surrogate.backward())
+        };
+        let all = &ranges;
+        // Runs on the calling thread; consumed, it drops the reply channels, so on an error
+        // the parts stop waiting.
+        let join = move || -> Result<StepLoss> {
+            let mut pieces = vec![None; all.len()];
+            for _ in all {
+                let (i, z, gamma, sq_err) = joined
+                    .recv_timeout(Duration::from_secs(600))
+                    .map_err(|_| anyhow!("a step thread went silent"))?;
+                pieces[i] = Some((z, gamma, sq_err));
+            }
+            let pieces: Vec<_> = pieces.into_iter().flatten().collect();
+            let z: Vec<f32> = pieces.iter().flat_map(|p| p.0.iter().copied()).collect();
+            let gamma: Vec<f32> = pieces.iter().flat_map(|p| p.1.iter().copied()).collect();
+            let sq_err: Vec<f32> = pieces.iter().flat_map(|p| p.2.iter().copied()).collect();
+            let objective = self.objective(&z, &gamma)?;
+            for ((range, tx), _) in all.iter().zip(&reply_to).zip(&pieces) {
+                let slice = |g: &[f64], w: usize| -> Vec<f32> {
+                    g[range.start * w..range.end * w]
+                        .iter()
+                        .map(|&v| v as f32)
+                        .collect()
+                };
+                let _ = tx.send((slice(&objective.grad_z, d), slice(&objective.grad_gamma, k)));
+            }
+            Ok(self.step_loss(&sq_err, objective))
+        };
+        let (loss, grads) = threads.run(part, join);
+        let loss = loss?;
+        let mut grads = grads.into_iter().collect::<Result<Vec<_>>>()?;
+        let mut sum = grads.remove(0);
+        sum_gradients(&mut self.clone(), &mut sum, grads)?;
+        Ok((loss, sum))
+    }
+
+    /// The mixture part of the loss over a batch's z and γ̂ (row-major, f32 as the
+    /// networks give them), with its exact gradients.
+    fn objective(&self, z: &[f32], gamma: &[f32]) -> Result<MixtureObjective> {
         let c = &self.config;
-        let MixtureObjective {
-            energy,
-            penalty,
-            phi,
-            grad_z,
-            grad_gamma,
-            jitter,
-        } = gmm::mixture_objective(
-            &z_values,
-            &gamma_values,
-            d,
-            k,
+        let z: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
+        let gamma: Vec<f64> = gamma.iter().map(|&v| f64::from(v)).collect();
+        gmm::mixture_objective(
+            &z,
+            &gamma,
+            c.z_width(),
+            c.components,
             c.lambda_energy,
             c.lambda_cov,
             c.cov_eps,
         )
-        .map_err(|e| anyhow!(e))?;
-        let to_tensor = |g: Vec<f64>, cols: usize| -> Mat {
-            dev.tensor_from_vec(g.into_iter().map(|v| v as f32).collect(), (n, cols))
-        };
-        // The reconstruction term's gradient is already on z's tape.
-        let surrogate = (z * to_tensor(grad_z, d)).sum::<Rank0, _>()
-            + (gamma * to_tensor(grad_gamma, k)).sum::<Rank0, _>();
-        let grads = surrogate.backward();
-        let total = reconstruction + c.lambda_energy * energy + c.lambda_cov * penalty;
-        Ok((
-            StepLoss {
-                reconstruction,
-                energy,
-                penalty,
-                total,
-                phi,
-                jitter,
-            },
-            grads,
-        ))
+        .map_err(|e| anyhow!(e))
     }
 
-    /// z and γ̂ for every row of `x` (evaluation mode: no dropout, no tape).
-    pub fn infer(&self, dev: &Dev, x: &Matrix) -> Inference {
-        let mut out = Inference {
-            z: Vec::with_capacity(x.rows * self.config.z_width()),
-            gamma: Vec::with_capacity(x.rows * self.config.components),
-        };
-        for start in (0..x.rows).step_by(INFER_CHUNK) {
-            let end = (start + INFER_CHUNK).min(x.rows);
-            let rows = &x.data[start * x.cols..end * x.cols];
-            let chunk: Mat = dev.tensor_from_vec(rows.to_vec(), (end - start, x.cols));
-            let (z, gamma, _) = self.forward(chunk, rows, false, 0.0);
-            out.z.extend(z.as_vec().into_iter().map(f64::from));
-            out.gamma.extend(gamma.as_vec().into_iter().map(f64::from));
+    /// The loss components of a step from its rows' squared errors and mixture objective.
+    fn step_loss(&self, sq_err: &[f32], objective: MixtureObjective) -> StepLoss {
+        let c = &self.config;
+        let reconstruction =
+            sq_err.iter().map(|&v| v as f64).sum::<f64>() / sq_err.len().max(1) as f64;
+        StepLoss {
+            reconstruction,
+            energy: objective.energy,
+            penalty: objective.penalty,
+            total: reconstruction
+                + c.lambda_energy * objective.energy
+                + c.lambda_cov * objective.penalty,
+            phi: objective.phi,
+            jitter: objective.jitter,
         }
-        out
+    }
+
+    /// z and γ̂ for every row of `x` (evaluation mode: no dropout, no tape), chunks of rows
+    /// in parallel over the current rayon pool.
+    pub fn infer(&self, dev: &Dev, x: &Matrix) -> Inference {
+        let chunks: Vec<(Vec<f32>, Vec<f32>)> = x
+            .data
+            .par_chunks(INFER_CHUNK * x.cols.max(1))
+            .map(|rows| {
+                let n = rows.len() / x.cols.max(1);
+                let chunk: Mat = dev.tensor_from_vec(rows.to_vec(), (n, x.cols));
+                let (z, gamma, _) = self.forward(chunk, rows, false, 0.0);
+                (z.as_vec(), gamma.as_vec())
+            })
+            .collect();
+        Inference {
+            z: chunks
+                .iter()
+                .flat_map(|c| &c.0)
+                .map(|&v| f64::from(v))
+                .collect(),
+            gamma: chunks
+                .iter()
+                .flat_map(|c| &c.1)
+                .map(|&v| f64::from(v))
+                .collect(),
+        }
     }
 
     /// The reconstruction x̂ of one encoded row (evaluation mode): the inspect view compares

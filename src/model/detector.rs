@@ -21,7 +21,12 @@ use super::dense::{all_finite, Adam, Dev, Mat, ParamMut, Params};
 use super::egbad::{Egbad, EgbadConfig, EgbadScore};
 use super::ensemble::FittedDagmm;
 use super::gmm::GmmParams;
+use super::parallel::StepThreads;
 use crate::data::Matrix;
+
+/// Rows per part below which a step is not split over threads (the threads' hand-offs
+/// would cost more than they save).
+pub const MIN_PART_ROWS: usize = 128;
 
 /// EGBAD's game counts as lost by G and E when D's epoch loss falls below this (it starts
 /// near 2·ln 2 ≈ 1.39; at equilibrium it stays there)…
@@ -241,11 +246,23 @@ impl Network {
 
     /// One optimisation step on `batch`. `None` when the loss or the updated weights were
     /// not finite: the step is dropped and the weights stay as they were.
-    pub fn step(&mut self, dev: &Dev, batch: Matrix) -> Result<Option<StepReport>> {
+    /// DAGMM splits a batch of at least [`MIN_PART_ROWS`] rows per part over `threads`.
+    pub fn step(
+        &mut self,
+        dev: &Dev,
+        batch: Matrix,
+        threads: &StepThreads,
+    ) -> Result<Option<StepReport>> {
         let previous = self.clone();
         let report = match self {
             Network::Dagmm { model, adam } => {
-                let Ok((loss, mut grads)) = model.train_step(dev, batch) else {
+                let split = threads.parts() > 1 && batch.rows >= threads.parts() * MIN_PART_ROWS;
+                let step = if split {
+                    model.train_step_split(threads, batch)
+                } else {
+                    model.train_step(dev, batch)
+                };
+                let Ok((loss, mut grads)) = step else {
                     return Ok(None);
                 };
                 if !loss.total.is_finite() {

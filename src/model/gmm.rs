@@ -10,6 +10,7 @@
 // Small dense linear algebra reads best with explicit indices.
 #![allow(clippy::needless_range_loop)]
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -157,12 +158,19 @@ impl FactorisedGmm {
 
     /// Energy of every row of a row-major `n × d` block of z (buffers reused across rows).
     pub fn energies(&self, z: &[f64]) -> Vec<f64> {
-        let mut terms = vec![0f64; self.k];
-        let mut work = vec![0f64; self.d];
-        z.chunks(self.d)
-            .map(|row| {
-                self.log_terms(row, &mut terms, &mut work);
-                -log_sum_exp(&terms)
+        // Rows in blocks over the current rayon pool, each block with its own buffers.
+        const BLOCK: usize = 4096;
+        z.par_chunks(BLOCK * self.d.max(1))
+            .flat_map_iter(|block| {
+                let mut terms = vec![0f64; self.k];
+                let mut work = vec![0f64; self.d];
+                block
+                    .chunks(self.d)
+                    .map(|row| {
+                        self.log_terms(row, &mut terms, &mut work);
+                        -log_sum_exp(&terms)
+                    })
+                    .collect::<Vec<f64>>()
             })
             .collect()
     }

@@ -8,6 +8,7 @@ pub mod detector;
 pub mod egbad;
 pub mod ensemble;
 pub mod gmm;
+pub mod parallel;
 
 pub use config::{DagmmConfig, Preset};
 pub use dagmm::{Dagmm, Inference, StepLoss};

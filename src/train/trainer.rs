@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Matrix;
 use crate::model::dense::Dev;
+use crate::model::parallel::StepThreads;
 #[cfg(test)]
 use crate::model::Detector;
 use crate::model::{DetectorConfig, Member, Network, RowDetail};
@@ -106,6 +107,8 @@ pub struct Trainer {
     /// The best state by the criterion so far: its value, its epoch and the networks.
     best: Option<(f64, usize, Network)>,
     pub epochs_done: usize,
+    /// The threads a step's batch is split over (as many as the current rayon pool has).
+    threads: StepThreads,
 }
 
 /// The trainer as seen between two steps of an epoch.
@@ -141,6 +144,8 @@ impl Trainer {
             rows,
             held_out,
             best: None,
+            threads: StepThreads::new(rayon::current_num_threads(), config.seed)
+                .expect("starting the step threads"),
             dev,
             network,
             config,
@@ -203,7 +208,10 @@ impl Trainer {
         let steps = self.steps_per_epoch();
         let order = std::mem::take(&mut self.order);
         for (step, rows) in order.chunks(self.config.batch).take(steps).enumerate() {
-            match self.network.step(&self.dev, data.gather(rows))? {
+            match self
+                .network
+                .step(&self.dev, data.gather(rows), &self.threads)?
+            {
                 Some(report) => {
                     applied += 1;
                     samples += rows.len();
