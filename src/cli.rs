@@ -221,7 +221,8 @@ pub struct SettingsArgs {
     /// scores are averaged (no labels involved). 1 = a single model.
     #[arg(long, global = true)]
     pub members: Option<usize>,
-    /// Compute threads (default 1, leaving a core for reading and the UI; 2 gains little in training).
+    /// Compute threads: a training step splits its batch over them, scoring splits its rows
+    /// (default: the machine's cores).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
 }
@@ -342,10 +343,17 @@ impl SettingsArgs {
         Ok(config)
     }
 
+    /// `--threads`, or every core the machine offers.
+    fn compute_threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
     fn apply_threads(&self) {
         // Fails only if a pool exists already (tests calling twice): keep the first.
         let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.threads.unwrap_or(1).max(1))
+            .num_threads(self.compute_threads())
             .build_global();
     }
 }
@@ -422,7 +430,7 @@ pub fn main() -> i32 {
 /// `bench`: measures and prints (text or JSON).
 fn bench(cmd: &BenchCommand, settings: &SettingsArgs) -> Result<()> {
     let report = crate::bench::run(&crate::bench::BenchOptions {
-        threads: settings.threads.unwrap_or(1).max(1),
+        threads: settings.compute_threads(),
         rows: cmd.rows,
         data: cmd.data_file.clone(),
         repeats: cmd.repeats,
