@@ -64,21 +64,22 @@ impl Encoder {
     ) -> Result<(Self, Vec<String>), DataError> {
         let mut notes = Vec::new();
         let p = table.numeric_columns.len();
-        let mut numeric = Vec::new();
-        for (j, column) in table.numeric_columns.iter().enumerate() {
-            let values = rows
-                .iter()
-                .map(|&r| table.numeric[r * p + j] as f64)
-                .filter(|v| !v.is_nan());
-            let (mut n, mut sum, mut sum_sq, mut min, mut max) =
-                (0f64, 0f64, 0f64, f64::INFINITY, f64::NEG_INFINITY);
-            for v in values {
-                n += 1.0;
-                sum += v;
-                sum_sq += v * v;
-                min = min.min(v);
-                max = max.max(v);
+        // One pass over the rows in memory order, every column's statistics at once.
+        let mut stats = vec![(0f64, 0f64, 0f64, f64::INFINITY, f64::NEG_INFINITY); p];
+        for &r in rows {
+            for (st, &v) in stats.iter_mut().zip(&table.numeric[r * p..(r + 1) * p]) {
+                if !v.is_nan() {
+                    let v = v as f64;
+                    st.0 += 1.0;
+                    st.1 += v;
+                    st.2 += v * v;
+                    st.3 = st.3.min(v);
+                    st.4 = st.4.max(v);
+                }
             }
+        }
+        let mut numeric = Vec::new();
+        for (column, &(n, sum, sum_sq, min, max)) in table.numeric_columns.iter().zip(&stats) {
             let mean = if n > 0.0 { sum / n } else { 0.0 };
             let (shift, width) = match scale {
                 ScaleKind::Minmax => (min, max - min),
