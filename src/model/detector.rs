@@ -16,9 +16,9 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::config::DagmmConfig;
-use super::dagmm::Dagmm;
+use super::dagmm::{Dagmm, Inference};
 use super::dense::{all_finite, Adam, Dev, Mat, ParamMut, Params};
-use super::egbad::{Egbad, EgbadConfig, EgbadScore};
+use super::egbad::{Egbad, EgbadConfig, EgbadScore, ScoreParts};
 use super::ensemble::FittedDagmm;
 use super::gmm::GmmParams;
 use super::parallel::StepThreads;
@@ -376,10 +376,19 @@ impl Network {
 /// Fits DAGMM's mixture over the kept rows of `x` and scores every row.
 fn fit_dagmm(model: Dagmm, dev: Dev, x: &Matrix, keep: Option<&[bool]>) -> Result<Fit, String> {
     let (fitted, inference, raw) = FittedDagmm::fit(model, dev, x, keep)?;
-    let c = &fitted.model.config;
+    let detail = dagmm_detail(&fitted.model.config, inference);
+    Ok(Fit {
+        detector: Detector::Dagmm(fitted),
+        raw,
+        detail,
+    })
+}
+
+/// A DAGMM row's detail: its memberships γ̂ and its z.
+fn dagmm_detail(c: &DagmmConfig, inference: Inference) -> RowDetail {
     let mut z_names: Vec<String> = (1..=c.latent).map(|i| format!("z{i}")).collect();
     z_names.extend(["rel dist".to_string(), "cosine".to_string()]);
-    let detail = RowDetail {
+    RowDetail {
         groups: vec![
             DetailGroup {
                 title: "Memberships γ̂".into(),
@@ -394,19 +403,23 @@ fn fit_dagmm(model: Dagmm, dev: Dev, x: &Matrix, keep: Option<&[bool]>) -> Resul
                 shares: false,
             },
         ],
-    };
-    Ok(Fit {
-        detector: Detector::Dagmm(fitted),
-        raw,
-        detail,
-    })
+    }
 }
 
 /// Scores every row of `x` with a trained EGBAD (it fits nothing after training).
 fn fit_egbad(fitted: FittedEgbad, x: &Matrix) -> Fit {
     let parts = fitted.model.score_parts(&fitted.dev, x);
     let raw = fitted.model.combine(&parts);
-    let config = &fitted.model.config;
+    let detail = egbad_detail(&fitted.model.config, &parts);
+    Fit {
+        detector: Detector::Egbad(fitted),
+        raw,
+        detail,
+    }
+}
+
+/// An EGBAD row's detail: the two parts of its score.
+fn egbad_detail(config: &EgbadConfig, parts: &ScoreParts) -> RowDetail {
     let d_name = match config.score {
         EgbadScore::Xent => "L_D cross-entropy",
         EgbadScore::Fm => "L_D feature match",
@@ -417,18 +430,13 @@ fn fit_egbad(fitted: FittedEgbad, x: &Matrix) -> Fit {
         .zip(&parts.discriminator)
         .flat_map(|(g, d)| [*g, *d])
         .collect();
-    let detail = RowDetail {
+    RowDetail {
         groups: vec![DetailGroup {
             title: format!("Score parts (α = {})", config.alpha),
             names: vec!["L_G ‖x−G(E(x))‖₁".into(), d_name.into()],
             values,
             shares: false,
         }],
-    };
-    Fit {
-        detector: Detector::Egbad(fitted),
-        raw,
-        detail,
     }
 }
 
@@ -537,6 +545,14 @@ impl Detector {
         match self {
             Detector::Dagmm(d) => d.energies(x),
             Detector::Egbad(d) => d.model.combine(&d.model.score_parts(&d.dev, x)),
+        }
+    }
+
+    /// Every row's detail for the inspect view (inference only: nothing is refitted).
+    pub fn detail(&self, x: &Matrix) -> RowDetail {
+        match self {
+            Detector::Dagmm(d) => dagmm_detail(&d.model.config, d.model.infer(&d.dev, x)),
+            Detector::Egbad(d) => egbad_detail(&d.model.config, &d.model.score_parts(&d.dev, x)),
         }
     }
 

@@ -79,20 +79,12 @@ impl Scoring {
 
     /// Scoring of a trained `ensemble` whose scores over `data` are `scores`; the detail
     /// comes from its last member.
-    pub fn of_ensemble(
-        ensemble: &Ensemble,
-        scores: Vec<f64>,
-        data: Arc<Matrix>,
-    ) -> anyhow::Result<Self> {
+    pub fn of_ensemble(ensemble: &Ensemble, scores: Vec<f64>, data: Arc<Matrix>) -> Self {
         let members = ensemble.members.len();
         let epoch = ensemble.epochs_done();
-        Ok(match ensemble.members.last() {
+        match ensemble.members.last() {
             Some(shown) => {
-                let detail = shown
-                    .detector
-                    .refit(&data, None)
-                    .map_err(anyhow::Error::msg)?
-                    .detail;
+                let detail = shown.detector.detail(&data);
                 Self::new(epoch, scores, detail, &shown.detector, data, members)
             }
             None => Self::from_parts(
@@ -102,7 +94,7 @@ impl Scoring {
                 RowDetail::default(),
                 Arc::new(NoModel),
             ),
-        })
+        }
     }
 
     /// Scoring of one model from plain per-row values (also how tests and benchmarks

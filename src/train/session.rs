@@ -102,7 +102,7 @@ fn run(
             let mut trained = Vec::new();
             for ck in checkpoints {
                 let scores = ck.ensemble.scores(&data);
-                let scoring = Scoring::of_ensemble(&ck.ensemble, scores.clone(), data.clone())?;
+                let scoring = Scoring::of_ensemble(&ck.ensemble, scores.clone(), data.clone());
                 let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
                 trained.push(Trained {
                     ensemble: ck.ensemble,

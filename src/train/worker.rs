@@ -362,7 +362,7 @@ pub(crate) fn serve_trained(
             }
             Control::Rescore => {
                 for t in &mut trained {
-                    rescore_trained(t, keep.as_deref(), data, events)?;
+                    rescore_trained(t, keep.as_deref(), data, events);
                 }
             }
             Control::Pause | Control::Resume => {}
@@ -377,19 +377,18 @@ fn rescore_trained(
     keep: Option<&[bool]>,
     data: &Arc<Matrix>,
     events: &Sender<TrainEvent>,
-) -> Result<()> {
+) {
     match trained.ensemble.refit(data, keep) {
         Ok(scores) => {
             trained.scores = scores;
             let scoring =
-                Scoring::of_ensemble(&trained.ensemble, trained.scores.clone(), data.clone())?;
+                Scoring::of_ensemble(&trained.ensemble, trained.scores.clone(), data.clone());
             let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
         }
         Err(e) => {
             let _ = events.send(TrainEvent::Warning(format!("cannot refit: {e}")));
         }
     }
-    Ok(())
 }
 
 /// Each trained ensemble with its training settings, as checkpoints record them.
@@ -532,13 +531,7 @@ impl Scorer<'_> {
         let rescore = std::mem::take(&mut inbox.rescore);
         if rescore && std::mem::take(&mut self.earlier_stale) {
             for trained in self.earlier.iter_mut() {
-                if let Err(e) =
-                    rescore_trained(trained, self.keep.as_deref(), self.data, self.events)
-                {
-                    let _ = self
-                        .events
-                        .send(TrainEvent::Warning(format!("cannot rescore: {e:#}")));
-                }
+                rescore_trained(trained, self.keep.as_deref(), self.data, self.events);
             }
         }
         let scores = rescore.then(|| self.mean_with(Some(&calibrated)));
