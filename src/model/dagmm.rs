@@ -85,12 +85,12 @@ impl Dagmm {
     /// squared error in the loss (its gradient rides on z, see [`compression_features`]).
     fn forward<T: Tape<f32, Dev>>(
         &self,
-        x: Mat<T>,
+        x: &Mat,
         x_values: &[f32],
         training: bool,
         recon_weight: f32,
     ) -> (Mat<T>, Mat<T>, Vec<f32>) {
-        let z_c = self.encoder.forward(x, None);
+        let z_c: Mat<T> = self.encoder.forward_data(x, None);
         let x_hat = self.decoder.forward(z_c.with_empty_tape(), None);
         let (z, sq_err) = compression_features(z_c, x_hat, x_values, recon_weight);
         let dropout = training.then_some(self.config.dropout).filter(|&p| p > 0.0);
@@ -108,7 +108,7 @@ impl Dagmm {
         let (n, d, k) = (batch.rows, self.config.z_width(), self.config.components);
         let x: Mat = dev.tensor_from_vec(batch.data, (n, batch.cols));
         let x_values = x.as_vec();
-        let (z, gamma, sq_err) = self.forward(x.leaky_trace(), &x_values, true, 1.0);
+        let (z, gamma, sq_err) = self.forward::<OwnedTape<f32, Dev>>(&x, &x_values, true, 1.0);
         let objective = self.objective(&z.as_vec(), &gamma.as_vec())?;
         let to_tensor = |g: &[f64], cols: usize| -> Mat {
             dev.tensor_from_vec(g.iter().map(|&v| v as f32).collect(), (n, cols))
@@ -148,7 +148,7 @@ impl Dagmm {
             let values = batch.data[range.start * cols..range.end * cols].to_vec();
             let x: Mat = dev.tensor_from_vec(values.clone(), (m, cols));
             let (z, gamma, sq_err) =
-                self.forward(x.leaky_trace(), &values, true, m as f32 / n as f32);
+                self.forward::<OwnedTape<f32, Dev>>(&x, &values, true, m as f32 / n as f32);
             to_join
                 .send((i, z.as_vec(), gamma.as_vec(), sq_err))
                 .map_err(|_| anyhow!("the step's mixture went away"))?;
@@ -240,7 +240,7 @@ impl Dagmm {
             .map(|rows| {
                 let n = rows.len() / x.cols.max(1);
                 let chunk: Mat = dev.tensor_from_vec(rows.to_vec(), (n, x.cols));
-                let (z, gamma, _) = self.forward(chunk, rows, false, 0.0);
+                let (z, gamma, _) = self.forward::<NoneTape>(&chunk, rows, false, 0.0);
                 (z.as_vec(), gamma.as_vec())
             })
             .collect();

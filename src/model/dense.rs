@@ -53,6 +53,59 @@ impl Dense {
         bias_activation(x.matmul(self.weight.retaped::<T>()), &self.bias, None)
     }
 
+    /// `activation(x·W + b)` for rows of data `x`, which need no gradient: the tape `T`
+    /// starts here and records W and b only. Tracing `x` instead would make dfdx compute
+    /// ∂/∂x, a product as large as the layer's forward one, that nobody reads.
+    pub fn forward_data<T: Tape<f32, Dev>>(
+        &self,
+        x: &Mat,
+        activation: Option<Activation>,
+    ) -> Mat<T> {
+        let y = bias_activation(
+            x.clone().matmul(self.weight.clone()),
+            &self.bias,
+            activation,
+        );
+        let mut tape = T::default();
+        if T::OWNS_TAPE {
+            let (x, y_kept) = (x.clone(), y.clone());
+            let (w_id, b_id, y_id) = (self.weight.ghost(), self.bias.ghost(), y.ghost());
+            tape.add_backward_op(move |grads| {
+                let shape = *y_kept.shape();
+                grads.try_alloc_for(&y_id)?;
+                let mut upstream = vec![0f32; shape.0 * shape.1];
+                grads.get(&y_id).copy_into(&mut upstream);
+                if let Some(act) = activation {
+                    let mut y = vec![0f32; upstream.len()];
+                    y_kept.copy_into(&mut y);
+                    upstream
+                        .iter_mut()
+                        .zip(&y)
+                        .for_each(|(g, &y)| *g *= act.derivative(y));
+                }
+                let g: Mat = x.device().tensor_from_vec(upstream, shape);
+                let mut weight_grad = vec![0f32; x.shape().1 * shape.1];
+                x.clone()
+                    .permute::<_, Axes2<1, 0>>()
+                    .matmul(g.clone())
+                    .copy_into(&mut weight_grad);
+                let into_w = grads.get_or_alloc_mut(&w_id)?;
+                into_w
+                    .iter_mut()
+                    .zip(&weight_grad)
+                    .for_each(|(s, v)| *s += v);
+                let column_sums = g.sum::<(usize,), Axis<0>>().as_vec();
+                let into_b = grads.get_or_alloc_mut(&b_id)?;
+                into_b
+                    .iter_mut()
+                    .zip(&column_sums)
+                    .for_each(|(s, v)| *s += v);
+                Ok(())
+            });
+        }
+        y.put_tape(tape)
+    }
+
     /// `activation(x·W + b)`, the bias and the activation in one pass.
     pub fn forward_activated<T: Tape<f32, Dev>>(
         &self,
@@ -214,11 +267,36 @@ impl Mlp {
     /// Forward pass; `dropout_after_hidden` applies dropout (training only) after each hidden activation.
     pub fn forward<T: Tape<f32, Dev>>(
         &self,
+        x: Mat<T>,
+        dropout_after_hidden: Option<f64>,
+    ) -> Mat<T> {
+        self.forward_from(x, 0, dropout_after_hidden)
+    }
+
+    /// Forward pass of rows of data, which need no gradient: the tape `T` starts at the
+    /// first layer (see [`Dense::forward_data`]).
+    pub fn forward_data<T: Tape<f32, Dev>>(
+        &self,
+        x: &Mat,
+        dropout_after_hidden: Option<f64>,
+    ) -> Mat<T> {
+        let hidden = self.layers.len() > 1;
+        let first = self.layers[0].forward_data(x, hidden.then_some(self.activation));
+        match dropout_after_hidden.filter(|_| hidden) {
+            Some(p) => self.forward_from(first.dropout(p), 1, dropout_after_hidden),
+            None => self.forward_from(first, 1, dropout_after_hidden),
+        }
+    }
+
+    /// Layers `start..` applied to `x`.
+    fn forward_from<T: Tape<f32, Dev>>(
+        &self,
         mut x: Mat<T>,
+        start: usize,
         dropout_after_hidden: Option<f64>,
     ) -> Mat<T> {
         let last = self.layers.len() - 1;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in self.layers.iter().enumerate().skip(start) {
             if i < last {
                 x = layer.forward_activated(x, self.activation);
                 if let Some(p) = dropout_after_hidden {
@@ -442,6 +520,39 @@ mod tanh_tests {
         assert_eq!(tanh_f32(0.0), 0.0);
         assert_eq!(tanh_f32(f32::INFINITY), 1.0);
         assert!(tanh_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn a_first_layer_on_data_gives_the_traced_layers_weight_gradients() {
+        let dev = Dev::default();
+        let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(4);
+        let layer = Dense::new(&dev, 5, 3, &mut rng);
+        let x: Mat =
+            dev.tensor_from_vec((0..20).map(|i| (i as f32 * 0.37).sin()).collect(), (4, 5));
+        let w: Mat = dev.tensor_from_vec((0..12).map(|i| 0.3 - 0.05 * i as f32).collect(), (4, 3));
+        for act in [None, Some(Activation::Tanh), Some(Activation::Leaky(0.1))] {
+            let traced = match act {
+                Some(a) => layer.forward_activated(x.leaky_trace(), a),
+                None => layer.forward(x.leaky_trace()),
+            };
+            let expected = (traced * w.clone()).sum::<Rank0, _>().backward();
+            let from_data: Mat<OwnedTape<f32, Dev>> = layer.forward_data(&x, act);
+            let got = (from_data * w.clone()).sum::<Rank0, _>().backward();
+            for (a, b) in [
+                (
+                    got.get(&layer.weight).as_vec(),
+                    expected.get(&layer.weight).as_vec(),
+                ),
+                (
+                    got.get(&layer.bias).as_vec(),
+                    expected.get(&layer.bias).as_vec(),
+                ),
+            ] {
+                for (a, b) in a.iter().zip(&b) {
+                    assert!((a - b).abs() < 1e-5, "{act:?}: {a} vs {b}");
+                }
+            }
+        }
     }
 
     #[test]
