@@ -10,19 +10,10 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use dagmm_tui::bench::peak_rss_bytes;
 use dagmm_tui::data::{read_table_reporting, Encoder, ReadOptions, ScaleKind};
 
 const COLUMNS: usize = 40;
-
-/// Peak resident set size of this process so far, in bytes (Linux).
-fn peak_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
 
 /// Writes the data file: a mix of integers, decimals and negatives, deterministic.
 fn generate(path: &Path, rows: usize) -> std::io::Result<()> {
@@ -77,7 +68,7 @@ fn main() {
         );
     }
     let file_bytes = std::fs::metadata(&path).unwrap().len();
-    let baseline = peak_rss();
+    let baseline = peak_rss_bytes();
 
     let start = Instant::now();
     let mut reports = 0u64;
@@ -86,14 +77,14 @@ fn main() {
     })
     .expect("reading");
     let read_secs = start.elapsed().as_secs_f64();
-    let after_read = peak_rss();
+    let after_read = peak_rss_bytes();
 
     let start = Instant::now();
     let all: Vec<usize> = (0..table.len()).collect();
     let (encoder, _) = Encoder::fit(&table, &all, ScaleKind::Minmax).expect("encoding");
     let matrix = encoder.transform(&table, &all).matrix;
     let encode_secs = start.elapsed().as_secs_f64();
-    let after_encode = peak_rss();
+    let after_encode = peak_rss_bytes();
 
     let matrix_bytes = (matrix.rows * matrix.cols * 4) as f64;
     let gb = |b: f64| b / 1e9;
