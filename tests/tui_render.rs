@@ -388,6 +388,36 @@ fn side_by_side_table_ranks_by_either_detector_and_shows_their_agreement() {
             render(&app, w, h).backend()
         );
     }
+    // A refit rescores both; the footer reports once the ranking detector's scores are in.
+    app.update(key('o'));
+    assert_eq!(app.table.shown().unwrap().detector(), DetectorKind::Dagmm);
+    app.apply(Action::Rescore);
+    app.message = None;
+    let again = |kind| {
+        let old = app_scoring(&app, kind);
+        Msg::Train(TrainEvent::Scored(Arc::new(Scoring::from_parts(
+            kind,
+            9,
+            old.scores.clone(),
+            old.detail.clone(),
+            Arc::new(FixedErrors(3)),
+        ))))
+    };
+    let egbad_again = again(DetectorKind::Egbad);
+    let dagmm_again = again(DetectorKind::Dagmm);
+    app.update(egbad_again);
+    assert!(app.message.is_none(), "not yet: EGBAD does not rank");
+    app.update(dagmm_again);
+    let said = app
+        .message
+        .as_ref()
+        .map(|m| m.text.clone())
+        .unwrap_or_default();
+    assert!(
+        said.starts_with("refit without 0 row(s) marked anomaly: 0 of"),
+        "{said}"
+    );
+    app.update(key('o'));
     // Exports carry both detectors' scores and ranks, the ranking one first.
     let (detectors, rows) = app.export_rows();
     assert_eq!(detectors, ["egbad", "dagmm"]);
@@ -398,6 +428,12 @@ fn side_by_side_table_ranks_by_either_detector_and_shows_their_agreement() {
     let dagmm = &app.table.scorings[0].scoring;
     assert_eq!(top.scores[1].rank, dagmm.rank(row));
     assert_eq!(top.scores[1].score, dagmm.scores[row]);
+}
+
+/// The latest scoring of `kind` the table holds.
+fn app_scoring(app: &App, kind: DetectorKind) -> Arc<Scoring> {
+    let shown = app.table.scorings.iter().find(|s| s.detector() == kind);
+    shown.unwrap().scoring.clone()
 }
 
 #[test]

@@ -785,6 +785,7 @@ impl App {
 
     fn scored(&mut self, scoring: Arc<Scoring>) {
         let now = self.now;
+        let detector = scoring.detector;
         if self.with_table(|t, facts| t.receive(scoring, now, facts)) == Arrival::HeldBack {
             self.say(
                 Level::Info,
@@ -792,7 +793,10 @@ impl App {
             );
             return;
         }
-        self.report_refit();
+        // Side by side, a refit rescores both: report once the ranking detector's scores are in.
+        if self.table.shown().is_some_and(|s| s.detector() == detector) {
+            self.report_refit();
+        }
     }
 
     /// Recomputes the listed rows and the metrics after marks changed.
