@@ -10,7 +10,7 @@ pub mod trainer;
 pub mod worker;
 
 pub use events::{Control, DetectorKind, Divergence, LoadedData, TrainEvent};
-pub use scoring::{ranking, Explain, Scoring};
+pub use scoring::{ranking, Explain, NoExplanation, Scoring};
 pub use session::{spawn_session, ModelSource, SessionPlan};
 pub use trainer::{default_epochs, member_of, TrainConfig, Trainer, DEFAULT_MEMBERS};
 pub use worker::{

@@ -27,10 +27,10 @@ impl Explain for FrozenDetector {
     }
 }
 
-/// Explains nothing: an empty ensemble has no networks.
-struct NoModel;
+/// Explains nothing: an empty ensemble has no networks (and tests need no explanations).
+pub struct NoExplanation;
 
-impl Explain for NoModel {
+impl Explain for NoExplanation {
     fn feature_errors(&self, _: usize) -> Vec<f32> {
         Vec::new()
     }
@@ -92,7 +92,7 @@ impl Scoring {
                 epoch,
                 scores,
                 RowDetail::default(),
-                Arc::new(NoModel),
+                Arc::new(NoExplanation),
             ),
         }
     }
@@ -183,13 +183,6 @@ impl PartialEq for Scoring {
 mod tests {
     use super::*;
 
-    struct NoExplain;
-    impl Explain for NoExplain {
-        fn feature_errors(&self, _: usize) -> Vec<f32> {
-            Vec::new()
-        }
-    }
-
     #[test]
     fn ranks_follow_descending_score_and_ties_keep_file_order() {
         let s = Scoring::from_parts(
@@ -197,7 +190,7 @@ mod tests {
             1,
             vec![1.0, 5.0, 1.0, 3.0],
             RowDetail::default(),
-            Arc::new(NoExplain),
+            Arc::new(NoExplanation),
         );
         assert_eq!(s.order, vec![1, 3, 0, 2]);
         assert_eq!(

@@ -456,14 +456,7 @@ impl RankedView {
 mod tests {
     use super::*;
     use crate::model::RowDetail;
-    use crate::train::Explain;
-
-    struct NoExplain;
-    impl Explain for NoExplain {
-        fn feature_errors(&self, _: usize) -> Vec<f32> {
-            Vec::new()
-        }
-    }
+    use crate::train::NoExplanation;
 
     fn scoring(detector: DetectorKind, scores: Vec<f64>) -> Arc<Scoring> {
         Arc::new(Scoring::from_parts(
@@ -471,7 +464,7 @@ mod tests {
             1,
             scores,
             RowDetail::default(),
-            Arc::new(NoExplain),
+            Arc::new(NoExplanation),
         ))
     }
 
