@@ -166,7 +166,9 @@ pub struct SettingsArgs {
     /// reconstruction); `dagmm,egbad` trains both side by side in the workbench.
     #[arg(long, value_enum, value_delimiter = ',', global = true)]
     pub detector: Option<Vec<DetectorKind>>,
-    /// Architecture preset: `auto` (rule from the input width) or the paper's `kddcup`.
+    /// Preset: `auto` (rule from the input width) or the papers' `kddcup` (DAGMM: its
+    /// KDDCUP network and 20 epochs; EGBAD: scored by L_D alone, 6 epochs; both tuned on
+    /// KDDCUP, see README).
     #[arg(long, value_enum, global = true)]
     pub preset: Option<Preset>,
     /// Encoder hidden widths, comma separated (DAGMM: the decoder mirrors them; EGBAD: the
@@ -296,7 +298,10 @@ impl SettingsArgs {
                     .unwrap_or(c.hidden);
                 c.latent = self.latent.unwrap_or(c.latent);
                 c.dropout = self.dropout.unwrap_or(c.dropout);
-                c.alpha = self.alpha.unwrap_or(c.alpha);
+                c.alpha = self
+                    .alpha
+                    .or(self.preset.unwrap_or_default().egbad_alpha())
+                    .unwrap_or(c.alpha);
                 c.score = self.score.unwrap_or(c.score);
                 DetectorConfig::Egbad(c)
             }

@@ -158,6 +158,39 @@ fn egbad_trains_end_to_end_and_its_checkpoint_is_refused_as_dagmm() {
 }
 
 #[test]
+fn egbads_kddcup_preset_scores_by_the_discriminator_and_trains_six_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_sample(dir.path(), 300);
+    let out = dir.path().join("preset");
+    let flags = [
+        "--label",
+        "attack",
+        "--detector",
+        "egbad",
+        "--preset",
+        "kddcup",
+        "--batch",
+        "64",
+        "--members",
+        "1",
+    ];
+    let result = common::train(&data, &out, &flags);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    let member = &meta["members"][0];
+    assert_eq!(member["model"]["alpha"], 0.0, "{member}");
+    assert_eq!(member["epochs_done"], 6);
+    // An explicit --alpha still wins over the preset.
+    let out = dir.path().join("explicit");
+    let flags = [&flags[..], &["--alpha", "0.5", "--epochs", "1"]].concat();
+    assert!(common::train(&data, &out, &flags).status.success());
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(meta["members"][0]["model"]["alpha"], 0.5);
+}
+
+#[test]
 fn same_seed_same_scores_other_seed_other_scores() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_sample(dir.path(), 600);
