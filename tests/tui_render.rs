@@ -203,6 +203,15 @@ fn key(c: char) -> Msg {
     Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE))
 }
 
+/// Snapshots `app` as `{name}_80x24` and `{name}_160x48`, each screen printable.
+fn snapshot_at_both_sizes(app: &App, name: &str) {
+    for (w, h) in [(80, 24), (160, 48)] {
+        let terminal = render(app, w, h);
+        assert_printable(&terminal);
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), terminal.backend());
+    }
+}
+
 /// Every cell's symbol is printable: no control, bidi or zero-width character reaches the
 /// terminal.
 fn assert_printable(terminal: &Terminal<TestBackend>) {
@@ -290,11 +299,7 @@ fn train_egbad(app: &mut App, epochs: usize, rows: usize, features: usize) {
 #[test]
 fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
     let mut app = egbad_app(6);
-    for (w, h) in [(80, 24), (160, 48)] {
-        let terminal = render(&app, w, h);
-        assert_printable(&terminal);
-        insta::assert_snapshot!(format!("egbad_main_{w}x{h}"), terminal.backend());
-    }
+    snapshot_at_both_sizes(&app, "egbad_main");
     let text = screen(&app, 160, 48);
     for expected in [
         "EGBAD loss per epoch",
@@ -330,12 +335,7 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
         "the footer says why: {status}"
     );
     app.apply(Action::Inspect);
-    for (w, h) in [(80, 24), (160, 48)] {
-        insta::assert_snapshot!(
-            format!("egbad_inspect_{w}x{h}"),
-            render(&app, w, h).backend()
-        );
-    }
+    snapshot_at_both_sizes(&app, "egbad_inspect");
     let text = screen(&app, 160, 48);
     assert!(
         text.contains("Score parts (α = 0.9)") && text.contains("|x − G(E(x))| by feature"),
@@ -346,11 +346,7 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
 #[test]
 fn side_by_side_table_ranks_by_either_detector_and_shows_their_agreement() {
     let mut app = side_by_side_app(6);
-    for (w, h) in [(80, 24), (160, 48)] {
-        let terminal = render(&app, w, h);
-        assert_printable(&terminal);
-        insta::assert_snapshot!(format!("side_by_side_{w}x{h}"), terminal.backend());
-    }
+    snapshot_at_both_sizes(&app, "side_by_side");
     // DAGMM scored first, so it ranks; EGBAD's rank sits beside it; EGBAD trained last,
     // so its panes show.
     let text = screen(&app, 160, 48);
@@ -382,12 +378,7 @@ fn side_by_side_table_ranks_by_either_detector_and_shows_their_agreement() {
     assert_eq!(app.viewed_run().detector, DetectorKind::Dagmm);
     let text = screen(&app, 160, 48);
     assert!(text.contains("DAGMM loss per epoch") && text.contains("Mixture weights"));
-    for (w, h) in [(80, 24), (160, 48)] {
-        insta::assert_snapshot!(
-            format!("side_by_side_egbad_ranked_dagmm_panes_{w}x{h}"),
-            render(&app, w, h).backend()
-        );
-    }
+    snapshot_at_both_sizes(&app, "side_by_side_egbad_ranked_dagmm_panes");
     // A refit rescores both; the footer reports once the ranking detector's scores are in.
     app.update(key('o'));
     assert_eq!(app.table.shown().unwrap().detector(), DetectorKind::Dagmm);
@@ -443,29 +434,21 @@ fn main_view_while_training() {
     app.update(key('j'));
     app.update(key('a'));
     app.message = None;
-    for (w, h) in [(80, 24), (160, 48)] {
-        let terminal = render(&app, w, h);
-        assert_printable(&terminal);
-        insta::assert_snapshot!(format!("main_{w}x{h}"), terminal.backend());
-    }
+    snapshot_at_both_sizes(&app, "main");
 }
 
 #[test]
 fn inspect_view() {
     let mut app = trained_app(8);
     app.apply(Action::Inspect);
-    for (w, h) in [(80, 24), (160, 48)] {
-        insta::assert_snapshot!(format!("inspect_{w}x{h}"), render(&app, w, h).backend());
-    }
+    snapshot_at_both_sizes(&app, "inspect");
 }
 
 #[test]
 fn help_overlay() {
     let mut app = trained_app(3);
     app.apply(Action::Help);
-    for (w, h) in [(80, 24), (160, 48)] {
-        insta::assert_snapshot!(format!("help_{w}x{h}"), render(&app, w, h).backend());
-    }
+    snapshot_at_both_sizes(&app, "help");
 }
 
 #[test]
