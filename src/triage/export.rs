@@ -258,32 +258,17 @@ mod tests {
             ],
             mark: None,
         }];
-        let out = dir.path().join("out.csv");
-        export(
-            &data,
-            b',',
-            &["egbad", "dagmm"],
-            &rows,
-            &out,
-            CellSafety::Defuse,
-        )
-        .unwrap();
+        let written = |name: &str| {
+            let out = dir.path().join(name);
+            let detectors = ["egbad", "dagmm"];
+            export(&data, b',', &detectors, &rows, &out, CellSafety::Defuse).unwrap();
+            fs::read_to_string(&out).unwrap()
+        };
         assert_eq!(
-            fs::read_to_string(&out).unwrap(),
+            written("out.csv"),
             "a,score_egbad,rank_egbad,score_dagmm,rank_dagmm,mark\n2,4.5,1,-0.25,2,\n"
         );
-        let out = dir.path().join("out.jsonl");
-        export(
-            &data,
-            b',',
-            &["egbad", "dagmm"],
-            &rows,
-            &out,
-            CellSafety::Defuse,
-        )
-        .unwrap();
-        let line: serde_json::Value =
-            serde_json::from_str(fs::read_to_string(&out).unwrap().trim()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(written("out.jsonl").trim()).unwrap();
         assert_eq!(line["score_dagmm"], -0.25);
         assert_eq!(line["rank_egbad"], 1);
         assert_eq!(line["a"], "2");
