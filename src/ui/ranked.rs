@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::eval::metrics::{auroc_ranked, precision_recall_f1, spearman};
 use crate::train::{DetectorKind, Scoring};
-use crate::ui::panes::distribution::Histogram;
+use crate::ui::histogram::Histogram;
 
 /// Which rows the table lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,15 +12,11 @@ use ratatui::Frame;
 
 use super::{before_history, block, sparkline, Look};
 use crate::ui::app::App;
+use crate::ui::histogram::symlog;
 use crate::ui::text::number;
 
 fn value(losses: &[f64], series: usize) -> f64 {
     losses.get(series).copied().unwrap_or(f64::NAN)
-}
-
-/// Symmetric log: keeps the sign, so energies below zero still plot.
-fn symlog(v: f64) -> f64 {
-    v.signum() * (1.0 + v.abs()).log10()
 }
 
 /// Draws the loss pane into `area`.
