@@ -1,7 +1,6 @@
 //! The command line: `dagmm-tui DATA` (workbench), `train`, `score`, `eval`. Every size and
 //! hyperparameter is a flag and may also come from a TOML `--config` file (flags win).
 
-use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,19 +15,21 @@ use crate::eval::{
     run_protocol, FileReport, Overall, Protocol, ProtocolOptions, RunReport, Spread, Summary,
 };
 use crate::model::{DagmmConfig, DetectorConfig, DetectorKind, EgbadConfig, EgbadScore, Preset};
-use crate::text::{json_safe, visible};
+use crate::text::{json_safe, visible, visible_lines};
 use crate::train::{
     checkpoint, default_epochs, DataContext, ModelSource, Rescoring, SessionPlan, TrainConfig,
     TrainEvent, WorkerOptions, DEFAULT_MEMBERS,
 };
+use crate::files::StagedFile;
 use crate::triage::{write_scores, CellSafety};
 use crate::ui::WorkbenchOptions;
 
 /// `eprintln!` for lines that may carry untrusted text (file names, cells, column names):
-/// control, bidi and zero-width characters are printed as visible escapes, never raw.
+/// control, bidi and zero-width characters are printed as visible escapes, never raw; new
+/// lines (in a TOML error, say) stay new lines.
 macro_rules! tell {
     ($($arg:tt)*) => {
-        eprintln!("{}", visible(&format!($($arg)*)))
+        eprintln!("{}", visible_lines(&format!($($arg)*)))
     };
 }
 
@@ -46,10 +47,27 @@ pub struct Cli {
     pub data_args: DataArgs,
     #[command(flatten)]
     pub settings: SettingsArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// How CSV outputs (scores, exports) write text cells.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputArgs {
     /// Write CSV text cells exactly as read, even ones a spreadsheet would run as formulas
     /// (by default cells starting with = + - @ tab or CR get a leading ').
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub raw_cells: bool,
+}
+
+impl OutputArgs {
+    fn safety(&self) -> CellSafety {
+        if self.raw_cells {
+            CellSafety::Raw
+        } else {
+            CellSafety::Defuse
+        }
+    }
 }
 
 /// Options of the terminal workbench (`dagmm-tui DATA`).
@@ -117,28 +135,31 @@ pub struct BenchCommand {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Compute threads (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// How the CSV is read and encoded.
 #[derive(Debug, Args, Clone, Default)]
 pub struct DataArgs {
     /// Field delimiter (one character or 'tab'); sniffed from the header when absent.
-    #[arg(long, value_parser = parse_delimiter, global = true)]
+    #[arg(long, value_parser = parse_delimiter)]
     pub delimiter: Option<u8>,
     /// Column kept out of the features and used for metrics.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub label: Option<String>,
     /// Columns to drop (comma separated).
-    #[arg(long, value_delimiter = ',', global = true)]
+    #[arg(long, value_delimiter = ',')]
     pub ignore: Vec<String>,
     /// Columns to treat as categorical even if numeric-looking (comma separated).
-    #[arg(long, value_delimiter = ',', global = true)]
+    #[arg(long, value_delimiter = ',')]
     pub categorical: Vec<String>,
     /// What to do with missing values (empty, NA, NaN, ?, null).
-    #[arg(long, value_enum, default_value_t = MissingPolicy::Error, global = true)]
+    #[arg(long, value_enum, default_value_t = MissingPolicy::Error)]
     pub missing: MissingPolicy,
     /// Numeric scaling, fitted on the training rows.
-    #[arg(long, value_enum, default_value_t = ScaleKind::Minmax, global = true)]
+    #[arg(long, value_enum, default_value_t = ScaleKind::Minmax)]
     pub scale: ScaleKind,
 }
 
@@ -159,79 +180,127 @@ impl DataArgs {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SettingsArgs {
     /// TOML file with any of these settings (keys as the long flag names, e.g. `lambda-cov = 0.01`).
-    #[arg(long, global = true)]
+    #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Detector: `dagmm` (density of a latent code) or `egbad` (adversarial
     /// reconstruction); `dagmm,egbad` trains both side by side in the workbench.
-    #[arg(long, value_enum, value_delimiter = ',', global = true)]
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub detector: Option<Vec<DetectorKind>>,
     /// Preset: `auto` (rule from the input width) or the papers' `kddcup` (DAGMM: its
     /// KDDCUP network and 20 epochs; EGBAD: scored by L_D alone, 6 epochs; both tuned on
     /// KDDCUP, see README).
-    #[arg(long, value_enum, global = true)]
+    #[arg(long, value_enum)]
     pub preset: Option<Preset>,
     /// Encoder hidden widths, comma separated (DAGMM: the decoder mirrors them; EGBAD: the
     /// first is its encoder's hidden width).
-    #[arg(long, value_delimiter = ',', global = true)]
+    #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
     /// Latent code size (DAGMM: z_c; EGBAD: z).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub latent: Option<usize>,
     /// Mixture components K.
-    #[arg(long, short = 'k', global = true)]
+    #[arg(long, short = 'k')]
     pub components: Option<usize>,
     /// Estimation network hidden width.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub estimation_hidden: Option<usize>,
     /// Dropout (DAGMM: in the estimation network; EGBAD: in the discriminator).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub dropout: Option<f64>,
     /// λ1, weight of the sample energy.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub lambda_energy: Option<f64>,
     /// λ2, weight of the covariance penalty.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub lambda_cov: Option<f64>,
     /// ε added to covariance diagonals.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub cov_eps: Option<f64>,
     /// EGBAD: weight α of the reconstruction term in the score (default 0.9).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub alpha: Option<f64>,
     /// EGBAD: the discriminator term of the score, `xent` (cross-entropy) or `fm`
     /// (feature matching).
-    #[arg(long, value_enum, global = true)]
+    #[arg(long, value_enum)]
     pub score: Option<EgbadScore>,
     /// Training epochs per member (default: the fewest that give --min-steps steps).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub epochs: Option<usize>,
     /// Optimisation steps per member the default epoch count aims at (default 200; ignored
     /// with --epochs).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub min_steps: Option<usize>,
     /// Mini-batch size.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub batch: Option<usize>,
     /// Adam learning rate.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub lr: Option<f64>,
     /// Seed for weights, batches, dropout (and the split in eval).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub seed: Option<u64>,
     /// Ensemble members (default 5), each trained from its own seed; their calibrated
     /// scores are averaged (no labels involved). 1 = a single model.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub members: Option<usize>,
     /// Compute threads: a training step splits its batch over them, scoring splits its rows
     /// (default: the machine's cores).
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub threads: Option<usize>,
 }
 
 impl SettingsArgs {
-    /// Flags merged over the `--config` file.
+    /// Flags merged over the `--config` file, every number checked.
     fn resolved(&self) -> Result<SettingsArgs> {
+        let resolved = self.merged_with_config()?;
+        resolved.check_ranges()?;
+        Ok(resolved)
+    }
+
+    /// An error naming the first setting that is not a finite number in its range: a NaN
+    /// or a huge weight would drop every training step and still write a checkpoint.
+    fn check_ranges(&self) -> Result<()> {
+        /// (flag, value, lowest, highest, whether the lowest is allowed)
+        type Range = (&'static str, Option<f64>, f64, f64, bool);
+        let ranges: [Range; 6] = [
+            ("--dropout", self.dropout, 0.0, 0.99, true),
+            ("--lambda-energy", self.lambda_energy, 0.0, 1e3, true),
+            ("--lambda-cov", self.lambda_cov, 0.0, 1e3, true),
+            ("--cov-eps", self.cov_eps, 0.0, 1.0, true),
+            ("--alpha", self.alpha, 0.0, 1.0, true),
+            ("--lr", self.lr, 0.0, 1.0, false),
+        ];
+        for (flag, value, lo, hi, lo_allowed) in ranges {
+            let Some(v) = value else { continue };
+            let above_lo = if lo_allowed { v >= lo } else { v > lo };
+            if !(v.is_finite() && above_lo && v <= hi) {
+                let open = if lo_allowed { "[" } else { "(" };
+                bail!("{flag} must be a finite number in {open}{lo}, {hi}], got {v}");
+            }
+        }
+        let counts = [
+            ("--members", self.members),
+            ("--threads", self.threads),
+            ("--components", self.components),
+            ("--latent", self.latent),
+            ("--estimation-hidden", self.estimation_hidden),
+        ];
+        for (flag, value) in counts {
+            if value == Some(0) {
+                bail!("{flag} must be at least 1");
+            }
+        }
+        if self.batch.is_some_and(|b| b < 2) {
+            bail!("--batch must be at least 2");
+        }
+        if self.hidden.as_ref().is_some_and(|h| h.contains(&0)) {
+            bail!("--hidden widths must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn merged_with_config(&self) -> Result<SettingsArgs> {
         let Some(path) = &self.config else {
             return Ok(self.clone());
         };
@@ -348,19 +417,6 @@ impl SettingsArgs {
         Ok(config)
     }
 
-    /// `--threads`, or every core the machine offers.
-    fn compute_threads(&self) -> usize {
-        self.threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1)
-    }
-
-    fn apply_threads(&self) {
-        // Fails only if a pool exists already (tests calling twice): keep the first.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.compute_threads())
-            .build_global();
-    }
 }
 
 /// `train` arguments.
@@ -374,6 +430,12 @@ pub struct TrainCommand {
     /// Progress as JSON lines on stderr instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub data_args: DataArgs,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `score` arguments.
@@ -384,9 +446,23 @@ pub struct ScoreCommand {
     pub model: PathBuf,
     /// CSV file to score.
     pub data: PathBuf,
-    /// Output CSV (`row,score[,label]`); standard output when absent.
+    /// Output CSV (`row,score[,label]`); standard output when absent. Written to a
+    /// temporary file and renamed when complete: a failed run leaves an earlier file as it was.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The detector the checkpoint must hold (refused by name otherwise).
+    #[arg(long, value_enum)]
+    pub detector: Option<DetectorKind>,
+    /// Missing values (empty, NA, NaN, ?, null): `error`, `mean` (the training mean; a
+    /// categorical gets no level) or `drop` (the row is skipped and counted); default: the
+    /// policy the model was trained with.
+    #[arg(long, value_enum)]
+    pub missing: Option<MissingPolicy>,
+    /// Compute threads (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `eval` arguments.
@@ -418,6 +494,10 @@ pub struct EvalCommand {
     /// One JSON object on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub data_args: DataArgs,
+    #[command(flatten)]
+    pub settings: SettingsArgs,
 }
 
 /// Entry point for the binary: runs the command and turns errors into one line on stderr.
@@ -433,9 +513,9 @@ pub fn main() -> i32 {
 }
 
 /// `bench`: measures and prints (text or JSON).
-fn bench(cmd: &BenchCommand, settings: &SettingsArgs) -> Result<()> {
+fn bench(cmd: &BenchCommand) -> Result<()> {
     let report = crate::bench::run(&crate::bench::BenchOptions {
-        threads: settings.compute_threads(),
+        threads: compute_threads(cmd.threads)?,
         rows: cmd.rows,
         data: cmd.data_file.clone(),
         repeats: cmd.repeats,
@@ -451,22 +531,49 @@ fn bench(cmd: &BenchCommand, settings: &SettingsArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--threads`, or every core the machine offers.
+fn compute_threads(requested: Option<usize>) -> Result<usize> {
+    match requested {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// Sizes the compute pool once for the process.
+fn apply_threads(requested: Option<usize>) -> Result<()> {
+    // Fails only if a pool exists already (tests calling twice): keep the first.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(compute_threads(requested)?)
+        .build_global();
+    Ok(())
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
-    let settings = cli.settings.resolved()?;
-    settings.apply_threads();
-    let safety = if cli.raw_cells {
-        CellSafety::Raw
-    } else {
-        CellSafety::Defuse
-    };
     match cli.command {
-        Some(Command::Train(cmd)) => train(&cmd, &cli.data_args, &settings, safety),
-        Some(Command::Score(cmd)) => score(&cmd, &settings, safety),
-        Some(Command::Eval(cmd)) => eval(&cmd, &cli.data_args, &settings),
-        Some(Command::Bench(cmd)) => bench(&cmd, &settings),
+        Some(Command::Train(cmd)) => {
+            let settings = cmd.settings.resolved()?;
+            apply_threads(settings.threads)?;
+            train(&cmd, &settings)
+        }
+        Some(Command::Score(cmd)) => {
+            apply_threads(cmd.threads)?;
+            score(&cmd)
+        }
+        Some(Command::Eval(cmd)) => {
+            let settings = cmd.settings.resolved()?;
+            apply_threads(settings.threads)?;
+            eval(&cmd, &settings)
+        }
+        Some(Command::Bench(cmd)) => bench(&cmd),
         None => match cli.data {
-            Some(data) => workbench(data, &cli.workbench, &cli.data_args, settings, safety),
+            Some(data) => {
+                let settings = cli.settings.resolved()?;
+                apply_threads(settings.threads)?;
+                let safety = cli.output.safety();
+                workbench(data, &cli.workbench, &cli.data_args, settings, safety)
+            }
             None => bail!("no data file given; try 'dagmm-tui --help'"),
         },
     }
@@ -479,9 +586,7 @@ fn workbench(
     settings: SettingsArgs,
     safety: CellSafety,
 ) -> Result<()> {
-    if !data.is_file() {
-        bail!("{}: no such file", data.display());
-    }
+    crate::data::source::check_input(&data)?;
     if !(0.0..=100.0).contains(&args.flag_percent) {
         bail!("--flag-percent must be between 0 and 100");
     }
@@ -540,12 +645,12 @@ fn workbench(
     )
 }
 
-fn train(
-    cmd: &TrainCommand,
-    data_args: &DataArgs,
-    settings: &SettingsArgs,
-    safety: CellSafety,
-) -> Result<()> {
+fn train(cmd: &TrainCommand, settings: &SettingsArgs) -> Result<()> {
+    let data_args = &cmd.data_args;
+    let scores_path = cmd.out.join("scores.csv");
+    // Refused before hours of training, not after: the outputs must not replace the data.
+    crate::data::source::check_input(&cmd.data)?;
+    crate::files::refuse_input(&scores_path)?;
     let read = data_args.read_options();
     let table = read_table(&cmd.data, &read, None)?;
     let all: Vec<usize> = (0..table.len()).collect();
@@ -574,17 +679,17 @@ fn train(
         .thread
         .join()
         .map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
+    let labels = table.labels.as_ref();
+    std::fs::create_dir_all(&cmd.out).with_context(|| format!("creating {}", cmd.out.display()))?;
+    let staged_scores = StagedFile::write(&scores_path, |out| {
+        write_scores(out, &table.rows, &trained.scores, labels, cmd.output.safety())
+    })?;
     checkpoint::save(&cmd.out, &trained.ensemble, &trained.meta(&read, &encoder))?;
-    let scores_path = cmd.out.join("scores.csv");
-    let file = File::create(&scores_path)
-        .with_context(|| format!("creating {}", scores_path.display()))?;
-    write_scores(
-        BufWriter::new(file),
-        &table.rows,
-        &trained.scores,
-        table.labels.as_ref(),
-        safety,
-    )?;
+    staged_scores.commit()?;
+    let header = crate::triage::scores_header(labels);
+    for note in header.notes() {
+        tell!("note: {note}");
+    }
     tell!(
         "wrote {} and the checkpoint in {}",
         scores_path.display(),
@@ -698,41 +803,78 @@ fn event_json(event: &TrainEvent, kind: DetectorKind) -> Option<serde_json::Valu
     })
 }
 
-fn score(cmd: &ScoreCommand, settings: &SettingsArgs, safety: CellSafety) -> Result<()> {
-    let expected = match &settings.detector {
-        Some(_) => Some(settings.single_detector("score")?),
-        None => None,
-    };
-    let ck = checkpoint::load_expecting(&cmd.model, expected)?;
-    // Label text shown on a terminal is escaped like everything else on screen.
-    let to_terminal = cmd.out.is_none() && std::io::stdout().is_terminal();
-    let cell = |text: &str| {
-        let text = safety.apply(text);
-        if to_terminal {
-            visible(&text).into_owned()
-        } else {
-            text.into_owned()
-        }
-    };
-    let out: Box<dyn Write> = match &cmd.out {
+fn score(cmd: &ScoreCommand) -> Result<()> {
+    crate::data::source::check_input(&cmd.data)?;
+    let ck = checkpoint::load_expecting(&cmd.model, cmd.detector)?;
+    let mut read = ck.meta.read.clone();
+    read.missing = cmd.missing.unwrap_or(read.missing);
+    let safety = cmd.output.safety();
+    match &cmd.out {
         Some(path) => {
-            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+            crate::files::refuse_input(path)?;
+            // Everything goes to a temporary file first: a run that fails half-way leaves an
+            // earlier output exactly as it was.
+            let mut outcome = None;
+            let staged = StagedFile::write(path, |out| {
+                outcome = Some(score_rows(cmd, &ck, &read, out, &|t: &str| {
+                    safety.apply(t).into_owned()
+                })?);
+                Ok(())
+            })?;
+            staged.commit()?;
+            report_scored(outcome.expect("set by a successful write"), &cmd.data);
         }
-        None => Box::new(std::io::stdout().lock()),
-    };
+        None => {
+            // Label text shown on a terminal is escaped like everything else on screen.
+            let to_terminal = std::io::stdout().is_terminal();
+            let cell = |text: &str| {
+                let text = safety.apply(text);
+                if to_terminal {
+                    visible(&text).into_owned()
+                } else {
+                    text.into_owned()
+                }
+            };
+            let outcome = score_rows(cmd, &ck, &read, std::io::stdout().lock(), &cell)?;
+            report_scored(outcome, &cmd.data);
+        }
+    }
+    Ok(())
+}
+
+/// What a `score` run wrote.
+struct Scored {
+    /// Rows read from the file.
+    read: u64,
+    /// Rows scored and written (fewer than `read` when `--missing drop` skipped some).
+    written: u64,
+    /// Categorical cells whose level training never saw.
+    unseen: u64,
+}
+
+/// Streams `cmd.data` through the checkpoint into `out` as `row,score[,label]`, each label
+/// cell through `cell`.
+fn score_rows(
+    cmd: &ScoreCommand,
+    ck: &checkpoint::Checkpoint,
+    read: &crate::data::ReadOptions,
+    out: impl Write,
+    cell: &dyn Fn(&str) -> String,
+) -> Result<Scored> {
     let mut writer = csv::Writer::from_writer(BufWriter::new(out));
     let mut header_written = false;
-    let mut unseen = 0u64;
+    let (mut written, mut unseen) = (0u64, 0u64);
     let rows = crate::data::table::read_chunks(
         &cmd.data,
-        &ck.meta.read,
+        read,
         &ck.meta.encoder.schema,
         8192,
         |chunk| {
             if !header_written {
-                let mut header = vec!["row".to_string(), "score".to_string()];
-                header.extend(chunk.labels.as_ref().map(|l| cell(&l.column)));
-                writer.write_record(&header)?;
+                let header = crate::triage::scores_header(chunk.labels.as_ref());
+                let mut names = vec![header.row.clone(), header.score.clone()];
+                names.extend(header.label.as_deref().map(cell));
+                writer.write_record(&names)?;
                 header_written = true;
             }
             let all: Vec<usize> = (0..chunk.len()).collect();
@@ -744,76 +886,98 @@ fn score(cmd: &ScoreCommand, settings: &SettingsArgs, safety: CellSafety) -> Res
                 record.extend(chunk.labels.as_ref().map(|l| cell(l.name(i))));
                 writer.write_record(&record)?;
             }
+            written += chunk.len() as u64;
             Ok(())
         },
     )?;
     writer.flush()?;
-    if unseen > 0 {
-        tell!("warning: {unseen} categorical cells had a level not seen in training (encoded as all zeros)");
-    }
-    tell!("scored {rows} rows");
-    Ok(())
+    Ok(Scored {
+        read: rows,
+        written,
+        unseen,
+    })
 }
 
-fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Result<()> {
+fn report_scored(scored: Scored, data: &std::path::Path) {
+    if scored.unseen > 0 {
+        tell!(
+            "warning: {} categorical cells had a level not seen in training (encoded as all zeros)",
+            scored.unseen
+        );
+    }
+    if let Some(note) = crate::data::source::input_note(data) {
+        tell!("note: {note}");
+    }
+    let dropped = scored.read - scored.written;
+    if dropped > 0 {
+        tell!(
+            "scored {} rows (dropped {dropped} of {} rows with missing values: --missing drop)",
+            scored.written,
+            scored.read
+        );
+    } else {
+        tell!("scored {} rows", scored.written);
+    }
+}
+
+/// A file `eval` could not measure, and why.
+#[derive(Debug, serde::Serialize)]
+struct FailedFile {
+    data: String,
+    error: String,
+}
+
+fn eval(cmd: &EvalCommand, settings: &SettingsArgs) -> Result<()> {
+    let data_args = &cmd.data_args;
     let Some(label) = &data_args.label else {
         bail!("eval needs --label COLUMN");
     };
     if cmd.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    let kind = settings.single_detector("eval")?;
     let files = eval_files(&cmd.data)?;
-    let mut reports = Vec::new();
+    let read = data_args.read_options();
+    // Every file is read and checked before any training: a bad file is reported at once
+    // (and again in the results), and never stops the others.
+    let mut failed = Vec::new();
+    let mut good = Vec::new();
     for path in &files {
-        let table = read_table(path, &data_args.read_options(), None)?;
-        let labels = table.labels.as_ref().expect("--label was given");
-        let anomaly = match (&cmd.anomaly, labels.rarer_of_two()) {
-            (Some(a), _) => a.clone(),
-            (None, Some(rarer)) => labels.names[rarer as usize].clone(),
-            (None, None) => bail!(
-                "{}: label '{label}' has {} values: pass --anomaly VALUE",
-                path.display(),
-                labels.names.len()
-            ),
-        };
         let name = path.display().to_string();
-        tell!("{name}: {} rows, anomaly class '{anomaly}'", table.len());
-        let train_rows = match cmd.protocol {
-            // The training half: at most half the rows (its anomalies are left out too).
-            Protocol::Paper => table.len() / 2,
-            Protocol::Unsupervised => table.len(),
-        };
-        let kind = settings.single_detector("eval")?;
-        let opts = ProtocolOptions {
-            protocol: cmd.protocol,
-            anomaly: anomaly.clone(),
-            runs: cmd.runs,
-            contamination: cmd.contamination,
-            feedback: cmd.feedback,
-            scale: data_args.scale,
-            train: settings.train_config(kind, train_rows)?,
-        };
-        let runs = run_protocol(
-            &table,
-            &opts,
-            |w| settings.model_for(kind, w),
-            |line| tell!("{line}"),
-            |line| tell!("note: {name}: {line}"),
-        )?;
-        reports.push(FileReport {
-            summary: Summary::of(&runs),
-            data: name,
-            anomaly,
-            rows: table.len(),
-            train: opts.train,
-            runs,
-        });
+        let checked = read_table(path, &read, None)
+            .map_err(anyhow::Error::from)
+            .and_then(|table| eval_anomaly(cmd, &table, label).map(|_| ()));
+        match checked {
+            Ok(()) => good.push(path),
+            Err(e) => {
+                tell!("error: {name}: {e:#} (skipped; the other files go on)");
+                failed.push(FailedFile {
+                    data: name,
+                    error: format!("{e:#}"),
+                });
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    for path in good {
+        let name = path.display().to_string();
+        match eval_file(cmd, settings, kind, path, &read, label) {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                tell!("error: {name}: {e:#} (the other files go on)");
+                failed.push(FailedFile {
+                    data: name,
+                    error: format!("{e:#}"),
+                });
+            }
+        }
     }
     let overall = Overall::of(&reports);
     if cmd.json {
         let value = serde_json::json!({
             "protocol": cmd.protocol,
             "files": reports,
+            "failed": failed,
             "median_over_files": overall,
         });
         println!("{}", json_safe(&serde_json::to_string_pretty(&value)?));
@@ -826,8 +990,82 @@ fn eval(cmd: &EvalCommand, data_args: &DataArgs, settings: &SettingsArgs) -> Res
         if reports.len() > 1 {
             print_overall(&reports, &overall);
         }
+        for f in &failed {
+            println!("{}: FAILED: {}", visible(&f.data), visible(&f.error));
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} files could not be measured: {}",
+            failed.len(),
+            files.len(),
+            failed
+                .iter()
+                .map(|f| f.data.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     Ok(())
+}
+
+/// The anomaly class of `table`'s label: `--anomaly`, or the rarer of two values.
+fn eval_anomaly(cmd: &EvalCommand, table: &crate::data::RawTable, label: &str) -> Result<String> {
+    let labels = table.labels.as_ref().expect("--label was given");
+    let anomaly = match (&cmd.anomaly, labels.rarer_of_two()) {
+        (Some(a), _) => a.clone(),
+        (None, Some(rarer)) => labels.names[rarer as usize].clone(),
+        (None, None) => bail!(
+            "label '{label}' has {} values: pass --anomaly VALUE",
+            labels.names.len()
+        ),
+    };
+    labels.is_value(&anomaly).map_err(anyhow::Error::msg)?;
+    Ok(anomaly)
+}
+
+/// Runs `eval`'s protocol on one file.
+fn eval_file(
+    cmd: &EvalCommand,
+    settings: &SettingsArgs,
+    kind: DetectorKind,
+    path: &std::path::Path,
+    read: &crate::data::ReadOptions,
+    label: &str,
+) -> Result<FileReport> {
+    let table = read_table(path, read, None)?;
+    let anomaly = eval_anomaly(cmd, &table, label)?;
+    let name = path.display().to_string();
+    tell!("{name}: {} rows, anomaly class '{anomaly}'", table.len());
+    let train_rows = match cmd.protocol {
+        // The training half: at most half the rows (its anomalies are left out too).
+        Protocol::Paper => table.len() / 2,
+        Protocol::Unsupervised => table.len(),
+    };
+    let opts = ProtocolOptions {
+        protocol: cmd.protocol,
+        anomaly: anomaly.clone(),
+        runs: cmd.runs,
+        contamination: cmd.contamination,
+        feedback: cmd.feedback,
+        scale: cmd.data_args.scale,
+        train: settings.train_config(kind, train_rows)?,
+    };
+    let runs = run_protocol(
+        &table,
+        &opts,
+        |w| settings.model_for(kind, w),
+        |line| tell!("{line}"),
+        |line| tell!("note: {name}: {line}"),
+    )?;
+    Ok(FileReport {
+        summary: Summary::of(&runs),
+        data: name,
+        anomaly,
+        rows: table.len(),
+        train: opts.train,
+        runs,
+    })
 }
 
 /// The files `eval` reads: each argument as given, or the `.csv` / `.csv.gz` files inside
@@ -849,10 +1087,9 @@ fn eval_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 bail!("{}: no .csv or .csv.gz file inside", arg.display());
             }
             files.extend(inside);
-        } else if arg.is_file() {
-            files.push(arg.clone());
         } else {
-            bail!("{}: no such file or directory", arg.display());
+            // Checked with the others before training: a bad one is reported, not fatal.
+            files.push(arg.clone());
         }
     }
     Ok(files)

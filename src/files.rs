@@ -1,11 +1,54 @@
-//! Writing a file so that a crash never leaves half of it: the bytes go to a hidden sibling,
-//! are synced to disk, and only then renamed over the destination (checkpoints and exports).
+//! Writing a file so that a crash never leaves half of it, and never over the data being
+//! read: the bytes go to a hidden sibling, are synced to disk, and only then renamed over the
+//! destination (scores, checkpoints, exports). A destination that is one of this process's
+//! input files (the same file after links are followed: a symlink or a hard link to it too)
+//! is refused before anything is written.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+
+/// The input files read so far: (device, inode) and the name they were opened by.
+static INPUTS: Mutex<Vec<(u64, u64, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Records `path` as an input of this process: no staged write may land on it afterwards.
+/// Called by the data layer each time it opens a file; a path it cannot stat is skipped.
+pub fn protect_input(path: &Path) {
+    let Ok(meta) = fs::metadata(path) else {
+        return;
+    };
+    let mut inputs = INPUTS.lock().unwrap_or_else(|e| e.into_inner());
+    if !inputs
+        .iter()
+        .any(|(dev, ino, _)| (*dev, *ino) == (meta.dev(), meta.ino()))
+    {
+        inputs.push((meta.dev(), meta.ino(), path.to_path_buf()));
+    }
+}
+
+/// An error when writing `dest` would replace an input file (`dest` itself, or what its
+/// symlinks lead to, is the same file as an input: same device and inode).
+pub fn refuse_input(dest: &Path) -> Result<()> {
+    let Ok(meta) = fs::metadata(dest) else {
+        return Ok(());
+    };
+    let inputs = INPUTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, input)) = inputs
+        .iter()
+        .find(|(dev, ino, _)| (*dev, *ino) == (meta.dev(), meta.ino()))
+    {
+        bail!(
+            "refusing to write {}: it is the input file {} (choose another output path)",
+            dest.display(),
+            input.display()
+        );
+    }
+    Ok(())
+}
 
 /// A file fully written and synced under a temporary name beside `dest`; [`StagedFile::commit`]
 /// renames it into place. Dropped without a commit, the temporary file is removed.
@@ -21,6 +64,7 @@ impl StagedFile {
         dest: &Path,
         fill: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
     ) -> Result<StagedFile> {
+        refuse_input(dest)?;
         let staged = StagedFile {
             tmp: temporary_path(dest),
             dest: dest.to_path_buf(),
@@ -44,8 +88,10 @@ impl StagedFile {
         Self::write(dest, |out| Ok(out.write_all(bytes)?))
     }
 
-    /// Renames the written file over its destination.
+    /// Renames the written file over its destination (checked again: the input may have
+    /// been opened while this file was written).
     pub fn commit(mut self) -> Result<()> {
+        refuse_input(&self.dest)?;
         fs::rename(&self.tmp, &self.dest)
             .with_context(|| format!("renaming to {}", self.dest.display()))?;
         self.committed = true;
@@ -92,5 +138,26 @@ mod tests {
         drop(StagedFile::bytes(&dest, b"dropped").unwrap());
         assert_eq!(fs::read_to_string(&dest).unwrap(), "new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_input_and_every_link_to_it_are_refused_as_destinations() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        fs::write(&input, "a\n1\n").unwrap();
+        let symlink = dir.path().join("sym.csv");
+        std::os::unix::fs::symlink(&input, &symlink).unwrap();
+        let hard = dir.path().join("hard.csv");
+        fs::hard_link(&input, &hard).unwrap();
+        protect_input(&input);
+        for dest in [&input, &symlink, &hard] {
+            let err = StagedFile::bytes(dest, b"scores").err().expect("refused");
+            assert!(format!("{err:#}").contains("is the input file"), "{err:#}");
+        }
+        assert_eq!(fs::read_to_string(&input).unwrap(), "a\n1\n");
+        StagedFile::bytes(&dir.path().join("other.csv"), b"ok")
+            .unwrap()
+            .commit()
+            .unwrap();
     }
 }

@@ -31,6 +31,15 @@ pub fn visible(text: &str) -> Cow<'_, str> {
     })
 }
 
+/// [`visible`] line by line: a new line stays a new line (a TOML error's caret lines read as
+/// written); every other unsafe character, a carriage return included, is escaped.
+pub fn visible_lines(text: &str) -> String {
+    text.split('\n')
+        .map(visible)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Serialised JSON made terminal-safe without changing its meaning: every unsafe
 /// character becomes a `\uXXXX` escape. serde_json escapes C0 controls but leaves DEL, C1
 /// and bidi characters raw; they can only occur inside strings, where the escape means the same.

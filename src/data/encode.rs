@@ -142,6 +142,7 @@ impl Encoder {
                     (name.clone(), kind)
                 })
                 .collect(),
+            decimal_comma: table.schema.decimal_comma.clone(),
         };
         if numeric.is_empty() && onehot.is_empty() {
             let columns = table.numeric_columns.len() + table.categorical_columns.len();

@@ -41,6 +41,9 @@ pub enum ColumnKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schema {
     pub columns: Vec<(String, ColumnKind)>,
+    /// Numeric columns written with a decimal comma (`1,5`), read as 1.5.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decimal_comma: Vec<String>,
 }
 
 impl Schema {
@@ -51,7 +54,21 @@ impl Schema {
             .find(|(n, _)| n == name)
             .map(|(_, k)| *k)
     }
+
+    /// `true` when column `name` is read with a decimal comma.
+    pub fn has_decimal_comma(&self, name: &str) -> bool {
+        self.decimal_comma.iter().any(|c| c == name)
+    }
 }
+
+/// A categorical column with more distinct values than this is dropped with a note (its
+/// one-hot encoding would be thousands of features: an id, a timestamp, free text).
+pub const MAX_LEVELS: usize = 1_000;
+/// A column named by `--categorical` may have at most this many levels.
+pub const MAX_FORCED_LEVELS: usize = 10_000;
+/// A categorical column with more than this many levels whose values are mostly distinct
+/// (more than half of them) is dropped too: it names rows rather than groups them.
+pub const UNIQUE_MIN_LEVELS: usize = 50;
 
 /// Options that decide how a file becomes a table.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -180,6 +197,25 @@ fn parse_number(cell: &str) -> Option<f64> {
     t.parse::<f64>().ok()
 }
 
+/// Parses a number written with a decimal comma (`-1,25`, `3,5e2`): exactly one comma, no
+/// point, digits on both sides of the comma.
+fn parse_decimal_comma(cell: &str) -> Option<f64> {
+    let t = trimmed(cell);
+    let (whole, fraction) = t.split_once(',')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let whole_digits = whole.trim_start_matches(['-', '+']);
+    let fraction_digits = fraction.split(['e', 'E']).next().unwrap_or("");
+    if t.contains('.') || !digits(whole_digits) || !digits(fraction_digits) {
+        return None;
+    }
+    t.replacen(',', ".", 1).parse::<f64>().ok()
+}
+
+/// A cell of a numeric column: `decimal_comma` columns also take `1,5`.
+fn parse_numeric_cell(cell: &str, decimal_comma: bool) -> Option<f64> {
+    parse_number(cell).or_else(|| decimal_comma.then(|| parse_decimal_comma(cell)).flatten())
+}
+
 /// `true` when `v` survives the conversion to the f32 the model computes in: `1e39` is a
 /// finite f64 but would silently become infinity.
 fn fits_f32(v: f64) -> bool {
@@ -217,6 +253,20 @@ struct ColumnStats {
     texts: u64,
     first_text: Option<(u64, String)>,
     first_non_finite: Option<(u64, String)>,
+    /// Text cells that are numbers with a decimal comma (`1,5`).
+    comma_numbers: u64,
+    /// Distinct text values, counted up to [`MAX_FORCED_LEVELS`] + 1 (numbers too in a
+    /// `--categorical` column).
+    distinct: std::collections::HashSet<String>,
+}
+
+impl ColumnStats {
+    /// Counts `value` among the distinct values, stopping past the largest bound.
+    fn see_level(&mut self, value: &str) {
+        if self.distinct.len() <= MAX_FORCED_LEVELS && !self.distinct.contains(value) {
+            self.distinct.insert(value.to_string());
+        }
+    }
 }
 
 /// How far reading a file has got: sent to the workbench's loading gauge.
@@ -270,8 +320,12 @@ pub fn read_table_reporting(
     let header = read_header(path, delimiter)?;
     check_named_columns(path, &header, opts)?;
     let (stats, records) = first_pass(path, delimiter, &header, opts, sink)?;
-    let kinds = decide_kinds(path, &header, &stats, opts, schema)?;
-    second_pass(path, delimiter, &header, kinds, opts, records, sink)
+    let decided = decide_kinds(path, delimiter, &header, &stats, opts, schema)?;
+    let notes = decided.notes.clone();
+    let mut table = second_pass(path, delimiter, &header, decided, opts, records, sink)?;
+    table.notes.splice(0..0, notes);
+    table.notes.extend(super::source::input_note(path));
+    Ok(table)
 }
 
 fn read_header(path: &Path, delimiter: u8) -> Result<Vec<String>, DataError> {
@@ -402,12 +456,19 @@ fn first_pass(
                     if !fits_f32(v) && s.first_non_finite.is_none() {
                         s.first_non_finite = Some((line, cell.to_string()));
                     }
+                    if roles[c] == Some(ColumnKind::Categorical) {
+                        s.see_level(trimmed(cell));
+                    }
                 }
                 None => {
                     s.texts += 1;
                     if s.first_text.is_none() {
                         s.first_text = Some((line, cell.to_string()));
                     }
+                    if parse_decimal_comma(cell).is_some() {
+                        s.comma_numbers += 1;
+                    }
+                    s.see_level(trimmed(cell));
                 }
             }
         }
@@ -422,14 +483,28 @@ fn first_pass(
     Ok((stats, rows))
 }
 
+/// Column kinds as decided from the first pass (or a saved schema), with what the user
+/// should hear about the decisions.
+struct Decided {
+    kinds: Vec<ColumnKind>,
+    /// Per column: numbers written with a decimal comma.
+    decimal_comma: Vec<bool>,
+    notes: Vec<String>,
+}
+
 fn decide_kinds(
     path: &Path,
+    delimiter: u8,
     header: &[String],
     stats: &[ColumnStats],
     opts: &ReadOptions,
     schema: Option<&Schema>,
-) -> Result<Vec<ColumnKind>, DataError> {
-    let mut kinds = Vec::with_capacity(header.len());
+) -> Result<Decided, DataError> {
+    let mut decided = Decided {
+        kinds: Vec::with_capacity(header.len()),
+        decimal_comma: Vec::with_capacity(header.len()),
+        notes: Vec::new(),
+    };
     if let Some(schema) = schema {
         for (name, kind) in &schema.columns {
             if matches!(kind, ColumnKind::Numeric | ColumnKind::Categorical)
@@ -448,9 +523,18 @@ fn decide_kinds(
     for (c, name) in header.iter().enumerate() {
         let s = &stats[c];
         let from_schema = schema.map(|sc| sc.kind_of(name).unwrap_or(ColumnKind::Ignored));
-        let kind = match role_from_options(name, opts).or(from_schema) {
+        let forced = role_from_options(name, opts);
+        // Numbers with a decimal comma in a file whose delimiter is not the comma: read as
+        // numbers (with `,` as the delimiter `"1,5"` could as well be 1,500, so it is only
+        // pointed out).
+        let comma_numbers = s.texts > 0 && s.comma_numbers == s.texts;
+        let decimal_comma = match schema {
+            Some(schema) => schema.has_decimal_comma(name),
+            None => forced.is_none() && comma_numbers && delimiter != b',',
+        };
+        let kind = match forced.or(from_schema) {
             Some(kind) => kind,
-            None if s.texts == 0 => ColumnKind::Numeric,
+            None if s.texts == 0 || decimal_comma => ColumnKind::Numeric,
             None if s.numbers > s.texts => {
                 let (line, value) = s.first_text.clone().unwrap_or_default();
                 return Err(DataError::at(
@@ -469,7 +553,28 @@ fn decide_kinds(
             }
             None => ColumnKind::Categorical,
         };
-        if kind == ColumnKind::Numeric {
+        if decimal_comma && schema.is_none() {
+            decided.notes.push(format!(
+                "column '{}' holds numbers written with a decimal comma (e.g. {}): read as numbers",
+                brief(name),
+                quoted(&s.first_text.clone().unwrap_or_default().1)
+            ));
+        }
+        if comma_numbers && !decimal_comma && kind == ColumnKind::Categorical && schema.is_none() {
+            decided.notes.push(format!(
+                "column '{}' looks like numbers written with a decimal comma (e.g. {}) in a \
+                 comma-separated file: read as categorical; write them with a point, or use \
+                 ';' or tab as the delimiter",
+                brief(name),
+                quoted(&s.first_text.clone().unwrap_or_default().1)
+            ));
+        }
+        let kind = if kind == ColumnKind::Categorical && schema.is_none() {
+            categorical_or_dropped(path, name, s, forced.is_some(), &mut decided.notes)?
+        } else {
+            kind
+        };
+        if kind == ColumnKind::Numeric && !decimal_comma {
             if let Some((line, value)) = &s.first_text {
                 return Err(DataError::at(
                     path,
@@ -478,6 +583,8 @@ fn decide_kinds(
                     format!("expected a number, found {}", quoted(value)),
                 ));
             }
+        }
+        if kind == ColumnKind::Numeric {
             if let Some((line, value)) = &s.first_non_finite {
                 return Err(DataError::at(
                     path,
@@ -490,21 +597,73 @@ fn decide_kinds(
                 ));
             }
         }
-        kinds.push(kind);
+        decided.kinds.push(kind);
+        decided.decimal_comma.push(decimal_comma);
     }
-    Ok(kinds)
+    Ok(decided)
+}
+
+/// A categorical column with too many levels to one-hot encode: dropped with a note when
+/// inferred (an id, a timestamp, free text), an error past [`MAX_FORCED_LEVELS`] when
+/// `--categorical` named it; otherwise kept.
+fn categorical_or_dropped(
+    path: &Path,
+    name: &str,
+    s: &ColumnStats,
+    forced: bool,
+    notes: &mut Vec<String>,
+) -> Result<ColumnKind, DataError> {
+    let levels = s.distinct.len();
+    let values = s.numbers + s.texts;
+    let shown = |n: usize| {
+        if n > MAX_FORCED_LEVELS {
+            format!("more than {MAX_FORCED_LEVELS}")
+        } else {
+            n.to_string()
+        }
+    };
+    if forced {
+        if levels > MAX_FORCED_LEVELS {
+            return Err(DataError::file(
+                path,
+                format!(
+                    "column '{}' (--categorical) has {} distinct values: too many to one-hot \
+                     encode (at most {MAX_FORCED_LEVELS}); use --ignore {} to leave it out",
+                    brief(name),
+                    shown(levels),
+                    brief(name)
+                ),
+            ));
+        }
+        return Ok(ColumnKind::Categorical);
+    }
+    let mostly_unique = levels > UNIQUE_MIN_LEVELS && levels as u64 * 2 > values;
+    if levels > MAX_LEVELS || mostly_unique {
+        notes.push(format!(
+            "column '{}' dropped: {} distinct values in {values} rows (an id, a timestamp or free \
+             text?) are too many to one-hot encode (a categorical column may have at most \
+             {MAX_LEVELS} levels, and at most {UNIQUE_MIN_LEVELS} when over half its values are \
+             distinct); use --ignore {} to silence this, or --categorical {} to keep it",
+            brief(name),
+            shown(levels),
+            brief(name),
+            brief(name)
+        ));
+        return Ok(ColumnKind::Ignored);
+    }
+    Ok(ColumnKind::Categorical)
 }
 
 fn second_pass(
     path: &Path,
     delimiter: u8,
     header: &[String],
-    kinds: Vec<ColumnKind>,
+    decided: Decided,
     opts: &ReadOptions,
     records: u64,
     sink: ProgressSink<'_>,
 ) -> Result<RawTable, DataError> {
-    let mut builder = TableBuilder::new(path, delimiter, header, kinds, opts.missing);
+    let mut builder = TableBuilder::new(path, delimiter, header, decided, opts.missing);
     // The first pass counted the records: the table's arrays are allocated once, at their
     // final size, instead of doubling (which briefly holds 1.5× the matrix).
     builder.reserve(usize::try_from(records).unwrap_or(usize::MAX));
@@ -531,7 +690,7 @@ fn for_each_record<E: From<DataError>>(
     mut f: impl FnMut(&csv::StringRecord) -> Result<(), E>,
 ) -> Result<(), E> {
     let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+    let file_bytes = super::source::input_len(path);
     let mut reader = csv_reader_counted(path, delimiter, read.clone())?;
     let mut record = csv::StringRecord::new();
     let mut records = 0u64;
@@ -613,8 +772,8 @@ pub fn read_chunks(
     let delimiter = sniff(path, opts.delimiter)?;
     let header = read_header(path, delimiter)?;
     let no_stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
-    let kinds = decide_kinds(path, &header, &no_stats, opts, Some(schema))?;
-    let mut builder = TableBuilder::new(path, delimiter, &header, kinds, opts.missing);
+    let decided = decide_kinds(path, delimiter, &header, &no_stats, opts, Some(schema))?;
+    let mut builder = TableBuilder::new(path, delimiter, &header, decided, opts.missing);
     for_each_record(path, delimiter, None, |record| {
         builder.push(record)?;
         if builder.rows.len() >= chunk_rows {
@@ -647,6 +806,8 @@ struct TableBuilder {
     label_map: HashMap<String, u32>,
     label_names: Vec<String>,
     label_values: Vec<u32>,
+    /// Per entry of `numeric_idx`: read with a decimal comma.
+    numeric_comma: Vec<bool>,
     numeric: Vec<f32>,
     categorical: Vec<u32>,
     rows: Vec<RowRef>,
@@ -660,24 +821,35 @@ impl TableBuilder {
         path: &Path,
         delimiter: u8,
         header: &[String],
-        kinds: Vec<ColumnKind>,
+        decided: Decided,
         missing: MissingPolicy,
     ) -> Self {
+        let Decided {
+            kinds,
+            decimal_comma,
+            ..
+        } = decided;
         let pick = |want: ColumnKind| -> Vec<usize> {
             (0..header.len()).filter(|&c| kinds[c] == want).collect()
         };
         let categorical_idx = pick(ColumnKind::Categorical);
+        let numeric_idx = pick(ColumnKind::Numeric);
         Self {
+            numeric_comma: numeric_idx.iter().map(|&c| decimal_comma[c]).collect(),
             path: path.to_path_buf(),
             delimiter,
             header: header.to_vec(),
-            numeric_idx: pick(ColumnKind::Numeric),
+            numeric_idx,
             label_idx: pick(ColumnKind::Label).first().copied(),
             level_maps: vec![HashMap::new(); categorical_idx.len()],
             levels: vec![Vec::new(); categorical_idx.len()],
             categorical_idx,
             schema: Schema {
                 columns: header.iter().cloned().zip(kinds.iter().copied()).collect(),
+                decimal_comma: (0..header.len())
+                    .filter(|&c| decimal_comma[c] && kinds[c] == ColumnKind::Numeric)
+                    .map(|c| header[c].clone())
+                    .collect(),
             },
             missing,
             label_map: HashMap::new(),
@@ -725,13 +897,13 @@ impl TableBuilder {
                 ));
             }
         }
-        for &c in &self.numeric_idx {
+        for (&c, &comma) in self.numeric_idx.iter().zip(&self.numeric_comma) {
             let cell = &record[c];
             if is_missing(cell) {
                 self.numeric.push(f32::NAN);
                 continue;
             }
-            let value = parse_number(cell).filter(|&v| fits_f32(v)).ok_or_else(|| {
+            let value = parse_numeric_cell(cell, comma).filter(|&v| fits_f32(v)).ok_or_else(|| {
                 DataError::at(
                     &self.path,
                     line,

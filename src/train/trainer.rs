@@ -234,6 +234,14 @@ impl Trainer {
             }
         }
         self.order = order;
+        if applied == 0 && dropped > 0 {
+            // Nothing was learnt and nothing will be: a checkpoint of it would only mislead.
+            anyhow::bail!(
+                "all {dropped} training steps of epoch {} gave a loss or update that is not a finite number; \
+                 nothing was learnt (check the data's scale and the λ, ε and learning-rate settings)",
+                self.epochs_done + 1
+            );
+        }
         self.epochs_done += 1;
         let losses = mean(&sum, applied);
         let criterion = self
@@ -381,9 +389,9 @@ mod tests {
         };
         let mut trainer = Trainer::new(dagmm(6), config, rows);
         let before = snapshot(&mut trainer.network);
-        let summary = trainer.epoch(&data, |_| true).unwrap();
-        assert_eq!(summary.dropped_steps, 2);
-        assert_eq!(summary.samples, 0);
+        // Every step dropped: the epoch fails rather than hand on a model that learnt nothing.
+        let err = trainer.epoch(&data, |_| true).err().expect("nothing was learnt");
+        assert!(err.to_string().contains("all 2 training steps"), "{err}");
         assert_eq!(snapshot(&mut trainer.network), before);
     }
 

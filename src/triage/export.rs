@@ -100,9 +100,19 @@ pub fn score_columns(detectors: &[&str]) -> Vec<(String, String)> {
     }
 }
 
-/// Writes `rows` of the CSV `data` to `out` and returns how many were written. CSV cells
-/// go through `safety`; JSON lines keep the exact text (no spreadsheet opens them, and
-/// programs reading them want the data unchanged).
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    /// Rows written.
+    pub rows: usize,
+    /// Added columns renamed because the data has a column of that name.
+    pub notes: Vec<String>,
+}
+
+/// Writes `rows` of the CSV `data` to `out`. CSV cells go through `safety`; JSON lines
+/// keep the exact text (no spreadsheet opens them, and programs reading them want the data
+/// unchanged). The added score, rank and mark columns never replace a data column: a name
+/// the data has is prefixed (see [`super::added_columns`]).
 pub fn export(
     data: &Path,
     delimiter: u8,
@@ -110,38 +120,56 @@ pub fn export(
     rows: &[ExportRow],
     out: &Path,
     safety: CellSafety,
-) -> Result<usize> {
-    let columns = score_columns(detectors);
+) -> Result<Exported> {
     let wanted: BTreeSet<u64> = rows.iter().map(|r| r.record).collect();
     let (header, records) = read_records(data, delimiter, &wanted)?;
+    let added: Vec<String> = score_columns(detectors)
+        .into_iter()
+        .flat_map(|(score, rank)| [score, rank])
+        .chain(["mark".to_string()])
+        .collect();
+    let (added, notes) = super::added_columns(header.iter().map(String::as_str), &added);
     let found: Vec<(&ExportRow, &csv::StringRecord)> = rows
         .iter()
         .filter_map(|row| records.get(&row.record).map(|rec| (row, rec)))
         .collect();
     StagedFile::write(out, |file| match ExportFormat::from_path(out) {
-        ExportFormat::Csv => write_csv(file, &header, &columns, &found, safety),
-        ExportFormat::JsonLines => write_json_lines(file, &header, &columns, &found),
+        ExportFormat::Csv => write_csv(file, &header, &added, &found, safety),
+        ExportFormat::JsonLines => write_json_lines(file, &header, &added, &found),
     })?
     .commit()?;
-    Ok(found.len())
+    Ok(Exported {
+        rows: found.len(),
+        notes,
+    })
+}
+
+/// The added cells of `row`, in the order of the added names: each detector's score and
+/// rank, then the mark.
+fn added_values(row: &ExportRow) -> impl Iterator<Item = serde_json::Value> + '_ {
+    row.scores
+        .iter()
+        .flat_map(|s| {
+            // JSON has no NaN/inf: a non-finite score becomes null.
+            let score =
+                serde_json::Number::from_f64(s.score).map_or(serde_json::Value::Null, Into::into);
+            [score, s.rank.into()]
+        })
+        .chain([row.mark.map(Mark::name).into()])
 }
 
 fn write_csv(
     out: &mut impl Write,
     header: &[String],
-    columns: &[(String, String)],
+    added: &[String],
     rows: &[(&ExportRow, &csv::StringRecord)],
     safety: CellSafety,
 ) -> Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    let extra = columns
-        .iter()
-        .flat_map(|(score, rank)| [score.as_str(), rank.as_str()])
-        .chain(["mark"]);
     let names: Vec<Cow<str>> = header
         .iter()
         .map(|h| safety.apply(h))
-        .chain(extra.map(Cow::Borrowed))
+        .chain(added.iter().map(|a| Cow::Borrowed(a.as_str())))
         .collect();
     w.write_record(names.iter().map(|n| n.as_bytes()))?;
     for (row, record) in rows {
@@ -162,7 +190,7 @@ fn write_csv(
 fn write_json_lines(
     out: &mut impl Write,
     header: &[String],
-    columns: &[(String, String)],
+    added: &[String],
     rows: &[(&ExportRow, &csv::StringRecord)],
 ) -> Result<()> {
     for (row, record) in rows {
@@ -170,14 +198,9 @@ fn write_json_lines(
         for (name, value) in header.iter().zip(record.iter()) {
             object.insert(name.clone(), value.into());
         }
-        for ((score_name, rank_name), s) in columns.iter().zip(&row.scores) {
-            // JSON has no NaN/inf: a non-finite score becomes null.
-            let score =
-                serde_json::Number::from_f64(s.score).map_or(serde_json::Value::Null, Into::into);
-            object.insert(score_name.clone(), score);
-            object.insert(rank_name.clone(), s.rank.into());
+        for (name, value) in added.iter().zip(added_values(row)) {
+            object.insert(name.clone(), value);
         }
-        object.insert("mark".into(), row.mark.map(Mark::name).into());
         serde_json::to_writer(&mut *out, &object)?;
         out.write_all(b"\n")?;
     }
@@ -214,7 +237,9 @@ mod tests {
         ];
         let out = dir.path().join("out.csv");
         assert_eq!(
-            export(&data, b',', &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap(),
+            export(&data, b',', &["dagmm"], &rows, &out, CellSafety::Defuse)
+                .unwrap()
+                .rows,
             2
         );
         assert_eq!(

@@ -17,7 +17,7 @@ use crate::data::{ColumnKind, LoadProgress, RawTable};
 use crate::logging;
 use crate::text::visible;
 use crate::train::{Control, DetectorKind, LoadedData, Scoring, TrainEvent};
-use crate::triage::{ExportRow, Journal, Mark, Marks, RankedScore};
+use crate::triage::{ExportRow, Exported, Journal, Mark, Marks, RankedScore};
 
 /// How long a status message stays in the footer.
 const MESSAGE_SECS: u64 = 8;
@@ -85,7 +85,7 @@ pub enum Msg {
     Key(KeyEvent),
     Train(TrainEvent),
     /// An export finished: the path and row count, or the error.
-    Exported(Result<(PathBuf, usize), String>),
+    Exported(Result<(PathBuf, Exported), String>),
 }
 
 /// Training progress as the status line shows it.
@@ -287,15 +287,17 @@ impl App {
         match msg {
             Msg::Key(key) => self.key(key),
             Msg::Train(event) => self.train_event(event),
-            Msg::Exported(Ok((path, rows))) => {
-                self.say(
-                    Level::Info,
-                    format!(
-                        "wrote {} rows to {}",
-                        thousands(rows),
-                        visible(&path.display().to_string())
-                    ),
+            Msg::Exported(Ok((path, exported))) => {
+                let mut text = format!(
+                    "wrote {} rows to {}",
+                    thousands(exported.rows),
+                    visible(&path.display().to_string())
                 );
+                for note in &exported.notes {
+                    text.push_str(" · ");
+                    text.push_str(note);
+                }
+                self.say(Level::Info, text);
                 Vec::new()
             }
             Msg::Exported(Err(e)) => {

@@ -54,7 +54,7 @@ enum Event {
     Key(event::KeyEvent, Instant),
     Resize,
     Train(TrainEvent),
-    Exported(Result<(PathBuf, usize), String>),
+    Exported(Result<(PathBuf, crate::triage::Exported), String>),
     Signal(i32),
     /// The terminal cannot be read any more (it is gone).
     InputClosed,
