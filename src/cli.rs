@@ -14,13 +14,13 @@ use crate::data::{read_table, Encoder, MissingPolicy, ReadOptions, ScaleKind};
 use crate::eval::{
     run_protocol, FileReport, Overall, Protocol, ProtocolOptions, RunReport, Spread, Summary,
 };
+use crate::files::StagedFile;
 use crate::model::{DagmmConfig, DetectorConfig, DetectorKind, EgbadConfig, EgbadScore, Preset};
 use crate::text::{json_safe, visible, visible_lines};
 use crate::train::{
     checkpoint, default_epochs, DataContext, ModelSource, Rescoring, SessionPlan, TrainConfig,
     TrainEvent, WorkerOptions, DEFAULT_MEMBERS,
 };
-use crate::files::StagedFile;
 use crate::triage::{write_scores, CellSafety};
 use crate::ui::WorkbenchOptions;
 
@@ -416,7 +416,6 @@ impl SettingsArgs {
         }
         Ok(config)
     }
-
 }
 
 /// `train` arguments.
@@ -682,7 +681,13 @@ fn train(cmd: &TrainCommand, settings: &SettingsArgs) -> Result<()> {
     let labels = table.labels.as_ref();
     std::fs::create_dir_all(&cmd.out).with_context(|| format!("creating {}", cmd.out.display()))?;
     let staged_scores = StagedFile::write(&scores_path, |out| {
-        write_scores(out, &table.rows, &trained.scores, labels, cmd.output.safety())
+        write_scores(
+            out,
+            &table.rows,
+            &trained.scores,
+            labels,
+            cmd.output.safety(),
+        )
     })?;
     checkpoint::save(&cmd.out, &trained.ensemble, &trained.meta(&read, &encoder))?;
     staged_scores.commit()?;
@@ -864,12 +869,8 @@ fn score_rows(
     let mut writer = csv::Writer::from_writer(BufWriter::new(out));
     let mut header_written = false;
     let (mut written, mut unseen) = (0u64, 0u64);
-    let rows = crate::data::table::read_chunks(
-        &cmd.data,
-        read,
-        &ck.meta.encoder.schema,
-        8192,
-        |chunk| {
+    let rows =
+        crate::data::table::read_chunks(&cmd.data, read, &ck.meta.encoder.schema, 8192, |chunk| {
             if !header_written {
                 let header = crate::triage::scores_header(chunk.labels.as_ref());
                 let mut names = vec![header.row.clone(), header.score.clone()];
@@ -888,8 +889,7 @@ fn score_rows(
             }
             written += chunk.len() as u64;
             Ok(())
-        },
-    )?;
+        })?;
     writer.flush()?;
     Ok(Scored {
         read: rows,
@@ -927,6 +927,19 @@ struct FailedFile {
     error: String,
 }
 
+impl FailedFile {
+    /// The failure of file `data`; the reason names the file (data errors already do).
+    fn new(data: String, error: &anyhow::Error) -> Self {
+        let reason = format!("{error:#}");
+        let error = if reason.starts_with(&data) {
+            reason
+        } else {
+            format!("{data}: {reason}")
+        };
+        FailedFile { data, error }
+    }
+}
+
 fn eval(cmd: &EvalCommand, settings: &SettingsArgs) -> Result<()> {
     let data_args = &cmd.data_args;
     let Some(label) = &data_args.label else {
@@ -950,11 +963,9 @@ fn eval(cmd: &EvalCommand, settings: &SettingsArgs) -> Result<()> {
         match checked {
             Ok(()) => good.push(path),
             Err(e) => {
-                tell!("error: {name}: {e:#} (skipped; the other files go on)");
-                failed.push(FailedFile {
-                    data: name,
-                    error: format!("{e:#}"),
-                });
+                let failure = FailedFile::new(name, &e);
+                tell!("error: {} (skipped; the other files go on)", failure.error);
+                failed.push(failure);
             }
         }
     }
@@ -964,11 +975,9 @@ fn eval(cmd: &EvalCommand, settings: &SettingsArgs) -> Result<()> {
         match eval_file(cmd, settings, kind, path, &read, label) {
             Ok(report) => reports.push(report),
             Err(e) => {
-                tell!("error: {name}: {e:#} (the other files go on)");
-                failed.push(FailedFile {
-                    data: name,
-                    error: format!("{e:#}"),
-                });
+                let failure = FailedFile::new(name, &e);
+                tell!("error: {} (the other files go on)", failure.error);
+                failed.push(failure);
             }
         }
     }

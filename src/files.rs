@@ -37,10 +37,11 @@ pub fn refuse_input(dest: &Path) -> Result<()> {
         return Ok(());
     };
     let inputs = INPUTS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, _, input)) = inputs
-        .iter()
-        .find(|(dev, ino, _)| (*dev, *ino) == (meta.dev(), meta.ino()))
-    {
+    let same = |m: &fs::Metadata, dev: u64, ino: u64| (m.dev(), m.ino()) == (dev, ino);
+    // An input deleted since (its inode free for reuse) protects nothing any more.
+    if let Some((_, _, input)) = inputs.iter().find(|(dev, ino, input)| {
+        same(&meta, *dev, *ino) && fs::metadata(input).is_ok_and(|m| same(&m, *dev, *ino))
+    }) {
         bail!(
             "refusing to write {}: it is the input file {} (choose another output path)",
             dest.display(),

@@ -34,10 +34,7 @@ pub fn visible(text: &str) -> Cow<'_, str> {
 /// [`visible`] line by line: a new line stays a new line (a TOML error's caret lines read as
 /// written); every other unsafe character, a carriage return included, is escaped.
 pub fn visible_lines(text: &str) -> String {
-    text.split('\n')
-        .map(visible)
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.split('\n').map(visible).collect::<Vec<_>>().join("\n")
 }
 
 /// Serialised JSON made terminal-safe without changing its meaning: every unsafe

@@ -70,7 +70,8 @@ fn is_one_pass(path: &Path) -> Result<bool, DataError> {
     if is_stdin(path) {
         return Ok(true);
     }
-    let meta = std::fs::metadata(path).map_err(|e| DataError::file(path, format!("cannot open: {e}")))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| DataError::file(path, format!("cannot open: {e}")))?;
     if meta.is_dir() {
         return Err(DataError::file(path, "is a directory, not a data file"));
     }

@@ -903,14 +903,16 @@ impl TableBuilder {
                 self.numeric.push(f32::NAN);
                 continue;
             }
-            let value = parse_numeric_cell(cell, comma).filter(|&v| fits_f32(v)).ok_or_else(|| {
-                DataError::at(
-                    &self.path,
-                    line,
-                    Some(&self.header[c]),
-                    format!("expected a finite 32-bit number, found {}", quoted(cell)),
-                )
-            })?;
+            let value = parse_numeric_cell(cell, comma)
+                .filter(|&v| fits_f32(v))
+                .ok_or_else(|| {
+                    DataError::at(
+                        &self.path,
+                        line,
+                        Some(&self.header[c]),
+                        format!("expected a finite 32-bit number, found {}", quoted(cell)),
+                    )
+                })?;
             self.numeric.push(value as f32);
         }
         for (j, &c) in self.categorical_idx.iter().enumerate() {

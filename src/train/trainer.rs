@@ -390,7 +390,9 @@ mod tests {
         let mut trainer = Trainer::new(dagmm(6), config, rows);
         let before = snapshot(&mut trainer.network);
         // Every step dropped: the epoch fails rather than hand on a model that learnt nothing.
-        let err = trainer.epoch(&data, |_| true).err().expect("nothing was learnt");
+        let err = trainer
+            .epoch(&data, |_| true)
+            .expect_err("nothing was learnt");
         assert!(err.to_string().contains("all 2 training steps"), "{err}");
         assert_eq!(snapshot(&mut trainer.network), before);
     }

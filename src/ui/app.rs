@@ -83,6 +83,9 @@ pub enum Effect {
 #[derive(Debug)]
 pub enum Msg {
     Key(KeyEvent),
+    /// Text pasted in one piece (bracketed paste): it goes into an open prompt, and is
+    /// ignored elsewhere (pasted text must never run as key commands).
+    Paste(String),
     Train(TrainEvent),
     /// An export finished: the path and row count, or the error.
     Exported(Result<(PathBuf, Exported), String>),
@@ -286,6 +289,12 @@ impl App {
     pub fn update(&mut self, msg: Msg) -> Vec<Effect> {
         match msg {
             Msg::Key(key) => self.key(key),
+            Msg::Paste(text) => {
+                if let Mode::Prompt(prompt) = &mut self.mode {
+                    prompt.paste(&text);
+                }
+                Vec::new()
+            }
             Msg::Train(event) => self.train_event(event),
             Msg::Exported(Ok((path, exported))) => {
                 let mut text = format!(

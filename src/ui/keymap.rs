@@ -164,17 +164,35 @@ impl Default for Keymap {
 }
 
 impl Keymap {
-    /// The defaults with the user's file (if it exists) laid over them.
-    pub fn load(user_file: Option<&Path>) -> Result<Keymap> {
+    /// The defaults with a user file laid over them: `named` (`--keymap`, which must
+    /// exist), else `default_file` when it exists. A keymap that leaves no key to quit is
+    /// refused: the workbench could not be left.
+    pub fn load(named: Option<&Path>, default_file: Option<&Path>) -> Result<Keymap> {
         let mut keymap = Keymap::default();
-        if let Some(path) = user_file.filter(|p| p.exists()) {
+        let file = match named {
+            Some(path) if !path.is_file() => {
+                bail!("--keymap {}: no such file", path.display())
+            }
+            Some(path) => Some(path),
+            None => default_file.filter(|p| p.is_file()),
+        };
+        if let Some(path) = file {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             keymap
                 .apply(&text)
+                .and_then(|()| keymap.check_quit())
                 .with_context(|| format!("{}: invalid keymap", path.display()))?;
         }
         Ok(keymap)
+    }
+
+    /// An error when no key of the normal view quits.
+    fn check_quit(&self) -> Result<()> {
+        if self.key_for(KeyMode::Normal, Action::Quit).is_none() {
+            bail!("no key is bound to Quit in [normal]: the workbench could not be left (bind one, e.g. q = \"Quit\")");
+        }
+        Ok(())
     }
 
     /// Lays the bindings of a keymap TOML text over this one.

@@ -74,6 +74,24 @@ impl Prompt {
         self.input = chars.into_iter().collect();
         PromptOutcome::Editing
     }
+
+    /// Inserts pasted `text` at the cursor in one piece (a bracketed paste): line breaks and
+    /// tabs become spaces (the prompt is one line), other control characters are dropped.
+    pub fn paste(&mut self, text: &str) {
+        let pasted: Vec<char> = text
+            .chars()
+            .filter_map(|c| match c {
+                '\n' | '\r' | '\t' => Some(' '),
+                c if c.is_control() => None,
+                c => Some(c),
+            })
+            .collect();
+        let mut chars: Vec<char> = self.input.chars().collect();
+        self.cursor = self.cursor.min(chars.len());
+        chars.splice(self.cursor..self.cursor, pasted.iter().copied());
+        self.cursor += pasted.len();
+        self.input = chars.into_iter().collect();
+    }
 }
 
 #[cfg(test)]
@@ -145,5 +163,15 @@ mod tests {
         // Other control chords insert nothing.
         p.handle(ctrl('x'));
         assert_eq!(p.input, "  tcp ");
+    }
+
+    #[test]
+    fn a_paste_lands_whole_at_the_cursor_on_one_line() {
+        let mut p = Prompt::new(PromptKind::Search, "ab".into());
+        p.handle(key(KeyCode::Left));
+        let long = "x".repeat(10_000);
+        p.paste(&format!("{long}\r\n\x1by\tz"));
+        assert_eq!(p.input, format!("a{long}  y zb"));
+        assert_eq!(p.cursor, 1 + 10_000 + 5);
     }
 }

@@ -10,7 +10,9 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
+use ratatui::crossterm::event::{
+    self, DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent, KeyEventKind,
+};
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate};
 use ratatui::DefaultTerminal;
@@ -27,6 +29,11 @@ use crate::triage::{check_source, data_state_dir, export, CellSafety, Journal};
 /// Minimum time between two frames drawn for training progress (≤ 10 fps over SSH);
 /// a key press is answered at once.
 const FRAME_INTERVAL: Duration = Duration::from_millis(100);
+/// A slow key is logged at most this often (a burst of slow keys, a paste typed as keys,
+/// must not flood the log); the warning counts the ones it stood for.
+const SLOW_KEY_WARN_EVERY: Duration = Duration::from_secs(10);
+/// A key answered later than this is slow.
+const SLOW_KEY_MS: f64 = 50.0;
 /// How long a save on SIGHUP/SIGTERM may take before the process exits anyway.
 const SAVE_ON_SIGNAL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,6 +59,8 @@ pub struct WorkbenchOptions {
 /// Everything the main loop hears about.
 enum Event {
     Key(event::KeyEvent, Instant),
+    /// Text pasted in one piece (the terminal's bracketed paste).
+    Paste(String, Instant),
     Resize,
     Train(TrainEvent),
     Exported(Result<(PathBuf, crate::triage::Exported), String>),
@@ -69,8 +78,23 @@ fn default_keymap_file() -> Option<PathBuf> {
     Some(base.join("dagmm-tui/keymap.toml"))
 }
 
+/// An error for a terminal the workbench cannot drive (`TERM=dumb`: no cursor motion, no
+/// alternate screen), before anything is drawn.
+pub fn check_terminal() -> Result<()> {
+    let term = std::env::var("TERM").unwrap_or_default();
+    if term == "dumb" {
+        anyhow::bail!(
+            "TERM=dumb: this terminal cannot show the workbench (it needs cursor motion and an \
+             alternate screen); use a terminal such as xterm or tmux, or the headless commands \
+             (dagmm-tui train / score / eval)"
+        );
+    }
+    Ok(())
+}
+
 /// Runs the workbench on `plan` until the user quits (or the terminal goes away).
 pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
+    check_terminal()?;
     let data_dir = data_state_dir(&options.state_dir, &plan.data);
     let log_path = options.state_dir.join("dagmm-tui.log");
     logging::init(&log_path).with_context(|| format!("opening the log {}", log_path.display()))?;
@@ -78,13 +102,7 @@ pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
     let (journal, marks, mut warnings) = Journal::open(&data_dir)?;
     warnings.extend(check_source(&data_dir, &plan.data, &marks));
     let journal_path = journal.path().to_path_buf();
-    let keymap = Keymap::load(
-        options
-            .keymap
-            .clone()
-            .or_else(default_keymap_file)
-            .as_deref(),
-    )?;
+    let keymap = Keymap::load(options.keymap.as_deref(), default_keymap_file().as_deref())?;
     let look = Look {
         theme: Theme::select(options.theme.as_deref(), ColorDepth::detect())?,
         braille: options.braille,
@@ -117,6 +135,13 @@ pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
     read_input(tx.clone());
 
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    // Pastes arrive as one event (into a prompt), never as a stream of key commands.
+    let _ = execute!(std::io::stdout(), EnableBracketedPaste);
+    let restore_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = execute!(std::io::stdout(), DisableBracketedPaste);
+        restore_hook(info);
+    }));
     let outcome = main_loop(
         &mut terminal,
         &mut app,
@@ -126,6 +151,7 @@ pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
         &worker.controls,
         &source,
     );
+    let _ = execute!(std::io::stdout(), DisableBracketedPaste);
     ratatui::restore();
     let _ = worker.controls.send(Control::Stop);
     let code = outcome?;
@@ -203,6 +229,7 @@ fn read_input(tx: Sender<Event>) {
                 Ok(TermEvent::Key(key)) if key.kind != KeyEventKind::Release => {
                     Event::Key(key, Instant::now())
                 }
+                Ok(TermEvent::Paste(text)) => Event::Paste(text, Instant::now()),
                 Ok(TermEvent::Resize(..)) => Event::Resize,
                 Ok(_) => continue,
                 Err(_) => {
@@ -222,9 +249,35 @@ fn read_input(tx: Sender<Event>) {
 struct Timings {
     key_latency_ms: Vec<f64>,
     frame_ms: Vec<f64>,
+    /// When a slow key was last logged, and the slow keys since then not logged.
+    last_slow_warning: Option<Instant>,
+    slow_unlogged: usize,
 }
 
 impl Timings {
+    /// Records a key answered after `ms`; logs a slow one at most every
+    /// [`SLOW_KEY_WARN_EVERY`].
+    fn key_answered(&mut self, ms: f64, now: Instant) {
+        self.key_latency_ms.push(ms);
+        if ms <= SLOW_KEY_MS {
+            return;
+        }
+        self.slow_unlogged += 1;
+        if self
+            .last_slow_warning
+            .is_some_and(|at| now.duration_since(at) < SLOW_KEY_WARN_EVERY)
+        {
+            return;
+        }
+        let others = match self.slow_unlogged - 1 {
+            0 => String::new(),
+            n => format!(" ({n} more slow keys since the last warning)"),
+        };
+        logging::log("WARN", &format!("key answered in {ms:.1} ms{others}"));
+        self.last_slow_warning = Some(now);
+        self.slow_unlogged = 0;
+    }
+
     fn log(&mut self) {
         for (what, samples) in [
             ("key latency", &mut self.key_latency_ms),
@@ -290,6 +343,10 @@ fn main_loop(
                     keys_waiting.push(at);
                     app.update(Msg::Key(key))
                 }
+                Event::Paste(text, at) => {
+                    keys_waiting.push(at);
+                    app.update(Msg::Paste(text))
+                }
                 Event::Resize => Vec::new(),
                 Event::Train(e) => app.update(Msg::Train(e)),
                 Event::Exported(result) => app.update(Msg::Exported(result)),
@@ -349,11 +406,7 @@ fn main_loop(
                 .frame_ms
                 .push(done.duration_since(started).as_secs_f64() * 1e3);
             for at in keys_waiting.drain(..) {
-                let ms = done.duration_since(at).as_secs_f64() * 1e3;
-                if ms > 50.0 {
-                    logging::log("WARN", &format!("key answered in {ms:.1} ms"));
-                }
-                timings.key_latency_ms.push(ms);
+                timings.key_answered(done.duration_since(at).as_secs_f64() * 1e3, done);
             }
             last_draw = done;
             dirty = false;

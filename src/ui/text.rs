@@ -31,6 +31,30 @@ pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The end of `text` in at most `max` columns, starting with `…` when cut (a long prompt
+/// shows the text just before its cursor).
+pub fn tail(text: &str, max: usize) -> Cow<'_, str> {
+    if width(text) <= max {
+        return Cow::Borrowed(text);
+    }
+    let mut kept = Vec::new();
+    let mut used = 0;
+    for c in text.chars().rev() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w + 1 > max {
+            break;
+        }
+        kept.push(c);
+        used += w;
+    }
+    let mut out = String::with_capacity(kept.len() + 3);
+    if max > 0 {
+        out.push('…');
+    }
+    out.extend(kept.into_iter().rev());
+    Cow::Owned(out)
+}
+
 /// `n` with thousands separators: `494,021`.
 pub fn thousands(n: usize) -> String {
     let digits = n.to_string();

@@ -56,7 +56,15 @@ impl ColorDepth {
     pub fn detect() -> Self {
         let colorterm = std::env::var("COLORTERM").unwrap_or_default();
         let term = std::env::var("TERM").unwrap_or_default();
-        if colorterm == "truecolor" || colorterm == "24bit" {
+        // COLORTERM is often inherited from the desktop by a session whose TERM says less
+        // (a serial console, `TERM=vt100` over SSH): the TERM of such a terminal wins.
+        let limited = term.starts_with("vt")
+            || matches!(term.as_str(), "linux" | "ansi" | "cons25" | "dumb")
+            || term.ends_with("-16color")
+            || term.ends_with("-color") && !term.contains("256");
+        if limited {
+            ColorDepth::Ansi16
+        } else if colorterm == "truecolor" || colorterm == "24bit" {
             ColorDepth::TrueColor
         } else if term.contains("256color") {
             ColorDepth::Ansi256

@@ -3,7 +3,7 @@
 
 use ratatui::layout::{Position, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 use ratatui::Frame;
 
 use super::Look;
@@ -12,7 +12,7 @@ use crate::ui::action::Action;
 use crate::ui::app::{App, Level, Mode};
 use crate::ui::keymap::KeyMode;
 use crate::ui::prompt::PromptKind;
-use crate::ui::text::{truncate, width};
+use crate::ui::text::{tail, thousands, truncate, width};
 
 /// Actions the footer hints at, per mode.
 const NORMAL_HINTS: [Action; 11] = [
@@ -42,19 +42,30 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let t = &look.theme;
     let line = match &app.mode {
         Mode::Prompt(prompt) => {
-            let label = match prompt.kind {
-                PromptKind::Search => "Search (row #N or text): ",
-                PromptKind::ExportPath => "Export to (.csv or .jsonl): ",
+            let mut label = match prompt.kind {
+                PromptKind::Search => "Search (row #N or text): ".to_string(),
+                PromptKind::ExportPath => "Export to (.csv or .jsonl): ".to_string(),
             };
-            let shown = visible(&prompt.input);
-            let before: String = prompt.input.chars().take(prompt.cursor).collect();
-            let x = area.x + (width(label) + width(&visible(&before))) as u16;
+            let before =
+                visible(&prompt.input.chars().take(prompt.cursor).collect::<String>()).into_owned();
+            let after =
+                visible(&prompt.input.chars().skip(prompt.cursor).collect::<String>()).into_owned();
+            let room = (area.width as usize).saturating_sub(width(&label) + 1);
+            if width(&before) + width(&after) > room {
+                // Too long to show: say how long, and show the text up to the cursor.
+                let chars = prompt.input.chars().count();
+                label = format!("{}[{} chars] ", label, thousands(chars));
+            }
+            let room = (area.width as usize).saturating_sub(width(&label) + 1);
+            let before = tail(&before, room).into_owned();
+            let x = area.x + (width(&label) + width(&before)) as u16;
             if x < area.x + area.width {
                 frame.set_cursor_position(Position::new(x, area.y));
             }
             Line::from(vec![
                 Span::styled(label, t.accent),
-                Span::styled(shown.into_owned(), t.text),
+                Span::styled(before, t.text),
+                Span::styled(after, t.text),
             ])
         }
         Mode::Confirm(question) => Line::styled(app.question(question), t.warning),
@@ -70,7 +81,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             None => hints(app, look, area.width as usize),
         },
     };
-    frame.render_widget(Paragraph::new(line), area);
+    // One row in the full layout; the small-terminal view gives a question more rows.
+    frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: false }), area);
 }
 
 fn hints<'a>(app: &App, look: &Look, max: usize) -> Line<'a> {

@@ -43,12 +43,25 @@ pub fn draw(frame: &mut Frame, app: &App, look: &Look) {
             "terminal too small: {}×{} (need {MIN_WIDTH}×{MIN_HEIGHT}) · q quits",
             area.width, area.height
         );
+        // An open prompt or question keeps the bottom line: `q` must not ask unseen.
+        let asking = matches!(app.mode, Mode::Prompt(_) | Mode::Confirm(_)) && area.height > 1;
+        // Up to three lines for the question, so a narrow terminal shows all of it.
+        let question_rows = if asking {
+            (area.height / 2).clamp(1, 3)
+        } else {
+            0
+        };
+        let [text_area, footer_area] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(question_rows)]).areas(area);
         frame.render_widget(
             Paragraph::new(text)
                 .style(look.theme.warning)
                 .wrap(Wrap { trim: true }),
-            area,
+            text_area,
         );
+        if asking {
+            footer::draw(frame, footer_area, app, look);
+        }
         return;
     }
     let top_height = (area.height / 3).clamp(7, 16);
