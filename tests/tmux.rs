@@ -550,3 +550,61 @@ fn side_by_side_trains_both_switches_ranking_and_panes_and_exports_both() {
         assert!(files.iter().any(|f| f.ends_with(&suffix)), "{files:?}");
     }
 }
+
+#[test]
+fn a_long_paste_reaches_the_search_prompt_whole() {
+    if !have_tmux() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let command = format!(
+        "exec {} {} --label attack --paused --state-dir {}",
+        env!("CARGO_BIN_EXE_dagmm-tui"),
+        common::sample().display(),
+        state.display()
+    );
+    let tmux = Tmux::start(&command, dir.path());
+    tmux.wait_for("the workbench", 60, |s| s.contains("‖ paused"));
+    let text = format!("{}PASTE_END", "0123456789".repeat(999));
+    assert_eq!(text.chars().count(), 9_999);
+    tmux.run(&["set-buffer", "-b", "long", &format!("{text}!")])
+        .status()
+        .unwrap();
+    // Bracketed (`-p`: the workbench asked for it): one event, into the prompt whole.
+    tmux.keys(&["/"]);
+    tmux.wait_for("the search prompt", 10, |s| s.contains("Search (row #N"));
+    tmux.run(&["paste-buffer", "-p", "-b", "long"])
+        .status()
+        .unwrap();
+    let screen = tmux.wait_for("the whole paste", 10, |s| {
+        s.contains("[10,000 chars]") && s.contains("PASTE_END!")
+    });
+    assert!(screen.contains("Search (row #N"), "{screen}");
+    // Typed as keys (a terminal without bracketed paste): every key arrives, none waits
+    // for a later key press.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the prompt to close", 10, |s| !s.contains("Search (row #N"));
+    tmux.keys(&["/"]);
+    tmux.wait_for("the search prompt", 10, |s| s.contains("Search (row #N"));
+    tmux.run(&["paste-buffer", "-b", "long"]).status().unwrap();
+    tmux.wait_for("the whole paste as keys", 20, |s| {
+        s.contains("[10,000 chars]") && s.contains("PASTE_END!")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.keys(&["q"]);
+    tmux.wait_for("the quit question", 10, |s| s.contains("Quit?"));
+    tmux.keys(&["y"]);
+    tmux.wait_dead(20);
+    let log = std::fs::read_to_string(state.join("dagmm-tui.log")).unwrap();
+    let slow = log
+        .lines()
+        .filter(|l| l.contains("key answered in"))
+        .count();
+    assert!(
+        slow <= 3,
+        "slow-key warnings are rate-limited: {slow} lines"
+    );
+}

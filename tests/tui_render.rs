@@ -522,6 +522,41 @@ fn tiny_terminal_says_so() {
 }
 
 #[test]
+fn tiny_terminal_shows_the_quit_question_and_an_open_prompt() {
+    let mut app = trained_app(2);
+    app.apply(Action::Quit);
+    let terminal = render(&app, 40, 10);
+    assert_printable(&terminal);
+    let text = terminal.backend().to_string();
+    assert!(
+        text.contains("terminal too small") && text.contains("Quit?"),
+        "{text}"
+    );
+    insta::assert_snapshot!("tiny_quit_question_40x10", terminal.backend());
+    app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('n'),
+        KeyModifiers::NONE,
+    )));
+    app.apply(Action::Search);
+    app.update(Msg::Paste("tcp".into()));
+    let text = render(&app, 40, 10).backend().to_string();
+    assert!(text.contains("Search (row #N or text): tcp"), "{text}");
+}
+
+#[test]
+fn a_paste_goes_into_an_open_prompt_and_nowhere_else() {
+    let mut app = trained_app(2);
+    let before = format!("{:?}", app.mode);
+    // Outside a prompt, pasted text is not a stream of commands ("q" would quit).
+    app.update(Msg::Paste("qqq/aaa".into()));
+    assert_eq!(format!("{:?}", app.mode), before);
+    app.apply(Action::Search);
+    app.update(Msg::Paste("x".repeat(10_000)));
+    let footer = render(&app, 80, 24).backend().to_string();
+    assert!(footer.contains("[10,000 chars]"), "{footer}");
+}
+
+#[test]
 fn selection_reads_without_colour() {
     let app = trained_app(2);
     let look = Look {

@@ -54,12 +54,18 @@ pub enum ColorDepth {
 impl ColorDepth {
     /// From `COLORTERM` and `TERM`, the way terminals announce themselves.
     pub fn detect() -> Self {
-        let colorterm = std::env::var("COLORTERM").unwrap_or_default();
-        let term = std::env::var("TERM").unwrap_or_default();
+        Self::of(
+            &std::env::var("COLORTERM").unwrap_or_default(),
+            &std::env::var("TERM").unwrap_or_default(),
+        )
+    }
+
+    /// The depth announced by these `COLORTERM` and `TERM` values.
+    pub fn of(colorterm: &str, term: &str) -> Self {
         // COLORTERM is often inherited from the desktop by a session whose TERM says less
         // (a serial console, `TERM=vt100` over SSH): the TERM of such a terminal wins.
         let limited = term.starts_with("vt")
-            || matches!(term.as_str(), "linux" | "ansi" | "cons25" | "dumb")
+            || matches!(term, "linux" | "ansi" | "cons25" | "dumb")
             || term.ends_with("-16color")
             || term.ends_with("-color") && !term.contains("256");
         if limited {
@@ -270,6 +276,25 @@ pub fn degrade(color: Color, depth: ColorDepth) -> Color {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminals_without_256_colours_get_16_whatever_colorterm_says() {
+        assert_eq!(ColorDepth::of("truecolor", "vt100"), ColorDepth::Ansi16);
+        assert_eq!(ColorDepth::of("truecolor", "linux"), ColorDepth::Ansi16);
+        assert_eq!(ColorDepth::of("", "xterm-color"), ColorDepth::Ansi16);
+        assert_eq!(ColorDepth::of("", "xterm"), ColorDepth::Ansi16);
+        assert_eq!(ColorDepth::of("", "tmux-256color"), ColorDepth::Ansi256);
+        assert_eq!(
+            ColorDepth::of("24bit", "xterm-256color"),
+            ColorDepth::TrueColor
+        );
+        let light = Theme::built_in("light", ColorDepth::of("truecolor", "vt100")).unwrap();
+        assert!(
+            !matches!(light.accent.fg, Some(Color::Rgb(..) | Color::Indexed(16..))),
+            "{:?}",
+            light.accent
+        );
+    }
 
     #[test]
     fn every_built_in_theme_parses_at_every_depth() {
