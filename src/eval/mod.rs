@@ -10,9 +10,10 @@
 //! an IsolationForest reference fitted on the same rows in the same run. Labels score the
 //! result and never pick anything.
 
-pub mod iforest;
+pub mod discovery;
 pub mod metrics;
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -21,10 +22,13 @@ use serde::Serialize;
 
 use crate::data::{Encoder, RawTable, ScaleKind};
 use crate::model::ensemble::mean_scores;
+pub use crate::model::iforest::{self, IsolationForest};
 use crate::model::DetectorConfig;
+use crate::model::RowRole;
 use crate::model::{Ensemble, Member};
-use crate::train::{member_of, TrainConfig, Trainer};
-pub use iforest::IsolationForest;
+use crate::train::feedback::{FINE_TUNE_EVERY, FINE_TUNE_STEPS};
+use crate::train::{member_of, FeedbackLayer, TrainConfig, Trainer};
+pub use discovery::Discovery;
 pub use metrics::{evaluate, Detection};
 
 /// Trees in the IsolationForest reference (scikit-learn's default).
@@ -52,6 +56,11 @@ pub struct ProtocolOptions {
     pub feedback: usize,
     /// Share of scored rows to flag; `None` uses their true anomaly ratio.
     pub contamination: Option<f64>,
+    /// Unsupervised protocol: the discovery loop's budgets (empty: no loop).
+    pub discovery: Vec<usize>,
+    /// Marks between two fine-tunes in the loop (`None`: the workbench's
+    /// [`FINE_TUNE_EVERY`]; 0: never).
+    pub fine_tune_every: Option<usize>,
     pub scale: ScaleKind,
     /// Run `r` uses seed `train.seed + r` for the split, the weights and the batches;
     /// `train.members` models per run form the ensemble.
@@ -80,6 +89,8 @@ pub struct RunReport {
     pub reference: Detection,
     /// The simulated analyst (unsupervised protocol with `feedback`).
     pub feedback: Option<Feedback>,
+    /// The discovery loop (unsupervised protocol with `discovery`).
+    pub discovery: Option<Discovery>,
     pub epochs: usize,
     pub train_seconds: f64,
     pub samples_per_sec: f64,
@@ -182,6 +193,11 @@ pub struct Summary {
     pub feedback_after: Spread,
     pub train_seconds: Spread,
     pub samples_per_sec: Spread,
+    /// The discovery loop over runs: method → budget → spread of found@B (empty without).
+    pub discovery: BTreeMap<String, BTreeMap<String, Spread>>,
+    /// AUROC and AUPRC of the rows the loop left unmarked.
+    pub discovery_unmarked_auroc: Spread,
+    pub discovery_unmarked_auprc: Spread,
 }
 
 impl Summary {
@@ -204,8 +220,40 @@ impl Summary {
             feedback_after: spread(&|r| r.feedback.map_or(f64::NAN, |f| f.auroc_after)),
             train_seconds: spread(&|r| r.train_seconds),
             samples_per_sec: spread(&|r| r.samples_per_sec),
+            discovery: discovery_spreads(runs),
+            discovery_unmarked_auroc: spread(&|r| {
+                r.discovery.as_ref().map_or(f64::NAN, |d| d.unmarked_auroc)
+            }),
+            discovery_unmarked_auprc: spread(&|r| {
+                r.discovery.as_ref().map_or(f64::NAN, |d| d.unmarked_auprc)
+            }),
         }
     }
+}
+
+/// The spread of every method's found@B over the runs that ran the loop.
+fn discovery_spreads(runs: &[RunReport]) -> BTreeMap<String, BTreeMap<String, Spread>> {
+    let Some(first) = runs.iter().find_map(|r| r.discovery.as_ref()) else {
+        return BTreeMap::new();
+    };
+    first
+        .found
+        .iter()
+        .map(|(method, budgets)| {
+            let by_budget = budgets
+                .keys()
+                .map(|b| {
+                    let values = runs
+                        .iter()
+                        .filter_map(|r| r.discovery.as_ref())
+                        .filter_map(|d| d.found.get(method).and_then(|f| f.get(b)))
+                        .map(|&v| v as f64);
+                    (b.clone(), Spread::of(values))
+                })
+                .collect();
+            (method.clone(), by_budget)
+        })
+        .collect()
 }
 
 /// Runs the protocol `opts.runs` times on `table`. `model_for(width)` gives the
@@ -263,6 +311,8 @@ pub fn run_protocol(
         };
         let (mut untrained_scores, mut trained_scores) = (Vec::new(), Vec::new());
         let mut trained = Ensemble::default();
+        // Kept for the discovery loop's fine-tunes.
+        let mut trainers = Vec::new();
         let started = Instant::now();
         let (mut samples, mut final_loss) = (0usize, 0f64);
         for member in 0..members {
@@ -304,6 +354,9 @@ pub fn run_protocol(
             let (member, scores) = scored(&trainer)?;
             trained.members.push(member);
             trained_scores.push(scores);
+            if !opts.discovery.is_empty() {
+                trainers.push(trainer);
+            }
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let trained_scores = mean_scores(&trained_scores);
@@ -318,7 +371,43 @@ pub fn run_protocol(
             _ => None,
         };
         let forest = IsolationForest::fit(&train_x, REFERENCE_TREES, seed);
+        let forest_scores = forest.scores(&test_x);
+        let discovery = match opts.protocol {
+            Protocol::Unsupervised if !opts.discovery.is_empty() => {
+                let layer = FeedbackLayer::new(&trained_scores, &train_x, seed);
+                let fine_tune = |marks: &[(usize, bool)]| -> Result<Vec<f64>> {
+                    let mut roles = vec![RowRole::Unknown; train_x.rows];
+                    for &(r, anomalous) in marks {
+                        roles[r] = if anomalous {
+                            RowRole::MarkedAnomaly
+                        } else {
+                            RowRole::MarkedNormal
+                        };
+                    }
+                    let mut keep = vec![true; train_x.rows];
+                    marks.iter().filter(|m| m.1).for_each(|m| keep[m.0] = false);
+                    let mut members = Vec::new();
+                    for trainer in &mut trainers {
+                        trainer.roles().set(roles.clone());
+                        trainer.fine_tune(&train_x, FINE_TUNE_STEPS)?;
+                        members.push(member_of(trainer, &train_x, Some(&keep))?.1);
+                    }
+                    Ok(mean_scores(&members))
+                };
+                Some(discovery::discover(
+                    layer,
+                    &trained_scores,
+                    &forest_scores,
+                    &truth,
+                    &opts.discovery,
+                    opts.fine_tune_every.unwrap_or(FINE_TUNE_EVERY),
+                    fine_tune,
+                )?)
+            }
+            _ => None,
+        };
         let report = RunReport {
+            discovery,
             run: run + 1,
             seed,
             model: model_config.clone(),
@@ -330,7 +419,7 @@ pub fn run_protocol(
             trained: evaluate(&trained_scores, &truth, contamination),
             feedback,
             untrained: evaluate(&mean_scores(&untrained_scores), &truth, contamination),
-            reference: evaluate(&forest.scores(&test_x), &truth, contamination),
+            reference: evaluate(&forest_scores, &truth, contamination),
             epochs: config.epochs,
             train_seconds,
             samples_per_sec: samples as f64 / train_seconds.max(1e-9),

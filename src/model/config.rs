@@ -27,6 +27,11 @@ pub struct DagmmConfig {
     /// ε added to every covariance diagonal (a documented deviation from the paper that
     /// keeps Cholesky well defined).
     pub cov_eps: f64,
+    /// Share of each batch's unknown rows suspected by their energy and left out of the
+    /// mixture fit and the loss once training has warmed up, and of the rows left out of
+    /// the final mixture fit (0: the paper's objective; see [`crate::model::roles`]).
+    #[serde(default)]
+    pub trim: f64,
 }
 
 /// Named architectures.
@@ -64,6 +69,9 @@ impl Preset {
     }
 }
 
+/// The default share of unknown rows trimmed (see [`DagmmConfig::trim`]).
+pub const DEFAULT_TRIM: f64 = 0.1;
+
 impl DagmmConfig {
     /// The default rule for an input of width `input`:
     /// - latent size 8, or the input width when that is smaller (a 1-wide code throws away
@@ -89,6 +97,7 @@ impl DagmmConfig {
             lambda_energy: 0.1,
             lambda_cov: 0.005,
             cov_eps: 1e-6,
+            trim: DEFAULT_TRIM,
         }
     }
 
@@ -100,6 +109,8 @@ impl DagmmConfig {
                 hidden: vec![60, 30, 10],
                 latent: 1,
                 components: 4,
+                // The paper's objective: its protocol trains on normal rows only.
+                trim: 0.0,
                 ..Self::default_for(input)
             },
         }
@@ -147,8 +158,18 @@ impl DagmmConfig {
         if !(0.0..1.0).contains(&self.dropout) {
             return Err(format!("dropout must be in [0, 1), got {}", self.dropout));
         }
-        if self.lambda_energy < 0.0 || self.lambda_cov < 0.0 || self.cov_eps < 0.0 {
-            return Err("λ1, λ2 and the covariance ε must not be negative".into());
+        let non_negative = |v: f64| v.is_finite() && v >= 0.0;
+        if !(non_negative(self.lambda_energy)
+            && non_negative(self.lambda_cov)
+            && non_negative(self.cov_eps))
+        {
+            return Err("λ1, λ2 and the covariance ε must be finite and not negative".into());
+        }
+        if !(0.0..=0.5).contains(&self.trim) {
+            return Err(format!(
+                "the trimmed share must be in [0, 0.5], got {}",
+                self.trim
+            ));
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! `recon + Σ z ⊙ G_z + Σ γ̂ ⊙ G_γ` (G constant), so dfdx carries exactly those gradients
 //! into both networks while the true loss components are reported separately.
 
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
@@ -17,8 +17,9 @@ use rayon::prelude::*;
 
 use super::config::DagmmConfig;
 use super::dense::{Dev, Mat, Mlp, ParamMut, Params};
-use super::gmm::{self, FactorisedGmm, MixtureObjective};
+use super::gmm::FactorisedGmm;
 use super::parallel::{split_rows, sum_gradients, StepThreads};
+use super::roles::{self, BatchRoles, RoleObjective};
 use crate::data::Matrix;
 
 /// Guards the norms in the relative distance and cosine similarity (a zero row must not make NaN).
@@ -52,6 +53,38 @@ pub struct StepLoss {
     pub jitter: f64,
 }
 
+/// Each row's weight `c_r` in the reconstruction term `Σ_r c_r ‖x_r − x̂_r‖²`, read by the
+/// backward pass of [`compression_features`]: set after the forward pass, once the step
+/// knows which rows its roles keep in the loss (a trimmed or marked-anomalous row: 0).
+#[derive(Debug, Clone)]
+pub struct ReconWeights(Arc<Mutex<Vec<f32>>>);
+
+impl ReconWeights {
+    /// Every one of `rows` rows weighing `weight`.
+    pub fn uniform(rows: usize, weight: f32) -> Self {
+        ReconWeights(Arc::new(Mutex::new(vec![weight; rows])))
+    }
+
+    /// Replaces the weights (one per row).
+    pub fn set(&self, weights: Vec<f32>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = weights;
+    }
+
+    fn get(&self) -> Vec<f32> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// The reconstruction weights of a batch of `n` rows: `1 / (rows in the loss)` for each
+/// row in the loss, 0 for the others (a weighted mean over the rows the roles keep).
+fn recon_weights(in_loss: &[bool]) -> Vec<f32> {
+    let kept = in_loss.iter().filter(|&&k| k).count().max(1) as f32;
+    in_loss
+        .iter()
+        .map(|&k| if k { 1.0 / kept } else { 0.0 })
+        .collect()
+}
+
 /// What the trained networks say about some rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inference {
@@ -81,18 +114,18 @@ impl Dagmm {
     }
 
     /// Forward pass of the rows `x` (their values, `x_values`): z, γ̂ and each row's
-    /// squared reconstruction error. With a tape, `recon_weight` is the weight of the mean
-    /// squared error in the loss (its gradient rides on z, see [`compression_features`]).
+    /// squared reconstruction error. With a tape, `recon` holds each row's weight in the
+    /// reconstruction term (its gradient rides on z, see [`compression_features`]).
     fn forward<T: Tape<f32, Dev>>(
         &self,
         x: &Mat,
         x_values: &[f32],
         training: bool,
-        recon_weight: f32,
+        recon: ReconWeights,
     ) -> (Mat<T>, Mat<T>, Vec<f32>) {
         let z_c: Mat<T> = self.encoder.forward_data(x, None);
         let x_hat = self.decoder.forward(z_c.with_empty_tape(), None);
-        let (z, sq_err) = compression_features(z_c, x_hat, x_values, recon_weight);
+        let (z, sq_err) = compression_features(z_c, x_hat, x_values, recon);
         let dropout = training.then_some(self.config.dropout).filter(|&p| p > 0.0);
         let gamma = self
             .estimation
@@ -101,21 +134,31 @@ impl Dagmm {
         (z, gamma, sq_err)
     }
 
-    /// One forward + backward pass on a batch: the loss components and the gradients of
-    /// every parameter. The caller decides whether to apply them (a non-finite loss is not).
-    /// Takes the batch by value: its buffer becomes the input tensor without a copy.
-    pub fn train_step(&self, dev: &Dev, batch: Matrix) -> Result<(StepLoss, Gradients<f32, Dev>)> {
+    /// One forward + backward pass on a batch whose rows have `roles`: the loss components
+    /// and the gradients of every parameter. The caller decides whether to apply them (a
+    /// non-finite loss is not). Takes the batch by value: its buffer becomes the input
+    /// tensor without a copy.
+    pub fn train_step(
+        &self,
+        dev: &Dev,
+        batch: Matrix,
+        roles: BatchRoles<'_>,
+    ) -> Result<(StepLoss, Gradients<f32, Dev>)> {
         let (n, d, k) = (batch.rows, self.config.z_width(), self.config.components);
         let x: Mat = dev.tensor_from_vec(batch.data, (n, batch.cols));
         let x_values = x.as_vec();
-        let (z, gamma, sq_err) = self.forward::<OwnedTape<f32, Dev>>(&x, &x_values, true, 1.0);
-        let objective = self.objective(&z.as_vec(), &gamma.as_vec())?;
+        let recon = ReconWeights::uniform(n, 1.0 / n as f32);
+        let (z, gamma, sq_err) =
+            self.forward::<OwnedTape<f32, Dev>>(&x, &x_values, true, recon.clone());
+        let objective = self.objective(&z.as_vec(), &gamma.as_vec(), roles)?;
+        recon.set(recon_weights(&objective.in_loss));
         let to_tensor = |g: &[f64], cols: usize| -> Mat {
             dev.tensor_from_vec(g.iter().map(|&v| v as f32).collect(), (n, cols))
         };
         // The reconstruction term's gradient is already on z's tape.
-        let surrogate = (z * to_tensor(&objective.grad_z, d)).sum::<Rank0, _>()
-            + (gamma * to_tensor(&objective.grad_gamma, k)).sum::<Rank0, _>();
+        let mixture = &objective.mixture;
+        let surrogate = (z * to_tensor(&mixture.grad_z, d)).sum::<Rank0, _>()
+            + (gamma * to_tensor(&mixture.grad_gamma, k)).sum::<Rank0, _>();
         let grads = surrogate.backward();
         Ok((self.step_loss(&sq_err, objective), grads))
     }
@@ -128,6 +171,7 @@ impl Dagmm {
         &self,
         threads: &StepThreads,
         batch: Matrix,
+        roles: BatchRoles<'_>,
     ) -> Result<(StepLoss, Gradients<f32, Dev>)> {
         let (n, cols) = (batch.rows, batch.cols);
         let (d, k) = (self.config.z_width(), self.config.components);
@@ -136,7 +180,7 @@ impl Dagmm {
         let mut reply_to = Vec::new();
         let mut replies = Vec::new();
         for _ in &ranges {
-            let (tx, rx) = mpsc::channel::<(Vec<f32>, Vec<f32>)>();
+            let (tx, rx) = mpsc::channel::<(Vec<f32>, Vec<f32>, Vec<f32>)>();
             reply_to.push(tx);
             replies.push(Mutex::new(Some(rx)));
         }
@@ -147,15 +191,17 @@ impl Dagmm {
             let m = range.len();
             let values = batch.data[range.start * cols..range.end * cols].to_vec();
             let x: Mat = dev.tensor_from_vec(values.clone(), (m, cols));
+            let recon = ReconWeights::uniform(m, 1.0 / n as f32);
             let (z, gamma, sq_err) =
-                self.forward::<OwnedTape<f32, Dev>>(&x, &values, true, m as f32 / n as f32);
+                self.forward::<OwnedTape<f32, Dev>>(&x, &values, true, recon.clone());
             to_join
                 .send((i, z.as_vec(), gamma.as_vec(), sq_err))
                 .map_err(|_| anyhow!("the step's mixture went away"))?;
             let reply = replies[i].lock().expect("reply lock").take();
-            let (grad_z, grad_gamma) = reply
+            let (grad_z, grad_gamma, weights) = reply
                 .and_then(|rx| rx.recv().ok())
                 .ok_or_else(|| anyhow!("no mixture gradient for part {i}"))?;
+            recon.set(weights);
             let grad_z: Mat = dev.tensor_from_vec(grad_z, (m, d));
             let grad_gamma: Mat = dev.tensor_from_vec(grad_gamma, (m, k));
             let surrogate = (z * grad_z).sum::<Rank0, _>() + (gamma * grad_gamma).sum::<Rank0, _>();
@@ -176,7 +222,8 @@ impl Dagmm {
             let z: Vec<f32> = pieces.iter().flat_map(|p| p.0.iter().copied()).collect();
             let gamma: Vec<f32> = pieces.iter().flat_map(|p| p.1.iter().copied()).collect();
             let sq_err: Vec<f32> = pieces.iter().flat_map(|p| p.2.iter().copied()).collect();
-            let objective = self.objective(&z, &gamma)?;
+            let objective = self.objective(&z, &gamma, roles)?;
+            let weights = recon_weights(&objective.in_loss);
             for ((range, tx), _) in all.iter().zip(&reply_to).zip(&pieces) {
                 let slice = |g: &[f64], w: usize| -> Vec<f32> {
                     g[range.start * w..range.end * w]
@@ -184,7 +231,12 @@ impl Dagmm {
                         .map(|&v| v as f32)
                         .collect()
                 };
-                let _ = tx.send((slice(&objective.grad_z, d), slice(&objective.grad_gamma, k)));
+                let mixture = &objective.mixture;
+                let _ = tx.send((
+                    slice(&mixture.grad_z, d),
+                    slice(&mixture.grad_gamma, k),
+                    weights[range.clone()].to_vec(),
+                ));
             }
             Ok(self.step_loss(&sq_err, objective))
         };
@@ -197,16 +249,17 @@ impl Dagmm {
     }
 
     /// The mixture part of the loss over a batch's z and γ̂ (row-major, f32 as the
-    /// networks give them), with its exact gradients.
-    fn objective(&self, z: &[f32], gamma: &[f32]) -> Result<MixtureObjective> {
+    /// networks give them) under the rows' roles, with its exact gradients.
+    fn objective(&self, z: &[f32], gamma: &[f32], roles: BatchRoles<'_>) -> Result<RoleObjective> {
         let c = &self.config;
         let z: Vec<f64> = z.iter().map(|&v| f64::from(v)).collect();
         let gamma: Vec<f64> = gamma.iter().map(|&v| f64::from(v)).collect();
-        gmm::mixture_objective(
+        roles::role_objective(
             &z,
             &gamma,
             c.z_width(),
             c.components,
+            roles,
             c.lambda_energy,
             c.lambda_cov,
             c.cov_eps,
@@ -214,11 +267,19 @@ impl Dagmm {
         .map_err(|e| anyhow!(e))
     }
 
-    /// The loss components of a step from its rows' squared errors and mixture objective.
-    fn step_loss(&self, sq_err: &[f32], objective: MixtureObjective) -> StepLoss {
+    /// The loss components of a step from its rows' squared errors and objective (the
+    /// reconstruction over the rows in the loss).
+    fn step_loss(&self, sq_err: &[f32], objective: RoleObjective) -> StepLoss {
         let c = &self.config;
-        let reconstruction =
-            sq_err.iter().map(|&v| v as f64).sum::<f64>() / sq_err.len().max(1) as f64;
+        let in_loss = objective.in_loss.iter().filter(|&&k| k).count().max(1);
+        let reconstruction = sq_err
+            .iter()
+            .zip(&objective.in_loss)
+            .filter(|(_, &k)| k)
+            .map(|(&v, _)| v as f64)
+            .sum::<f64>()
+            / in_loss as f64;
+        let objective = objective.mixture;
         StepLoss {
             reconstruction,
             energy: objective.energy,
@@ -240,7 +301,8 @@ impl Dagmm {
             .map(|rows| {
                 let n = rows.len() / x.cols.max(1);
                 let chunk: Mat = dev.tensor_from_vec(rows.to_vec(), (n, x.cols));
-                let (z, gamma, _) = self.forward::<NoneTape>(&chunk, rows, false, 0.0);
+                let (z, gamma, _) =
+                    self.forward::<NoneTape>(&chunk, rows, false, ReconWeights::uniform(0, 0.0));
                 (z.as_vec(), gamma.as_vec())
             })
             .collect();
@@ -286,13 +348,14 @@ impl Params for Dagmm {
 /// each row's squared error ‖x − x̂‖². dfdx would take a dozen element-wise passes and
 /// reductions over the n × D reconstruction; this is one forward and one backward.
 ///
-/// With a tape, the backward pass also carries `recon_weight · ∂ mean‖x − x̂‖² / ∂x̂` into
+/// With a tape, the backward pass also carries `∂ Σ_r c_r ‖x_r − x̂_r‖² / ∂x̂` (the weights
+/// `c_r` of `recon`, read when the backward pass runs) into
 /// x̂ — the reconstruction term of the loss, so the step needs no separate loss tensor.
 pub fn compression_features<T: Tape<f32, Dev>>(
     z_c: Mat<T>,
     x_hat: Mat<T>,
     x: &[f32],
-    recon_weight: f32,
+    recon: ReconWeights,
 ) -> (Mat<T>, Vec<f32>) {
     let (n, latent) = *z_c.shape();
     let cols = x_hat.shape().1;
@@ -345,8 +408,9 @@ pub fn compression_features<T: Tape<f32, Dev>>(
                 g.iter_mut().zip(u).for_each(|(g, u)| *g += u);
             }
             let into_x_hat = grads.get_or_alloc_mut(&x_hat_id)?;
-            let recon = 2.0 * recon_weight / n as f32;
+            let weights = recon.get();
             for (r, g) in into_x_hat.chunks_exact_mut(cols).enumerate() {
+                let recon = 2.0 * weights.get(r).copied().unwrap_or(0.0);
                 let [root_s, x_norm, h_norm, cosine] = norms[r];
                 let g_rel = upstream[r * width + latent] / (root_s * x_norm);
                 let g_cos = upstream[r * width + latent + 1];
@@ -398,17 +462,27 @@ mod tests {
         let w: Vec<f32> = (0..n * (latent + 2))
             .map(|i| 0.5 - 0.13 * i as f32)
             .collect();
-        let recon_weight = 0.7f32;
+        // Each row's weight in the reconstruction term (row 2 out of the loss), set only
+        // after the forward pass, as a step does.
+        let recon_weights = [0.2f32, 0.0, 0.5];
         let objective = |h: &[f32]| -> f64 {
             let zc: Mat = dev.tensor_from_vec(zc.clone(), (n, latent));
             let hh: Mat = dev.tensor_from_vec(h.to_vec(), (n, cols));
-            let (z, sq) = compression_features(zc, hh, &x, 0.0);
+            let (z, sq) = compression_features(zc, hh, &x, ReconWeights::uniform(n, 0.0));
             let dot: f64 = z.as_vec().iter().zip(&w).map(|(a, b)| (a * b) as f64).sum();
-            dot + recon_weight as f64 * sq.iter().map(|&v| v as f64).sum::<f64>() / n as f64
+            let recon: f64 = sq
+                .iter()
+                .zip(recon_weights)
+                .map(|(&v, c)| (v * c) as f64)
+                .sum();
+            dot + recon
         };
         let zc_t: Mat = dev.tensor_from_vec(zc.clone(), (n, latent));
         let h_t: Mat = dev.tensor_from_vec(h.clone(), (n, cols));
-        let (z, sq) = compression_features(zc_t.leaky_trace(), h_t.leaky_trace(), &x, recon_weight);
+        let recon = ReconWeights::uniform(n, 1.0);
+        let (z, sq) =
+            compression_features(zc_t.leaky_trace(), h_t.leaky_trace(), &x, recon.clone());
+        recon.set(recon_weights.to_vec());
         let weights: Mat = dev.tensor_from_vec(w.clone(), (n, latent + 2));
         let grads = (z * weights).sum::<Rank0, _>().backward();
         let analytic = grads.get(&h_t).as_vec();
@@ -442,7 +516,9 @@ mod tests {
         let mut model = Dagmm::new(&dev, config, 3);
         let batch = toy_batch(64, 8);
         let mut adam = Adam::new(1e-2);
-        let (first, mut grads) = model.train_step(&dev, batch.clone()).unwrap();
+        let (first, mut grads) = model
+            .train_step(&dev, batch.clone(), BatchRoles::plain())
+            .unwrap();
         let mut nonzero = 0;
         let mut total = 0;
         model.visit_params("", &mut |_, p| {
@@ -459,7 +535,9 @@ mod tests {
         adam.update(&mut model, &mut grads).unwrap();
         let mut last = first.total;
         for _ in 0..200 {
-            let (loss, mut grads) = model.train_step(&dev, batch.clone()).unwrap();
+            let (loss, mut grads) = model
+                .train_step(&dev, batch.clone(), BatchRoles::plain())
+                .unwrap();
             adam.update(&mut model, &mut grads).unwrap();
             last = loss.total;
         }

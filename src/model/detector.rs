@@ -22,6 +22,7 @@ use super::egbad::{Egbad, EgbadConfig, EgbadScore, ScoreParts};
 use super::ensemble::FittedDagmm;
 use super::gmm::GmmParams;
 use super::parallel::StepThreads;
+use super::roles::{BatchRoles, RowRole};
 use crate::data::Matrix;
 
 /// Rows per part below which a step is not split over threads (the threads' hand-offs
@@ -251,6 +252,7 @@ impl Network {
         &mut self,
         dev: &Dev,
         batch: Matrix,
+        roles: BatchRoles<'_>,
         threads: &StepThreads,
     ) -> Result<Option<StepReport>> {
         let previous = self.clone();
@@ -258,9 +260,9 @@ impl Network {
             Network::Dagmm { model, adam } => {
                 let split = threads.parts() > 1 && batch.rows >= threads.parts() * MIN_PART_ROWS;
                 let step = if split {
-                    model.train_step_split(threads, batch)
+                    model.train_step_split(threads, batch, roles)
                 } else {
-                    model.train_step(dev, batch)
+                    model.train_step(dev, batch, roles)
                 };
                 let Ok((loss, mut grads)) = step else {
                     return Ok(None);
@@ -280,6 +282,8 @@ impl Network {
                 discriminator,
                 generator_encoder,
             } => {
+                // The roles EGBAD can use: marked anomalies stay out of its game.
+                let batch = without_marked_anomalies(batch, roles);
                 let (n, cols) = (batch.rows, batch.cols);
                 let x: Mat = dev.tensor_from_vec(batch.data, (n, cols));
                 let z: Mat = dev.sample_normal_like(&(n, model.config.latent));
@@ -371,6 +375,17 @@ impl Network {
             )),
         }
     }
+}
+
+/// `batch` without the rows its roles mark anomalous.
+fn without_marked_anomalies(batch: Matrix, roles: BatchRoles<'_>) -> Matrix {
+    if !roles.roles.contains(&RowRole::MarkedAnomaly) {
+        return batch;
+    }
+    let rows: Vec<usize> = (0..batch.rows)
+        .filter(|&i| roles.role(i) != RowRole::MarkedAnomaly)
+        .collect();
+    batch.gather(&rows)
 }
 
 /// Fits DAGMM's mixture over the kept rows of `x` and scores every row.

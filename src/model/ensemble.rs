@@ -81,13 +81,23 @@ impl FittedDagmm {
         let out = model.infer(&dev, x);
         let c = &model.config;
         let (d, k) = (c.z_width(), c.components);
-        let gmm = GmmParams::fit(
-            &kept_rows(&out.z, d, keep),
-            &kept_rows(&out.gamma, k, keep),
-            d,
-            k,
-            c.cov_eps,
-        );
+        let fit_over = |keep: Option<&[bool]>| {
+            GmmParams::fit(
+                &kept_rows(&out.z, d, keep),
+                &kept_rows(&out.gamma, k, keep),
+                d,
+                k,
+                c.cov_eps,
+            )
+        };
+        let mut gmm = fit_over(keep);
+        if c.trim > 0.0 {
+            // As in training: the highest-energy share of the fitted rows is suspected and
+            // left out of the mixture the scores come from.
+            let energies = gmm.factorise()?.energies(&out.z);
+            let trimmed = trim_highest(&energies, keep, c.trim);
+            gmm = fit_over(Some(&trimmed));
+        }
         let fitted = Self::new(model, dev, gmm)?;
         let energies = fitted.factors.energies(&out.z);
         Ok((fitted, out, energies))
@@ -97,6 +107,20 @@ impl FittedDagmm {
     pub fn energies(&self, x: &Matrix) -> Vec<f64> {
         self.model.energies(&self.dev, x, &self.factors)
     }
+}
+
+/// `keep` (every row when `None`) without the `share` of its rows with the highest `scores`.
+pub fn trim_highest(scores: &[f64], keep: Option<&[bool]>, share: f64) -> Vec<bool> {
+    let mut out: Vec<bool> = (0..scores.len())
+        .map(|i| keep.is_none_or(|k| k.get(i).copied().unwrap_or(true)))
+        .collect();
+    let mut kept: Vec<usize> = (0..scores.len()).filter(|&i| out[i]).collect();
+    let count = (share.clamp(0.0, 0.5) * kept.len() as f64).floor() as usize;
+    kept.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    for &i in kept.iter().take(count) {
+        out[i] = false;
+    }
+    out
 }
 
 /// The rows (`width` values each) of row-major `all` that `keep` allows (all of them

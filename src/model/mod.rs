@@ -8,7 +8,9 @@ pub mod detector;
 pub mod egbad;
 pub mod ensemble;
 pub mod gmm;
+pub mod iforest;
 pub mod parallel;
+pub mod roles;
 
 pub use config::{DagmmConfig, Preset};
 pub use dagmm::{Dagmm, Inference, StepLoss};
@@ -19,3 +21,4 @@ pub use detector::{
 pub use egbad::{Egbad, EgbadConfig, EgbadScore};
 pub use ensemble::{Calibration, Ensemble, FittedDagmm, Member};
 pub use gmm::{FactorisedGmm, GmmParams};
+pub use roles::{BatchRoles, RowRole};

@@ -4,15 +4,17 @@
 
 pub mod checkpoint;
 pub mod events;
+pub mod feedback;
 pub mod scoring;
 pub mod session;
 pub mod trainer;
 pub mod worker;
 
 pub use events::{Control, DetectorKind, Divergence, LoadedData, TrainEvent};
+pub use feedback::FeedbackLayer;
 pub use scoring::{ranking, Explain, NoExplanation, Scoring};
 pub use session::{spawn_session, ModelSource, SessionPlan};
-pub use trainer::{default_epochs, member_of, TrainConfig, Trainer, DEFAULT_MEMBERS};
+pub use trainer::{default_epochs, member_of, SharedRoles, TrainConfig, Trainer, DEFAULT_MEMBERS};
 pub use worker::{
     spawn, DataContext, DetectorPlan, Rescoring, Trained, WorkerHandle, WorkerOptions,
 };

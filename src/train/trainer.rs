@@ -3,6 +3,7 @@
 //! detectors that need it (EGBAD) the choice of the state kept by a label-free criterion
 //! on rows held out of the batches.
 
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -14,7 +15,7 @@ use crate::model::dense::Dev;
 use crate::model::parallel::StepThreads;
 #[cfg(test)]
 use crate::model::Detector;
-use crate::model::{DetectorConfig, Member, Network, RowDetail};
+use crate::model::{BatchRoles, DetectorConfig, Member, Network, RowDetail, RowRole};
 
 /// Optimisation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +91,63 @@ pub fn default_epochs(rows: usize, batch: usize, min_steps: usize) -> usize {
 
 /// Rows held out of the batches for the selection criterion: one in twenty, at most this many.
 const MAX_HELD_OUT: usize = 2048;
+/// Marked rows added to every batch, at most (a rotating window when there are more).
+const MAX_MARKED_PER_BATCH: usize = 256;
+/// Share of the training steps with no trimming (the model first learns the bulk), and
+/// the share over which the trimmed share then ramps up to its full value.
+const TRIM_WARMUP: f64 = 0.25;
+const TRIM_RAMP: f64 = 0.25;
+
+/// The analyst's marks as training sees them, shared with the worker so that a mark
+/// reaches the next step, not the next epoch.
+#[derive(Debug, Clone, Default)]
+pub struct SharedRoles(Arc<RwLock<Roles>>);
+
+/// Every row's role and the marked rows among them.
+#[derive(Debug, Default)]
+struct Roles {
+    /// One per data row; empty: every row unknown.
+    of_row: Vec<RowRole>,
+    marked: Vec<usize>,
+}
+
+impl SharedRoles {
+    /// Replaces every row's role (empty: all unknown).
+    pub fn set(&self, roles: Vec<RowRole>) {
+        let marked = (0..roles.len())
+            .filter(|&r| roles[r] != RowRole::Unknown)
+            .collect();
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Roles {
+            of_row: roles,
+            marked,
+        };
+    }
+
+    /// The roles of the rows marked by `keep` as left out (`false`: marked anomalous).
+    pub fn set_from_keep(&self, keep: Option<&[bool]>) {
+        let roles = keep.map_or_else(Vec::new, |k| {
+            k.iter()
+                .map(|&kept| {
+                    if kept {
+                        RowRole::Unknown
+                    } else {
+                        RowRole::MarkedAnomaly
+                    }
+                })
+                .collect()
+        });
+        self.set(roles);
+    }
+
+    /// How many rows are marked.
+    pub fn marked(&self) -> usize {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .marked
+            .len()
+    }
+}
 
 /// Networks, optimisers and data order: everything needed to resume training where it stopped.
 pub struct Trainer {
@@ -99,8 +157,6 @@ pub struct Trainer {
     rng: StdRng,
     /// Rows trained on, shuffled every epoch.
     order: Vec<usize>,
-    /// Rows in the data.
-    rows: usize,
     /// Rows kept out of the batches to choose the state kept (empty when the detector
     /// keeps its last state).
     held_out: Vec<usize>,
@@ -109,6 +165,10 @@ pub struct Trainer {
     pub epochs_done: usize,
     /// The threads a step's batch is split over (as many as the current rayon pool has).
     threads: StepThreads,
+    /// Every row's role (marked rows join every batch; see [`crate::model::roles`]).
+    roles: SharedRoles,
+    /// Steps taken so far, for the trimming schedule.
+    steps_done: usize,
 }
 
 /// The trainer as seen between two steps of an epoch.
@@ -141,7 +201,6 @@ impl Trainer {
         let mut trainer = Self {
             rng,
             order: Vec::new(),
-            rows,
             held_out,
             best: None,
             threads: StepThreads::new(rayon::current_num_threads(), config.seed)
@@ -150,9 +209,67 @@ impl Trainer {
             network,
             config,
             epochs_done: 0,
+            roles: SharedRoles::default(),
+            steps_done: 0,
         };
-        trainer.set_keep(None);
+        trainer.order = (0..rows)
+            .filter(|r| trainer.held_out.binary_search(r).is_err())
+            .collect();
         trainer
+    }
+
+    /// Trains `steps` more steps from the current weights (whole epochs of the shuffled
+    /// rows, cut at `steps`) with the current roles and the full trimmed share: how marks
+    /// made after training teach the networks without a restart.
+    pub fn fine_tune(&mut self, data: &Matrix, steps: usize) -> Result<()> {
+        let mut taken = 0;
+        while taken < steps {
+            self.epoch(data, |_| {
+                taken += 1;
+                taken < steps
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The roles this trainer reads before every step (set them through the handle).
+    pub fn roles(&self) -> &SharedRoles {
+        &self.roles
+    }
+
+    /// Trains with `roles`' marks from the next step on (a worker shares one handle
+    /// across the members it trains).
+    pub fn share_roles(&mut self, roles: SharedRoles) {
+        self.roles = roles;
+    }
+
+    /// The share of unknown rows trimmed at the next step: none while warming up, then
+    /// ramping to the detector's share; full once the planned epochs are done (fine-tuning).
+    fn trim_now(&self) -> f64 {
+        let DetectorConfig::Dagmm(c) = self.network.config() else {
+            return 0.0;
+        };
+        let planned = (self.config.epochs * self.steps_per_epoch()).max(1) as f64;
+        let progress = self.steps_done as f64 / planned;
+        c.trim * ((progress - TRIM_WARMUP) / TRIM_RAMP).clamp(0.0, 1.0)
+    }
+
+    /// `rows` of a batch without the marked ones, then the marked rows (a rotating window
+    /// of at most [`MAX_MARKED_PER_BATCH`]), with each row's role.
+    fn batch_with_roles(&self, rows: &[usize], step: usize) -> (Vec<usize>, Vec<RowRole>) {
+        let roles = self.roles.0.read().unwrap_or_else(|e| e.into_inner());
+        let role = |r: usize| roles.of_row.get(r).copied().unwrap_or_default();
+        let mut batch: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&r| role(r) == RowRole::Unknown)
+            .collect();
+        let marked = &roles.marked;
+        let take = marked.len().min(MAX_MARKED_PER_BATCH);
+        let start = (step * take) % marked.len().max(1);
+        batch.extend((0..take).map(|j| marked[(start + j) % marked.len()]));
+        let batch_roles = batch.iter().map(|&r| role(r)).collect();
+        (batch, batch_roles)
     }
 
     /// The networks a member is made of: the best state by the detector's criterion,
@@ -171,17 +288,6 @@ impl Trainer {
             config: &self.config,
             epochs_done: self.epochs_done,
         }
-    }
-
-    /// Trains from now on only on the rows `keep` allows (all when `None`): rows an
-    /// analyst marked anomalous leave the batches from the next epoch on. Held-out rows
-    /// never enter the batches.
-    pub fn set_keep(&mut self, keep: Option<&[bool]>) {
-        let held = &self.held_out;
-        self.order = (0..self.rows)
-            .filter(|&r| keep.is_none_or(|k| k.get(r).copied().unwrap_or(true)))
-            .filter(|r| held.binary_search(r).is_err())
-            .collect();
     }
 
     /// Batches per epoch over the rows trained on.
@@ -208,10 +314,16 @@ impl Trainer {
         let steps = self.steps_per_epoch();
         let order = std::mem::take(&mut self.order);
         for (step, rows) in order.chunks(self.config.batch).take(steps).enumerate() {
-            match self
-                .network
-                .step(&self.dev, data.gather(rows), &self.threads)?
-            {
+            let (rows, roles) = self.batch_with_roles(rows, self.steps_done);
+            let batch_roles = BatchRoles {
+                roles: &roles,
+                trim: self.trim_now(),
+            };
+            self.steps_done += 1;
+            let stepped =
+                self.network
+                    .step(&self.dev, data.gather(&rows), batch_roles, &self.threads)?;
+            match stepped {
                 Some(report) => {
                     applied += 1;
                     samples += rows.len();
@@ -328,8 +440,7 @@ mod tests {
     }
 
     #[test]
-    fn a_row_marked_anomalous_leaves_the_batches_and_the_fit() {
-        // Row 5 is NaN: if it ever entered a batch that step would be dropped.
+    fn a_row_marked_anomalous_joins_every_batch_and_leaves_the_fit() {
         let rows = 40;
         let mut data = Matrix {
             rows,
@@ -338,7 +449,6 @@ mod tests {
                 .map(|i| ((i * 37 % 101) as f32) / 101.0)
                 .collect(),
         };
-        data.data[5 * 4] = f32::NAN;
         let config = TrainConfig {
             epochs: 1,
             // 39 kept rows: three full batches, no partial one to drop.
@@ -350,10 +460,12 @@ mod tests {
         let mut trainer = Trainer::new(dagmm(4), config, rows);
         let mut keep = vec![true; rows];
         keep[5] = false;
-        trainer.set_keep(Some(&keep));
+        trainer.roles().set_from_keep(Some(&keep));
+        assert_eq!(trainer.roles().marked(), 1);
         for _ in 0..3 {
             let summary = trainer.epoch(&data, |_| true).unwrap();
-            assert_eq!((summary.dropped_steps, summary.samples), (0, rows - 1));
+            // Three batches of 13 (row 5 taken out of its own), each with row 5 added.
+            assert_eq!((summary.dropped_steps, summary.samples), (0, 3 * 13 + 2));
         }
         // The mixture over the kept rows is the mixture of the data without row 5.
         data.data[5 * 4] = 100.0;

@@ -266,8 +266,9 @@ impl DetectorRun<'_> {
                     scorer.exclude(&rows);
                 }
                 if std::mem::take(&mut scorer.keep_changed) {
-                    trainer.set_keep(scorer.keep.as_deref());
+                    trainer.roles().set_from_keep(scorer.keep.as_deref());
                 }
+                let roles = trainer.roles().clone();
                 let mut last_event = Instant::now();
                 let summary = trainer.epoch(data, |view| {
                     if last_event.elapsed() >= STEP_EVENT_INTERVAL {
@@ -279,6 +280,12 @@ impl DetectorRun<'_> {
                         });
                     }
                     inbox.settle(controls, events, |inbox| scorer.serve_view(inbox, view));
+                    // A mark reaches the next step.
+                    if let Some(rows) = inbox.excluded.take() {
+                        scorer.exclude(&rows);
+                        roles.set_from_keep(scorer.keep.as_deref());
+                        scorer.keep_changed = false;
+                    }
                     !inbox.stop
                 })?;
                 if summary.dropped_steps > 0 {

@@ -1,6 +1,7 @@
 //! IsolationForest (Liu, Ting & Zhou, 2008) as scikit-learn runs it by default: the
 //! classical reference column of `eval`, computed in the same run as DAGMM so that a
-//! figure always has its baseline beside it. Not a detector of the workbench.
+//! figure always has its baseline beside it, and the leaves the analyst's marks reweight
+//! (`train::feedback`). Not a detector of the workbench.
 //!
 //! Defaults as scikit-learn's `IsolationForest()`: 100 trees, each grown on
 //! `min(256, n)` rows drawn without replacement, all features, depth limited to
@@ -71,6 +72,58 @@ impl IsolationForest {
         }
     }
 
+    /// Leaves over all trees (leaf ids from [`IsolationForest::leaves`] are below this).
+    pub fn leaf_count(&self) -> usize {
+        self.trees.iter().map(Vec::len).sum()
+    }
+
+    /// Trees in the forest.
+    pub fn trees(&self) -> usize {
+        self.trees.len()
+    }
+
+    /// The parent of every node, by the ids of [`IsolationForest::leaves`] (`u32::MAX` for
+    /// a tree's root): a row's path runs from its leaf up through these.
+    pub fn parents(&self) -> Vec<u32> {
+        let mut parents = Vec::with_capacity(self.leaf_count());
+        let mut offset = 0u32;
+        for tree in &self.trees {
+            let start = parents.len();
+            parents.resize(start + tree.len(), u32::MAX);
+            for (id, node) in tree.iter().enumerate() {
+                if let Node::Split { left, right, .. } = node {
+                    parents[start + left] = offset + id as u32;
+                    parents[start + right] = offset + id as u32;
+                }
+            }
+            offset += tree.len() as u32;
+        }
+        parents
+    }
+
+    /// The leaf every row of `x` falls into in every tree, row-major `rows × trees`, as
+    /// ids unique over the forest (a tree's node index plus the nodes of the trees before).
+    pub fn leaves(&self, x: &Matrix) -> Vec<u32> {
+        let offsets: Vec<usize> = self
+            .trees
+            .iter()
+            .scan(0, |acc, t| {
+                let at = *acc;
+                *acc += t.len();
+                Some(at)
+            })
+            .collect();
+        (0..x.rows)
+            .flat_map(|i| {
+                let row = x.row(i);
+                self.trees
+                    .iter()
+                    .zip(&offsets)
+                    .map(move |(t, &o)| (o + leaf_of(t, row).0) as u32)
+            })
+            .collect()
+    }
+
     /// Anomaly score of every row of `x` in `(0, 1]`; higher is more anomalous.
     pub fn scores(&self, x: &Matrix) -> Vec<f64> {
         let norm = average_path_length(self.sample).max(f64::MIN_POSITIVE);
@@ -138,25 +191,31 @@ fn grow(
 
 /// Depth of the leaf `row` falls into, plus `c(leaf size)` for the rows it still held.
 fn path_length(tree: &[Node], row: &[f32]) -> f64 {
-    let (mut node, mut depth) = (0usize, 0usize);
-    loop {
-        match tree[node] {
-            Node::Split {
-                feature,
-                threshold,
-                left,
-                right,
-            } => {
-                node = if row[feature] <= threshold {
-                    left
-                } else {
-                    right
-                };
-                depth += 1;
-            }
-            Node::Leaf { size } => return depth as f64 + average_path_length(size),
-        }
+    let (leaf, depth) = leaf_of(tree, row);
+    match tree[leaf] {
+        Node::Leaf { size } => depth as f64 + average_path_length(size),
+        Node::Split { .. } => unreachable!("leaf_of ends at a leaf"),
     }
+}
+
+/// The node index of the leaf `row` falls into, and its depth.
+fn leaf_of(tree: &[Node], row: &[f32]) -> (usize, usize) {
+    let (mut node, mut depth) = (0usize, 0usize);
+    while let Node::Split {
+        feature,
+        threshold,
+        left,
+        right,
+    } = tree[node]
+    {
+        node = if row[feature] <= threshold {
+            left
+        } else {
+            right
+        };
+        depth += 1;
+    }
+    (node, depth)
 }
 
 #[cfg(test)]
