@@ -608,3 +608,38 @@ fn a_long_paste_reaches_the_search_prompt_whole() {
         "slow-key warnings are rate-limited: {slow} lines"
     );
 }
+
+#[test]
+fn marks_after_training_rerank_at_once_and_a_fine_tune_follows() {
+    if !have_tmux() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let command = format!(
+        "exec {} {} --label attack --anomaly normal. --members 2 --epochs 2 --state-dir {}",
+        env!("CARGO_BIN_EXE_dagmm-tui"),
+        common::sample().display(),
+        state.display()
+    );
+    let tmux = Tmux::start(&command, dir.path());
+    tmux.wait_for("training to finish", 120, |s| s.contains("✓ done"));
+    // The top row marked normal: the feedback layer answers within a second.
+    tmux.keys(&["n"]);
+    let marked = Instant::now();
+    let answered = tmux.wait_for("the marks learned", 10, |s| s.contains("1 mark learned ·"));
+    assert!(
+        marked.elapsed() < Duration::from_secs(3),
+        "answered after {:?}:\n{answered}",
+        marked.elapsed()
+    );
+    assert!(answered.contains("in the top 50"), "{answered}");
+    // Then the networks are fine-tuned with the mark.
+    tmux.wait_for("the fine-tune", 60, |s| s.contains("networks fine-tuned"));
+    tmux.keys(&["q"]);
+    tmux.wait_for("the quit question", 10, |s| s.contains("Quit?"));
+    tmux.keys(&["y"]);
+    tmux.wait_dead(20);
+}

@@ -9,7 +9,9 @@ use std::time::Instant;
 use dagmm_tui::data::{read_table, Encoder, LoadProgress, ReadOptions, ScaleKind};
 use dagmm_tui::model::{DetailGroup, RowDetail};
 use dagmm_tui::text::is_unsafe;
-use dagmm_tui::train::{DetectorKind, Divergence, Explain, LoadedData, Scoring, TrainEvent};
+use dagmm_tui::train::{
+    DetectorKind, Divergence, Explain, LoadedData, Marked, Scoring, TrainEvent,
+};
 use dagmm_tui::triage::Marks;
 use dagmm_tui::ui::action::Action;
 use dagmm_tui::ui::app::{App, AppConfig, Msg};
@@ -735,17 +737,28 @@ fn marks_leave_training_and_the_refit_key_reports_changed_flags() {
     let top = app.table.visible[0];
     // Marking a row anomalous while training tells the worker to leave it out.
     let effects = app.update(key('a'));
-    assert_eq!(effects, vec![Effect::Control(Control::Exclude(vec![top]))]);
+    assert_eq!(
+        effects,
+        vec![Effect::Control(Control::Marks(Marked::anomalies(vec![
+            top
+        ])))]
+    );
     assert_eq!(app.anomaly_rows(), vec![top]);
-    // A normal mark is not left out.
+    // A normal mark is sent too (training holds it down), and is not left out.
     let effects = app.update(key('n'));
-    assert_eq!(effects, vec![Effect::Control(Control::Exclude(vec![top]))]);
+    let marked = app.marked_rows();
+    assert_eq!(
+        effects,
+        vec![Effect::Control(Control::Marks(marked.clone()))]
+    );
+    assert_eq!((marked.anomalies, marked.normals.len()), (vec![top], 1));
+    assert_eq!(app.anomaly_rows(), vec![top]);
     // The refit key sends the marks, then asks for a rescore.
     let effects = app.apply(Action::Rescore);
     assert_eq!(
         effects,
         vec![
-            Effect::Control(Control::Exclude(vec![top])),
+            Effect::Control(Control::Marks(app.marked_rows())),
             Effect::Control(Control::Rescore)
         ]
     );
@@ -791,7 +804,7 @@ fn marks_leave_training_and_the_refit_key_reports_changed_flags() {
 }
 
 #[test]
-fn rows_marked_anomalous_in_an_earlier_session_stay_out_of_training() {
+fn marks_from_an_earlier_session_teach_training_from_the_start() {
     use dagmm_tui::train::Control;
     use dagmm_tui::triage::Mark;
     use dagmm_tui::ui::app::Effect;
@@ -811,5 +824,11 @@ fn rows_marked_anomalous_in_an_earlier_session_stay_out_of_training() {
         steps_per_epoch: 5,
         rescore_every: Some(2),
     }));
-    assert_eq!(effects, vec![Effect::Control(Control::Exclude(vec![3]))]);
+    assert_eq!(
+        effects,
+        vec![Effect::Control(Control::Marks(Marked {
+            anomalies: vec![3],
+            normals: vec![7]
+        }))]
+    );
 }

@@ -243,7 +243,9 @@ fn side_by_side_session_trains_both_serves_both_and_reopens_from_one_checkpoint(
         _ => None,
     });
     assert_eq!(saved, ckpt);
-    send(Control::Exclude(vec![0, 1, 2]));
+    send(Control::Marks(dagmm_tui::train::Marked::anomalies(vec![
+        0, 1, 2,
+    ])));
     send(Control::Rescore);
     let mut rescored = [next_scored(&session.events), next_scored(&session.events)];
     rescored.sort_by_key(|d| d.name());

@@ -56,7 +56,7 @@ pub fn discover(
     let mut fine_tunes = 0;
     while shown.len() < largest {
         let scores = layer.scores();
-        let next = ranking(scores)
+        let next = ranking(&scores)
             .into_iter()
             .map(|r| r as usize)
             .find(|&r| !marked[r])
@@ -85,11 +85,11 @@ pub fn discover(
     );
     let (rest, rest_truth): (Vec<f64>, Vec<bool>) = layer
         .scores()
-        .iter()
+        .into_iter()
         .zip(truth)
         .zip(&marked)
         .filter(|(_, &m)| !m)
-        .map(|((&s, &t), _)| (s, t))
+        .map(|((s, &t), _)| (s, t))
         .unzip();
     let left = evaluate(&rest, &rest_truth, 0.0);
     Ok(Discovery {

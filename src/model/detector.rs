@@ -238,6 +238,22 @@ impl Network {
         }
     }
 
+    /// The networks of a fitted detector, with fresh optimisers at `lr`: fine-tuning a
+    /// trained member from its current weights (its Adam moments were not kept).
+    pub fn resume(detector: &Detector, lr: f64) -> Self {
+        match detector {
+            Detector::Dagmm(d) => Network::Dagmm {
+                model: d.model.clone(),
+                adam: Adam::new(lr),
+            },
+            Detector::Egbad(e) => Network::Egbad {
+                model: e.model.clone(),
+                discriminator: Adam::new(lr),
+                generator_encoder: Adam::new(lr),
+            },
+        }
+    }
+
     pub fn config(&self) -> DetectorConfig {
         match self {
             Network::Dagmm { model, .. } => DetectorConfig::Dagmm(model.config.clone()),

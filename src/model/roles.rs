@@ -51,7 +51,7 @@ impl BatchRoles<'_> {
 
 /// How strongly a marked row is pushed (or held): its energy gradient counts as this many
 /// unknown rows' in the energy term.
-pub const MARK_WEIGHT: f64 = 50.0;
+pub const MARK_WEIGHT: f64 = 200.0;
 /// The quantile of the kept unknown rows' energies marked anomalies are pushed above (and
 /// marked normals held below): the top 5 %, where an analyst reads.
 pub const PUSH_QUANTILE: f64 = 0.95;

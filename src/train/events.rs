@@ -20,10 +20,47 @@ pub enum Control {
     /// Score every row with the current weights now (served between steps; after
     /// training, refits every member's mixture and calibration over the kept rows first).
     Rescore,
-    /// Rows (0-based, file order) an analyst marked anomalous: left out of training from the
-    /// next epoch on and out of every scoring fit from the next rescore on. Replaces the
-    /// previous set.
-    Exclude(Vec<u32>),
+    /// The rows an analyst marked (replaces the previous set). During training they teach
+    /// from the next step (anomalies pushed up, normals held down, see
+    /// [`crate::model::roles`]); rows marked anomalous leave every scoring fit from the next
+    /// rescore on; after training, the feedback layer learns them at once and the networks
+    /// are fine-tuned with them shortly after.
+    Marks(Marked),
+}
+
+/// Rows (0-based, file order) marked anomalous and marked normal.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Marked {
+    pub anomalies: Vec<u32>,
+    pub normals: Vec<u32>,
+}
+
+impl Marked {
+    /// Only rows marked anomalous.
+    pub fn anomalies(rows: Vec<u32>) -> Self {
+        Marked {
+            anomalies: rows,
+            normals: Vec::new(),
+        }
+    }
+
+    /// Every marked row with whether it is marked anomalous, anomalies first.
+    pub fn pairs(&self) -> Vec<(usize, bool)> {
+        let anomalies = self.anomalies.iter().map(|&r| (r as usize, true));
+        anomalies
+            .chain(self.normals.iter().map(|&r| (r as usize, false)))
+            .collect()
+    }
+
+    /// How many rows are marked.
+    pub fn len(&self) -> usize {
+        self.anomalies.len() + self.normals.len()
+    }
+
+    /// `true` when no row is marked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The data as read and encoded, for the UI to show beside the scores.
@@ -103,6 +140,16 @@ pub enum TrainEvent {
     /// Every row scored by the ensemble so far, the member in training included
     /// (workbench sessions only).
     Scored(Arc<Scoring>),
+    /// After training, the marks were learnt: by the feedback layer at once, or by a
+    /// fine-tune of the networks (`fine_tuned`). `new_in_top` rows that were not among the
+    /// `top` highest unmarked rows now are.
+    Learned {
+        detector: DetectorKind,
+        marks: usize,
+        new_in_top: usize,
+        top: usize,
+        fine_tuned: bool,
+    },
     /// Training could not continue.
     Failed(String),
 }

@@ -42,8 +42,9 @@ const PRIOR: f64 = 1.0;
 /// The detector's scores with leaf weights learnt from marks.
 #[derive(Debug, Clone)]
 pub struct FeedbackLayer {
-    /// Per row: the detector's score, standardised.
+    /// Per row: the detector's score, standardised by `scale` (median, spread).
     base: Vec<f64>,
+    scale: (f64, f64),
     /// Row-major `rows × trees` leaf ids.
     leaves: Vec<u32>,
     /// Every node's parent (`u32::MAX` at a root).
@@ -55,14 +56,14 @@ pub struct FeedbackLayer {
     marks: Vec<(usize, bool)>,
 }
 
-/// `values` standardised: the median to 0 and the `1 − TAU` quantile to 1.
-fn standardise(values: &[f64]) -> Vec<f64> {
+/// The median of `values` and the distance from it to the `1 − TAU` quantile: the scale
+/// the layer works in (median 0, the τ-quantile 1).
+fn scale_of(values: &[f64]) -> (f64, f64) {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let at = |q: f64| sorted[((sorted.len().max(1) - 1) as f64 * q).round() as usize];
     let (median, top) = (at(0.5), at(1.0 - TAU));
-    let spread = (top - median).max(1e-12);
-    values.iter().map(|v| (v - median) / spread).collect()
+    (median, (top - median).max(1e-12))
 }
 
 impl FeedbackLayer {
@@ -71,10 +72,12 @@ impl FeedbackLayer {
     pub fn new(scores: &[f64], forest_rows: &Matrix, seed: u64) -> Self {
         let forest = IsolationForest::fit(forest_rows, TREES, seed);
         let leaves = forest.leaves(forest_rows);
-        let base = standardise(scores);
+        let scale = scale_of(scores);
+        let base: Vec<f64> = scores.iter().map(|s| (s - scale.0) / scale.1).collect();
         FeedbackLayer {
             scores: base.clone(),
             base,
+            scale,
             leaves,
             parents: forest.parents(),
             trees: forest.trees(),
@@ -83,9 +86,11 @@ impl FeedbackLayer {
         }
     }
 
-    /// Every row's score: the detector's (standardised) plus its learnt leaf weights.
-    pub fn scores(&self) -> &[f64] {
-        &self.scores
+    /// Every row's score: the detector's plus its learnt node weights, in the detector's
+    /// units (with no mark, exactly the detector's scores).
+    pub fn scores(&self) -> Vec<f64> {
+        let (median, spread) = self.scale;
+        self.scores.iter().map(|s| s * spread + median).collect()
     }
 
     /// How many marks the layer has learnt from.
@@ -96,7 +101,11 @@ impl FeedbackLayer {
     /// New detector scores (a fine-tune or a refit changed them): the marks are learnt again
     /// on top of them.
     pub fn set_base(&mut self, scores: &[f64]) {
-        self.base = standardise(scores);
+        self.scale = scale_of(scores);
+        self.base = scores
+            .iter()
+            .map(|s| (s - self.scale.0) / self.scale.1)
+            .collect();
         let marks = std::mem::take(&mut self.marks);
         self.learn(&marks);
     }
@@ -199,11 +208,12 @@ mod tests {
         let (x, scores) = data();
         let mut layer = FeedbackLayer::new(&scores, &x, 0);
         let order = |s: &[f64]| crate::train::ranking(s);
-        assert_eq!(order(layer.scores()), order(&scores));
-        let before: Vec<f64> = layer.scores().to_vec();
+        assert_eq!(order(&layer.scores()), order(&scores));
+        // In the layer's own units (median 0, τ-quantile 1), as the hinge sees them.
+        let before: Vec<f64> = layer.scores.clone();
         let q = layer.quantile(1.0 - TAU);
         layer.learn(&[(395, true)]);
-        let after = layer.scores();
+        let after = &layer.scores;
         assert!(
             after[395] >= q,
             "the marked row is lifted above the quantile: {} < {q}",
@@ -218,9 +228,9 @@ mod tests {
             );
         }
         // A marked normal sinks below the quantile.
-        let top = order(layer.scores())[0] as usize;
+        let top = order(&layer.scores())[0] as usize;
         layer.learn(&[(395, true), (top, false)]);
-        assert!(layer.scores()[top] <= layer.quantile(1.0 - TAU) + 1e-9);
+        assert!(layer.scores[top] <= layer.quantile(1.0 - TAU) + 1e-9);
         assert_eq!(layer.marks(), 2);
     }
 }

@@ -10,7 +10,7 @@ pub mod session;
 pub mod trainer;
 pub mod worker;
 
-pub use events::{Control, DetectorKind, Divergence, LoadedData, TrainEvent};
+pub use events::{Control, DetectorKind, Divergence, LoadedData, Marked, TrainEvent};
 pub use feedback::FeedbackLayer;
 pub use scoring::{ranking, Explain, NoExplanation, Scoring};
 pub use session::{spawn_session, ModelSource, SessionPlan};

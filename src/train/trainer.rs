@@ -123,19 +123,18 @@ impl SharedRoles {
         };
     }
 
-    /// The roles of the rows marked by `keep` as left out (`false`: marked anomalous).
-    pub fn set_from_keep(&self, keep: Option<&[bool]>) {
-        let roles = keep.map_or_else(Vec::new, |k| {
-            k.iter()
-                .map(|&kept| {
-                    if kept {
-                        RowRole::Unknown
-                    } else {
-                        RowRole::MarkedAnomaly
-                    }
-                })
-                .collect()
-        });
+    /// The roles of `rows` rows with `marked`'s marks.
+    pub fn set_marks(&self, rows: usize, marked: &super::Marked) {
+        let mut roles = vec![RowRole::Unknown; rows];
+        for (r, anomalous) in marked.pairs() {
+            if let Some(role) = roles.get_mut(r) {
+                *role = if anomalous {
+                    RowRole::MarkedAnomaly
+                } else {
+                    RowRole::MarkedNormal
+                };
+            }
+        }
         self.set(roles);
     }
 
@@ -270,6 +269,16 @@ impl Trainer {
         batch.extend((0..take).map(|j| marked[(start + j) % marked.len()]));
         let batch_roles = batch.iter().map(|&r| role(r)).collect();
         (batch, batch_roles)
+    }
+
+    /// A trainer that goes on from `member`'s fitted networks (fresh optimisers), counted as
+    /// having done its planned `config.epochs` (so trimming runs at its full share).
+    pub fn resume(member: &Member, config: TrainConfig, rows: usize) -> Self {
+        let mut trainer = Trainer::new(member.detector.config(), config, rows);
+        trainer.network = Network::resume(&member.detector, trainer.config.lr);
+        trainer.epochs_done = trainer.config.epochs;
+        trainer.steps_done = trainer.config.epochs * trainer.steps_per_epoch();
+        trainer
     }
 
     /// The networks a member is made of: the best state by the detector's criterion,
@@ -431,6 +440,58 @@ mod tests {
         DetectorConfig::Dagmm(DagmmConfig::default_for(input))
     }
 
+    /// The percentile of `scores[row]` among `scores` (0 = lowest, 1 = highest).
+    fn percentile(scores: &[f64], row: usize) -> f64 {
+        scores.iter().filter(|&&s| s < scores[row]).count() as f64 / scores.len() as f64
+    }
+
+    #[test]
+    fn a_fine_tune_lifts_a_marked_anomaly_and_its_unmarked_near_copy() {
+        // 600 rows on a curve in 6-d; rows 300 and 301 are near-copies of each other.
+        let rows = 600;
+        let mut data = Vec::with_capacity(rows * 6);
+        for r in 0..rows {
+            let t = r as f32 / rows as f32;
+            let t = if r == 301 {
+                300.0 / rows as f32 + 1e-4
+            } else {
+                t
+            };
+            data.extend((0..6).map(|c| ((t * (c + 1) as f32 * 2.3).sin() + 1.0) / 2.0));
+        }
+        let data = Matrix {
+            rows,
+            cols: 6,
+            data,
+        };
+        let config = TrainConfig {
+            epochs: 20,
+            batch: 128,
+            lr: 1e-3,
+            seed: 3,
+            members: 1,
+        };
+        let mut trainer = Trainer::new(dagmm(6), config, rows);
+        for _ in 0..20 {
+            trainer.epoch(&data, |_| true).unwrap();
+        }
+        let (_, before, _) = member_of(&trainer, &data, None).unwrap();
+        let mut roles = vec![RowRole::Unknown; rows];
+        roles[300] = RowRole::MarkedAnomaly;
+        trainer.roles().set(roles);
+        trainer.fine_tune(&data, 200).unwrap();
+        let mut keep = vec![true; rows];
+        keep[300] = false;
+        let (_, after, _) = member_of(&trainer, &data, Some(&keep)).unwrap();
+        for row in [300, 301] {
+            let (was, now) = (percentile(&before, row), percentile(&after, row));
+            assert!(
+                now > 0.8 && now > was + 0.3,
+                "row {row}: percentile {was:.3} → {now:.3}"
+            );
+        }
+    }
+
     #[test]
     fn default_epochs_give_about_the_step_budget() {
         assert_eq!(default_epochs(494_021, 1024, 200), 1);
@@ -460,7 +521,9 @@ mod tests {
         let mut trainer = Trainer::new(dagmm(4), config, rows);
         let mut keep = vec![true; rows];
         keep[5] = false;
-        trainer.roles().set_from_keep(Some(&keep));
+        trainer
+            .roles()
+            .set_marks(rows, &crate::train::Marked::anomalies(vec![5]));
         assert_eq!(trainer.roles().marked(), 1);
         for _ in 0..3 {
             let summary = trainer.epoch(&data, |_| true).unwrap();

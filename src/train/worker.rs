@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::checkpoint::{self, CheckpointMeta};
-use super::events::{Control, Divergence, TrainEvent};
+use super::events::{Control, Divergence, Marked, TrainEvent};
+use super::feedback::{FeedbackLayer, FINE_TUNE_STEPS};
 use super::scoring::Scoring;
 use super::trainer::{member_of, StepView, TrainConfig, Trainer};
 use crate::data::{Encoder, Matrix, ReadOptions};
@@ -235,8 +236,9 @@ impl DetectorRun<'_> {
             train: &train,
             finished: Ensemble::default(),
             finished_sum: vec![0.0; data.rows],
-            keep: inbox.keep.clone(),
-            keep_changed: inbox.keep.is_some(),
+            keep: keep_of(data.rows, &inbox.carried),
+            marks: inbox.carried.clone(),
+            keep_changed: !inbox.carried.is_empty(),
             earlier,
             earlier_stale: false,
             side_by_side: self.side_by_side,
@@ -252,7 +254,7 @@ impl DetectorRun<'_> {
                 }
                 trainer = Trainer::new(model.clone(), train.member(member), data.rows);
                 // A new trainer takes every row: tell it which are left out.
-                scorer.keep_changed |= scorer.keep.is_some();
+                scorer.keep_changed |= !scorer.marks.is_empty();
             }
             let _ = events.send(TrainEvent::MemberStarted {
                 member: member + 1,
@@ -262,11 +264,11 @@ impl DetectorRun<'_> {
                 if inbox.stop {
                     break;
                 }
-                if let Some(rows) = inbox.excluded.take() {
-                    scorer.exclude(&rows);
+                if let Some(marked) = inbox.marks.take() {
+                    scorer.mark(&marked);
                 }
                 if std::mem::take(&mut scorer.keep_changed) {
-                    trainer.roles().set_from_keep(scorer.keep.as_deref());
+                    trainer.roles().set_marks(data.rows, &scorer.marks);
                 }
                 let roles = trainer.roles().clone();
                 let mut last_event = Instant::now();
@@ -281,10 +283,8 @@ impl DetectorRun<'_> {
                     }
                     inbox.settle(controls, events, |inbox| scorer.serve_view(inbox, view));
                     // A mark reaches the next step.
-                    if let Some(rows) = inbox.excluded.take() {
-                        scorer.exclude(&rows);
-                        roles.set_from_keep(scorer.keep.as_deref());
-                        scorer.keep_changed = false;
+                    if std::mem::take(&mut scorer.keep_changed) {
+                        roles.set_marks(data.rows, &scorer.marks);
                     }
                     !inbox.stop
                 })?;
@@ -334,7 +334,7 @@ impl DetectorRun<'_> {
                 break;
             }
         }
-        inbox.keep = scorer.keep.clone();
+        inbox.carried = scorer.marks.clone();
         Ok(Trained {
             scores: scorer.mean_with(None),
             ensemble: scorer.finished,
@@ -343,9 +343,18 @@ impl DetectorRun<'_> {
     }
 }
 
-/// After training (or on opening a checkpoint): serves saves, and rescores that refit
-/// every member's mixture and calibration over the rows not marked anomalous, until told
-/// to stop. Returns the ensembles (one per detector) as last refitted.
+/// How long after the last mark the networks are fine-tuned with the marks (a burst of
+/// marks costs one fine-tune; the feedback layer answers each mark at once meanwhile).
+const FINE_TUNE_DELAY: Duration = Duration::from_millis(700);
+/// The unmarked rows whose change `Learned` reports: the top of the table.
+const LEARNED_TOP: usize = 50;
+
+/// After training (or on opening a checkpoint): serves saves, rescores that refit every
+/// member's mixture and calibration over the rows not marked anomalous, and marks, until
+/// told to stop. A change of the marks is learnt at once by each detector's feedback layer
+/// (new scores within a frame or two), and, [`FINE_TUNE_DELAY`] after the last mark, by
+/// [`FINE_TUNE_STEPS`] steps of every member from its current weights. Returns the
+/// ensembles (one per detector) as last refitted.
 pub(crate) fn serve_trained(
     mut trained: Vec<Trained>,
     side_by_side: bool,
@@ -354,11 +363,30 @@ pub(crate) fn serve_trained(
     events: &Sender<TrainEvent>,
     controls: &Receiver<Control>,
 ) -> Result<Vec<Trained>> {
-    let mut keep: Option<Vec<bool>> = None;
-    for control in controls.iter() {
+    let mut learner = Learner {
+        marks: Marked::default(),
+        layers: trained.iter().map(|_| None).collect(),
+        fine_tune_due: false,
+    };
+    loop {
+        let control = if learner.fine_tune_due {
+            match controls.recv_timeout(FINE_TUNE_DELAY) {
+                Ok(control) => control,
+                Err(RecvTimeoutError::Timeout) => {
+                    learner.fine_tune(&mut trained, data, events);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match controls.recv() {
+                Ok(control) => control,
+                Err(_) => break,
+            }
+        };
         match control {
             Control::Stop => break,
-            Control::Exclude(rows) => keep = Some(keep_mask(data.rows, &rows)),
+            Control::Marks(marked) => learner.learn(marked, &mut trained, data, events),
             Control::SaveCheckpoint(dir) => {
                 let _ = events.send(save_checkpoint(
                     &dir,
@@ -368,14 +396,153 @@ pub(crate) fn serve_trained(
                 ));
             }
             Control::Rescore => {
-                for t in &mut trained {
-                    rescore_trained(t, keep.as_deref(), data, events);
+                let keep = keep_of(data.rows, &learner.marks);
+                for (t, layer) in trained.iter_mut().zip(&mut learner.layers) {
+                    if let Err(e) = t
+                        .ensemble
+                        .refit(data, keep.as_deref())
+                        .map(|s| t.scores = s)
+                    {
+                        let _ = events.send(TrainEvent::Warning(format!("cannot refit: {e}")));
+                        continue;
+                    }
+                    if let Some(layer) = layer {
+                        layer.set_base(&t.scores);
+                    }
+                    send_scores(t, layer.as_ref(), data, events);
                 }
             }
             Control::Pause | Control::Resume => {}
         }
     }
     Ok(trained)
+}
+
+/// The marks after training, and what learns them.
+struct Learner {
+    marks: Marked,
+    /// One per detector, grown at its first mark.
+    layers: Vec<Option<FeedbackLayer>>,
+    /// The marks changed since the last fine-tune.
+    fine_tune_due: bool,
+}
+
+impl Learner {
+    /// Takes new marks: each feedback layer learns them and the new scores go out.
+    fn learn(
+        &mut self,
+        marked: Marked,
+        trained: &mut [Trained],
+        data: &Arc<Matrix>,
+        events: &Sender<TrainEvent>,
+    ) {
+        if marked == self.marks {
+            return;
+        }
+        self.marks = marked;
+        self.fine_tune_due = true;
+        let pairs = self.marks.pairs();
+        for (t, slot) in trained.iter().zip(&mut self.layers) {
+            let layer =
+                slot.get_or_insert_with(|| FeedbackLayer::new(&t.scores, data, t.train.seed));
+            let before = layer.scores();
+            layer.learn(&pairs);
+            report(&self.marks, t, &before, &layer.scores(), false, events);
+            send_scores(t, Some(layer), data, events);
+        }
+    }
+
+    /// Fine-tunes every member of every detector with the marks, refits, and gives the
+    /// layers the new scores.
+    fn fine_tune(
+        &mut self,
+        trained: &mut [Trained],
+        data: &Arc<Matrix>,
+        events: &Sender<TrainEvent>,
+    ) {
+        self.fine_tune_due = false;
+        let keep = keep_of(data.rows, &self.marks);
+        for (t, slot) in trained.iter_mut().zip(&mut self.layers) {
+            let before = slot
+                .as_ref()
+                .map_or_else(|| t.scores.clone(), |l| l.scores());
+            let mut calibrated = Vec::new();
+            for (i, member) in t.ensemble.members.iter_mut().enumerate() {
+                let mut trainer = Trainer::resume(member, t.train.member(i), data.rows);
+                trainer.roles().set_marks(data.rows, &self.marks);
+                let tuned = trainer
+                    .fine_tune(data, FINE_TUNE_STEPS)
+                    .and_then(|()| member_of(&trainer, data, keep.as_deref()));
+                match tuned {
+                    Ok((tuned, scores, _)) => {
+                        *member = tuned;
+                        calibrated.push(scores);
+                    }
+                    Err(e) => {
+                        let _ = events.send(TrainEvent::Warning(format!(
+                            "fine-tuning member {} failed: {e:#}",
+                            i + 1
+                        )));
+                        return;
+                    }
+                }
+            }
+            t.scores = crate::model::ensemble::mean_scores(&calibrated);
+            if let Some(layer) = slot {
+                layer.set_base(&t.scores);
+            }
+            let after = slot
+                .as_ref()
+                .map_or_else(|| t.scores.clone(), |l| l.scores());
+            report(&self.marks, t, &before, &after, true, events);
+            send_scores(t, slot.as_ref(), data, events);
+        }
+    }
+}
+
+/// Sends what learning `marks` changed at the top of the unmarked rows.
+fn report(
+    marks: &Marked,
+    t: &Trained,
+    before: &[f64],
+    after: &[f64],
+    fine_tuned: bool,
+    events: &Sender<TrainEvent>,
+) {
+    let marked: std::collections::HashSet<usize> =
+        marks.pairs().into_iter().map(|(r, _)| r).collect();
+    let top = |scores: &[f64]| -> std::collections::HashSet<usize> {
+        super::scoring::ranking(scores)
+            .into_iter()
+            .map(|r| r as usize)
+            .filter(|r| !marked.contains(r))
+            .take(LEARNED_TOP)
+            .collect()
+    };
+    let (was, now) = (top(before), top(after));
+    let Some(detector) = t.ensemble.kind() else {
+        return;
+    };
+    let _ = events.send(TrainEvent::Learned {
+        detector,
+        marks: marks.len(),
+        new_in_top: now.difference(&was).count(),
+        top: LEARNED_TOP,
+        fine_tuned,
+    });
+}
+
+/// Sends `trained`'s scoring: the feedback layer's scores when it has one, else the
+/// ensemble's.
+fn send_scores(
+    trained: &Trained,
+    layer: Option<&FeedbackLayer>,
+    data: &Arc<Matrix>,
+    events: &Sender<TrainEvent>,
+) {
+    let scores = layer.map_or_else(|| trained.scores.clone(), FeedbackLayer::scores);
+    let scoring = Scoring::of_ensemble(&trained.ensemble, scores, data.clone());
+    let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
 }
 
 /// Refits `trained` over the `keep` rows and sends its new scoring.
@@ -425,6 +592,11 @@ fn save_checkpoint(
     }
 }
 
+/// The rows fits keep under `marked`: all but those marked anomalous (`None`: every row).
+fn keep_of(rows: usize, marked: &Marked) -> Option<Vec<bool>> {
+    (!marked.anomalies.is_empty()).then(|| keep_mask(rows, &marked.anomalies))
+}
+
 /// `true` for every row not listed in `excluded`.
 fn keep_mask(rows: usize, excluded: &[u32]) -> Vec<bool> {
     let mut keep = vec![true; rows];
@@ -448,7 +620,9 @@ struct Scorer<'a> {
     finished_sum: Vec<f64>,
     /// Rows the fits use (`None`: all); rows marked anomalous are `false`.
     keep: Option<Vec<bool>>,
-    /// `keep` changed since the trainer last took it.
+    /// Every row marked, as training takes them.
+    marks: Marked,
+    /// The marks changed since the trainer last took them.
     keep_changed: bool,
     /// Detectors trained earlier in a side-by-side session: saved with this one, and
     /// refitted at a rescore after the marks changed.
@@ -459,15 +633,19 @@ struct Scorer<'a> {
 }
 
 impl Scorer<'_> {
-    /// Leaves `rows` out of every fit from now on; the finished members are refitted.
-    /// A set equal to the current one changes nothing (marking a row normal resends it).
-    fn exclude(&mut self, rows: &[u32]) {
-        let keep = Some(keep_mask(self.data.rows, rows));
+    /// Takes `marked` as the marks from now on: training learns them from the next step,
+    /// and rows marked anomalous leave every fit (the finished members are refitted).
+    fn mark(&mut self, marked: &Marked) {
+        if *marked == self.marks {
+            return;
+        }
+        self.marks = marked.clone();
+        self.keep_changed = true;
+        let keep = keep_of(self.data.rows, marked);
         if keep == self.keep {
             return;
         }
         self.keep = keep;
-        self.keep_changed = true;
         self.earlier_stale = true;
         if self.finished.members.is_empty() {
             return;
@@ -517,8 +695,8 @@ impl Scorer<'_> {
     }
 
     fn serve_view(&mut self, inbox: &mut Inbox, view: &StepView<'_>) {
-        if let Some(rows) = inbox.excluded.take() {
-            self.exclude(&rows);
+        if let Some(marked) = inbox.marks.take() {
+            self.mark(&marked);
         }
         if inbox.saves.is_empty() && !inbox.rescore {
             return;
@@ -602,10 +780,10 @@ struct Inbox {
     rescore: bool,
     /// Checkpoint directories requested, served at the next step boundary.
     saves: Vec<PathBuf>,
-    /// The latest set of rows marked anomalous, not yet applied.
-    excluded: Option<Vec<u32>>,
-    /// The rows the last detector's fits kept, for the next detector to start from.
-    keep: Option<Vec<bool>>,
+    /// The latest marks, not yet applied.
+    marks: Option<Marked>,
+    /// The marks the last detector trained with, for the next detector to start from.
+    carried: Marked,
 }
 
 impl Inbox {
@@ -638,7 +816,7 @@ impl Inbox {
             Control::Stop => self.stop = true,
             Control::SaveCheckpoint(dir) => self.saves.push(dir),
             Control::Rescore => self.rescore = true,
-            Control::Exclude(rows) => self.excluded = Some(rows),
+            Control::Marks(marked) => self.marks = Some(marked),
             Control::Pause if !self.paused => {
                 self.paused = true;
                 let _ = events.send(TrainEvent::Paused);

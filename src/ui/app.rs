@@ -16,7 +16,7 @@ use super::text::thousands;
 use crate::data::{ColumnKind, LoadProgress, RawTable};
 use crate::logging;
 use crate::text::visible;
-use crate::train::{Control, DetectorKind, LoadedData, Scoring, TrainEvent};
+use crate::train::{Control, DetectorKind, LoadedData, Marked, Scoring, TrainEvent};
 use crate::triage::{ExportRow, Exported, Journal, Mark, Marks, RankedScore};
 
 /// How long a status message stays in the footer.
@@ -624,10 +624,10 @@ impl App {
                 p.epochs = epochs;
                 p.steps_per_epoch = steps_per_epoch;
                 p.rescore_every = rescore_every;
-                // Rows marked anomalous in an earlier session stay out of training too.
-                let excluded = self.anomaly_rows();
-                if !excluded.is_empty() {
-                    return vec![Effect::Control(Control::Exclude(excluded))];
+                // Marks made in an earlier session teach from the start.
+                let marked = self.marked_rows();
+                if !marked.is_empty() {
+                    return vec![Effect::Control(Control::Marks(marked))];
                 }
             }
             TrainEvent::MemberStarted { member, members } => {
@@ -693,6 +693,32 @@ impl App {
                 }
             }
             TrainEvent::Scored(scoring) => self.scored(scoring),
+            TrainEvent::Learned {
+                detector,
+                marks,
+                new_in_top,
+                top,
+                fine_tuned,
+            } => {
+                let how = if fine_tuned {
+                    " · networks fine-tuned"
+                } else {
+                    ""
+                };
+                let who = if self.runs.len() > 1 {
+                    format!("{detector}: ")
+                } else {
+                    String::new()
+                };
+                self.say(
+                    Level::Info,
+                    format!(
+                        "{who}{marks} mark{} learned · {new_in_top} new row{} in the top {top}{how}",
+                        if marks == 1 { "" } else { "s" },
+                        if new_in_top == 1 { "" } else { "s" }
+                    ),
+                );
+            }
             TrainEvent::Failed(e) => {
                 let e = visible(&e).into_owned();
                 self.say(Level::Error, e.clone());
@@ -830,17 +856,32 @@ impl App {
         self.inspect_scroll = 0;
         let what = mark.map_or("cleared", Mark::name);
         self.say(Level::Info, format!("row {number}: {what}"));
-        // Training leaves rows marked anomalous out from the next epoch on.
+        // Training learns the marks from its next step; after training the worker's
+        // feedback layer answers at once and a fine-tune follows.
         match self.phase {
-            Phase::Training | Phase::Paused => {
-                vec![Effect::Control(Control::Exclude(self.anomaly_rows()))]
+            Phase::Training | Phase::Paused | Phase::Done => {
+                vec![Effect::Control(Control::Marks(self.marked_rows()))]
             }
             _ => Vec::new(),
         }
     }
 
+    /// Rows (0-based, file order) marked anomalous and marked normal: what training and the
+    /// feedback layer learn from.
+    pub fn marked_rows(&self) -> Marked {
+        Marked {
+            anomalies: self.rows_marked(Mark::Anomaly),
+            normals: self.rows_marked(Mark::Normal),
+        }
+    }
+
     /// Rows (0-based, file order) marked anomalous: what refits leave out.
     pub fn anomaly_rows(&self) -> Vec<u32> {
+        self.rows_marked(Mark::Anomaly)
+    }
+
+    /// Rows (0-based, file order) with `mark`.
+    fn rows_marked(&self, mark: Mark) -> Vec<u32> {
         let Some(data) = &self.data else {
             return Vec::new();
         };
@@ -848,7 +889,7 @@ impl App {
         let mut out: Vec<u32> = self
             .marks
             .iter()
-            .filter(|(_, m)| *m == Mark::Anomaly)
+            .filter(|(_, m)| *m == mark)
             .filter_map(|(number, _)| rows.binary_search_by_key(&number, |r| r.number).ok())
             .map(|i| i as u32)
             .collect();
@@ -1057,7 +1098,7 @@ impl App {
                     .shown()
                     .map(|_| (self.table.flagged_rows(), excluded.len()));
                 vec![
-                    Effect::Control(Control::Exclude(excluded)),
+                    Effect::Control(Control::Marks(self.marked_rows())),
                     Effect::Control(Control::Rescore),
                 ]
             }
