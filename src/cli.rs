@@ -1030,6 +1030,7 @@ fn eval(cmd: &EvalCommand, settings: &SettingsArgs) -> Result<()> {
         if reports.len() > 1 {
             print_overall(&reports, &overall);
         }
+        print_discovery(&reports);
         for f in &failed {
             println!("{}: FAILED: {}", visible(&f.data), visible(&f.error));
         }
@@ -1135,6 +1136,40 @@ fn eval_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// The discovery loop's found@B per file (medians over seeds), when it ran.
+fn print_discovery(reports: &[FileReport]) {
+    let Some(first) = reports.iter().find(|r| !r.summary.discovery.is_empty()) else {
+        return;
+    };
+    let mut budgets: Vec<&String> = first.summary.discovery["feedback"].keys().collect();
+    budgets.sort_by_key(|b| b.parse::<usize>().unwrap_or(0));
+    println!();
+    println!("discovery (median over seeds): found@B feedback / static / IsolationForest");
+    for r in reports {
+        let d = &r.summary.discovery;
+        let cells: Vec<String> = budgets
+            .iter()
+            .map(|b| {
+                let at = |m: &str| {
+                    d.get(m)
+                        .and_then(|x| x.get(*b))
+                        .map_or(f64::NAN, |s| s.median)
+                };
+                format!(
+                    "@{b} {:.0} / {:.0} / {:.0}",
+                    at("feedback"),
+                    at("static"),
+                    at("iforest")
+                )
+            })
+            .collect();
+        let name = std::path::Path::new(&r.data)
+            .file_name()
+            .map_or_else(|| r.data.clone(), |n| n.to_string_lossy().into_owned());
+        println!("{:<28} {}", visible(&name), cells.join("   "));
+    }
 }
 
 fn print_overall(reports: &[FileReport], overall: &Overall) {

@@ -376,3 +376,51 @@ fn formula_labels_are_defused_in_score_files_unless_raw() {
     assert_eq!(column, "@tag");
     assert_eq!(labels[0], "=HYPERLINK(\"http://x\")");
 }
+
+#[test]
+fn eval_discovery_reports_found_at_each_budget_for_the_loop_and_both_static_rankings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_sample(dir.path(), 400);
+    let out = run(&[
+        "eval",
+        data.to_str().unwrap(),
+        "--label",
+        "attack",
+        "--anomaly",
+        "normal.",
+        "--protocol",
+        "unsupervised",
+        "--members",
+        "2",
+        "--epochs",
+        "2",
+        "--runs",
+        "1",
+        "--feedback",
+        "0",
+        "--discovery",
+        "5,20",
+        "--fine-tune-every",
+        "10",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run = &report["files"][0]["runs"][0];
+    let discovery = &run["discovery"];
+    for method in ["feedback", "static", "iforest"] {
+        for budget in ["5", "20"] {
+            let found = discovery["found"][method][budget].as_u64();
+            assert!(
+                found.is_some_and(|f| f <= budget.parse().unwrap()),
+                "{method}@{budget}: {discovery}"
+            );
+        }
+        assert!(
+            discovery["found"][method]["5"].as_u64() <= discovery["found"][method]["20"].as_u64()
+        );
+    }
+    assert_eq!(discovery["fine_tunes"], 2, "every 10 marks up to 20");
+    let summary = &report["files"][0]["summary"]["discovery"];
+    assert!(summary["feedback"]["20"]["median"].is_number(), "{summary}");
+}
