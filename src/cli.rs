@@ -218,7 +218,7 @@ pub struct SettingsArgs {
     #[arg(long)]
     pub cov_eps: Option<f64>,
     /// DAGMM: share of each batch's unknown rows suspected by their energy and left out of
-    /// the mixture fit and the loss after a warm-up, and of the final fit (default 0.1; 0:
+    /// the mixture fit and the loss after a warm-up, and of the final fit (default 0.2; 0:
     /// the paper's objective).
     #[arg(long)]
     pub trim: Option<f64>,

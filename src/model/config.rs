@@ -70,7 +70,7 @@ impl Preset {
 }
 
 /// The default share of unknown rows trimmed (see [`DagmmConfig::trim`]).
-pub const DEFAULT_TRIM: f64 = 0.1;
+pub const DEFAULT_TRIM: f64 = 0.2;
 
 impl DagmmConfig {
     /// The default rule for an input of width `input`:

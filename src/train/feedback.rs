@@ -3,7 +3,9 @@
 //! Forest's idea of a forest over the detector's representation.
 //!
 //! An isolation forest is grown once on the rows; each row runs down one path per tree.
-//! A row's score is its detector score (standardised: median 0, the top-τ quantile 1) plus
+//! A row's score is its detector score (standardised: median 0, the top-τ quantile 1, and
+//! compressed by `asinh` above it, so that a bounded weight can still reorder rows whose
+//! raw scores are far out in the tail) plus
 //! the weights of the nodes on its paths (every node but the roots: a leaf alone would
 //! separate look-alike rows that an inner node still holds together), all zero until the
 //! analyst marks rows, so with no mark the ranking is the detector's own. After each mark the weights are refitted from zero to
@@ -66,6 +68,21 @@ fn scale_of(values: &[f64]) -> (f64, f64) {
     (median, (top - median).max(1e-12))
 }
 
+/// `values` in the layer's units: standardised by `scale`, then `asinh(b) / asinh(1)`
+/// (monotone: the detector's order is kept; the median stays 0 and the τ-quantile 1).
+fn to_layer(values: &[f64], (median, spread): (f64, f64)) -> Vec<f64> {
+    let one = 1f64.asinh();
+    values
+        .iter()
+        .map(|v| ((v - median) / spread).asinh() / one)
+        .collect()
+}
+
+/// The inverse of [`to_layer`]: layer units back to the detector's.
+fn from_layer(value: f64, (median, spread): (f64, f64)) -> f64 {
+    (value * 1f64.asinh()).sinh() * spread + median
+}
+
 impl FeedbackLayer {
     /// A layer over `scores` (the detector's, one per row of `forest_rows`), its forest
     /// grown on `forest_rows` with `seed`.
@@ -73,7 +90,7 @@ impl FeedbackLayer {
         let forest = IsolationForest::fit(forest_rows, TREES, seed);
         let leaves = forest.leaves(forest_rows);
         let scale = scale_of(scores);
-        let base: Vec<f64> = scores.iter().map(|s| (s - scale.0) / scale.1).collect();
+        let base = to_layer(scores, scale);
         FeedbackLayer {
             scores: base.clone(),
             base,
@@ -89,8 +106,10 @@ impl FeedbackLayer {
     /// Every row's score: the detector's plus its learnt node weights, in the detector's
     /// units (with no mark, exactly the detector's scores).
     pub fn scores(&self) -> Vec<f64> {
-        let (median, spread) = self.scale;
-        self.scores.iter().map(|s| s * spread + median).collect()
+        self.scores
+            .iter()
+            .map(|&s| from_layer(s, self.scale))
+            .collect()
     }
 
     /// How many marks the layer has learnt from.
@@ -102,10 +121,7 @@ impl FeedbackLayer {
     /// on top of them.
     pub fn set_base(&mut self, scores: &[f64]) {
         self.scale = scale_of(scores);
-        self.base = scores
-            .iter()
-            .map(|s| (s - self.scale.0) / self.scale.1)
-            .collect();
+        self.base = to_layer(scores, self.scale);
         let marks = std::mem::take(&mut self.marks);
         self.learn(&marks);
     }
