@@ -349,6 +349,22 @@ fn fifo_process_substitution_and_standard_input_are_read_without_hanging() {
         "{}",
         stderr(&stdin)
     );
+    // `/dev/stdin` on a pipe is the same one-pass input.
+    let script = format!(
+        "cat {} | exec {} score --model {} /dev/stdin",
+        path(&good),
+        env!("CARGO_BIN_EXE_dagmm-tui"),
+        path(&model)
+    );
+    let child = Command::new("bash")
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dev_stdin = finish_within(child, Duration::from_secs(20));
+    assert!(dev_stdin.status.success(), "{}", stderr(&dev_stdin));
+    assert_eq!(dev_stdin.stdout, by_file.stdout);
 }
 
 /// Runs the binary with `args` and returns its output and peak resident memory in bytes.

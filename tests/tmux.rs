@@ -643,3 +643,36 @@ fn marks_after_training_rerank_at_once_and_a_fine_tune_follows() {
     tmux.keys(&["y"]);
     tmux.wait_dead(20);
 }
+
+#[test]
+fn a_terminal_without_256_colours_gets_16_whatever_colorterm_says() {
+    if !have_tmux() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        eprintln!("skipped: tmux is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let command = format!(
+        "exec env TERM=vt100 COLORTERM=truecolor {} {} --label attack --paused --theme light --state-dir {}",
+        env!("CARGO_BIN_EXE_dagmm-tui"),
+        common::sample().display(),
+        state.display()
+    );
+    let tmux = Tmux::start(&command, dir.path());
+    tmux.wait_for("the workbench", 60, |s| s.contains("‖ paused"));
+    // With escapes: the light theme's hex colours arrive as the 16 ANSI colours only.
+    let out = tmux.run(&["capture-pane", "-p", "-e"]).output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("\x1b["), "colours are drawn: {screen}");
+    for deep in ["38;5;", "48;5;", "38;2;", "48;2;"] {
+        assert!(
+            !screen.contains(deep),
+            "{deep} in a 16-colour terminal:\n{screen}"
+        );
+    }
+    tmux.keys(&["q"]);
+    tmux.wait_for("the quit question", 10, |s| s.contains("Quit?"));
+    tmux.keys(&["y"]);
+    tmux.wait_dead(20);
+}

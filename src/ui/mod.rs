@@ -11,6 +11,7 @@ pub mod panes;
 pub mod prompt;
 pub mod ranked;
 pub mod runtime;
+pub mod sgr;
 pub mod text;
 pub mod theme;
 

@@ -10,16 +10,18 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{
     self, DisableBracketedPaste, EnableBracketedPaste, Event as TermEvent, KeyEventKind,
 };
 use ratatui::crossterm::execute;
 use ratatui::crossterm::terminal::{BeginSynchronizedUpdate, EndSynchronizedUpdate};
-use ratatui::DefaultTerminal;
+use ratatui::Terminal;
 
 use super::app::{App, AppConfig, Effect, Msg};
 use super::keymap::Keymap;
 use super::panes::{self, Look};
+use super::sgr::Sgr16;
 use super::theme::{ColorDepth, Theme};
 use crate::logging;
 use crate::text::visible;
@@ -103,8 +105,9 @@ pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
     warnings.extend(check_source(&data_dir, &plan.data, &marks));
     let journal_path = journal.path().to_path_buf();
     let keymap = Keymap::load(options.keymap.as_deref(), default_keymap_file().as_deref())?;
+    let depth = ColorDepth::detect();
     let look = Look {
-        theme: Theme::select(options.theme.as_deref(), ColorDepth::detect())?,
+        theme: Theme::select(options.theme.as_deref(), depth)?,
         braille: options.braille,
     };
     let training = matches!(plan.model, crate::train::ModelSource::Train(_));
@@ -134,14 +137,7 @@ pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
     watch_signals(tx.clone())?;
     read_input(tx.clone());
 
-    let mut terminal = ratatui::try_init().context("setting up the terminal")?;
-    // Pastes arrive as one event (into a prompt), never as a stream of key commands.
-    let _ = execute!(std::io::stdout(), EnableBracketedPaste);
-    let restore_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let _ = execute!(std::io::stdout(), DisableBracketedPaste);
-        restore_hook(info);
-    }));
+    let mut terminal = open_terminal(depth == ColorDepth::Ansi16)?;
     let outcome = main_loop(
         &mut terminal,
         &mut app,
@@ -166,6 +162,31 @@ pub fn run(plan: SessionPlan, options: WorkbenchOptions) -> Result<()> {
     }
     Ok(())
 }
+
+/// The workbench's terminal: raw mode, the alternate screen, bracketed paste (pastes arrive
+/// as one event, into a prompt, never as a stream of key commands), and on a 16-colour
+/// terminal the classic colour codes ([`Sgr16`]). A panic restores the terminal first.
+fn open_terminal(sixteen_colours: bool) -> Result<Workbench> {
+    use ratatui::crossterm::terminal::{enable_raw_mode, EnterAlternateScreen};
+    let restore_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = execute!(std::io::stdout(), DisableBracketedPaste);
+        ratatui::restore();
+        restore_hook(info);
+    }));
+    enable_raw_mode().context("setting up the terminal")?;
+    execute!(
+        std::io::stdout(),
+        EnterAlternateScreen,
+        EnableBracketedPaste
+    )
+    .context("setting up the terminal")?;
+    let backend = CrosstermBackend::new(Sgr16::new(std::io::stdout(), sixteen_colours));
+    Terminal::new(backend).context("setting up the terminal")
+}
+
+/// The terminal the workbench draws on.
+type Workbench = Terminal<CrosstermBackend<Sgr16<std::io::Stdout>>>;
 
 /// The export file name stem: the data file's name without `.csv`/`.gz`, made safe.
 fn export_stem(data: &Path) -> String {
@@ -304,7 +325,7 @@ impl Timings {
 
 /// Returns `Some(exit code)` when a signal or a lost terminal ended the session.
 fn main_loop(
-    terminal: &mut DefaultTerminal,
+    terminal: &mut Workbench,
     app: &mut App,
     look: &Look,
     rx: &Receiver<Event>,
