@@ -256,6 +256,17 @@ fn eval_over_a_directory_reports_the_good_files_and_names_the_bad_one() {
     assert!(table.contains("b.csv.gz: FAILED"), "{table}");
 }
 
+/// Runs `script` with bash to its end, failing the test if it takes more than `limit`.
+fn bash_within(script: &str, limit: Duration) -> std::process::Output {
+    let child = Command::new("bash")
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    finish_within(child, limit)
+}
+
 /// Runs `child` to its end, failing the test if it takes more than `limit`.
 fn finish_within(mut child: std::process::Child, limit: Duration) -> std::process::Output {
     let started = Instant::now();
@@ -317,13 +328,7 @@ fn fifo_process_substitution_and_standard_input_are_read_without_hanging() {
         path(&model),
         path(&good)
     );
-    let child = Command::new("bash")
-        .args(["-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let piped = finish_within(child, Duration::from_secs(20));
+    let piped = bash_within(&script, Duration::from_secs(20));
     assert!(piped.status.success(), "{}", stderr(&piped));
     let by_file = score(&model, &good, &[]);
     assert_eq!(piped.stdout, by_file.stdout);
@@ -356,13 +361,7 @@ fn fifo_process_substitution_and_standard_input_are_read_without_hanging() {
         env!("CARGO_BIN_EXE_dagmm-tui"),
         path(&model)
     );
-    let child = Command::new("bash")
-        .args(["-c", &script])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let dev_stdin = finish_within(child, Duration::from_secs(20));
+    let dev_stdin = bash_within(&script, Duration::from_secs(20));
     assert!(dev_stdin.status.success(), "{}", stderr(&dev_stdin));
     assert_eq!(dev_stdin.stdout, by_file.stdout);
 }

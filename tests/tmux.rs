@@ -93,6 +93,14 @@ impl Tmux {
         }
     }
 
+    /// Quits through the quit question (`q`, then `y`) and waits for the exit.
+    fn quit_confirmed(&self) {
+        self.keys(&["q"]);
+        self.wait_for("the quit question", 10, |s| s.contains("Quit?"));
+        self.keys(&["y"]);
+        self.wait_dead(20);
+    }
+
     fn wait_dead(&self, secs: u64) {
         let deadline = Instant::now() + Duration::from_secs(secs);
         while !self.dead() {
@@ -116,6 +124,19 @@ fn rand_suffix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() as u64)
+}
+
+/// A temporary directory and a state directory in it, or `None` (skipped) without tmux
+/// outside CI.
+fn tmux_and_state_dir() -> Option<(tempfile::TempDir, PathBuf)> {
+    if !have_tmux() {
+        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
+        eprintln!("skipped: tmux is not installed");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    Some((dir, state))
 }
 
 fn have_tmux() -> bool {
@@ -553,13 +574,9 @@ fn side_by_side_trains_both_switches_ranking_and_panes_and_exports_both() {
 
 #[test]
 fn a_long_paste_reaches_the_search_prompt_whole() {
-    if !have_tmux() {
-        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
-        eprintln!("skipped: tmux is not installed");
+    let Some((dir, state)) = tmux_and_state_dir() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
+    };
     let command = format!(
         "exec {} {} --label attack --paused --state-dir {}",
         env!("CARGO_BIN_EXE_dagmm-tui"),
@@ -594,10 +611,7 @@ fn a_long_paste_reaches_the_search_prompt_whole() {
         s.contains("[10,000 chars]") && s.contains("PASTE_END!")
     });
     tmux.keys(&["Escape"]);
-    tmux.keys(&["q"]);
-    tmux.wait_for("the quit question", 10, |s| s.contains("Quit?"));
-    tmux.keys(&["y"]);
-    tmux.wait_dead(20);
+    tmux.quit_confirmed();
     let log = std::fs::read_to_string(state.join("dagmm-tui.log")).unwrap();
     let slow = log
         .lines()
@@ -611,13 +625,9 @@ fn a_long_paste_reaches_the_search_prompt_whole() {
 
 #[test]
 fn marks_after_training_rerank_at_once_and_a_fine_tune_follows() {
-    if !have_tmux() {
-        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
-        eprintln!("skipped: tmux is not installed");
+    let Some((dir, state)) = tmux_and_state_dir() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
+    };
     let command = format!(
         "exec {} {} --label attack --anomaly normal. --members 2 --epochs 2 --state-dir {}",
         env!("CARGO_BIN_EXE_dagmm-tui"),
@@ -638,21 +648,14 @@ fn marks_after_training_rerank_at_once_and_a_fine_tune_follows() {
     assert!(answered.contains("in the top 50"), "{answered}");
     // Then the networks are fine-tuned with the mark.
     tmux.wait_for("the fine-tune", 60, |s| s.contains("networks fine-tuned"));
-    tmux.keys(&["q"]);
-    tmux.wait_for("the quit question", 10, |s| s.contains("Quit?"));
-    tmux.keys(&["y"]);
-    tmux.wait_dead(20);
+    tmux.quit_confirmed();
 }
 
 #[test]
 fn a_terminal_without_256_colours_gets_16_whatever_colorterm_says() {
-    if !have_tmux() {
-        assert!(std::env::var_os("CI").is_none(), "tmux is required in CI");
-        eprintln!("skipped: tmux is not installed");
+    let Some((dir, state)) = tmux_and_state_dir() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
+    };
     let command = format!(
         "exec env TERM=vt100 COLORTERM=truecolor {} {} --label attack --paused --theme light --state-dir {}",
         env!("CARGO_BIN_EXE_dagmm-tui"),
@@ -671,8 +674,5 @@ fn a_terminal_without_256_colours_gets_16_whatever_colorterm_says() {
             "{deep} in a 16-colour terminal:\n{screen}"
         );
     }
-    tmux.keys(&["q"]);
-    tmux.wait_for("the quit question", 10, |s| s.contains("Quit?"));
-    tmux.keys(&["y"]);
-    tmux.wait_dead(20);
+    tmux.quit_confirmed();
 }

@@ -235,6 +235,18 @@ mod tests {
         (z, g)
     }
 
+    /// `z` and `g` (two columns each) without row `skip`.
+    fn without_row(z: &[f64], g: &[f64], skip: usize) -> (Vec<f64>, Vec<f64>) {
+        let keep = |all: &[f64]| -> Vec<f64> {
+            all.chunks(2)
+                .enumerate()
+                .filter(|(i, _)| *i != skip)
+                .flat_map(|(_, r)| r.to_vec())
+                .collect()
+        };
+        (keep(z), keep(g))
+    }
+
     #[test]
     fn suspected_rows_leave_the_fit_and_the_loss_and_marked_normals_are_never_trimmed() {
         let (mut z, g) = batch(40);
@@ -258,15 +270,7 @@ mod tests {
         );
         assert!(out.mixture.grad_gamma[6..8].iter().all(|&v| v == 0.0));
         // The fit is the plain objective over the other rows.
-        let kept: Vec<usize> = (0..40).filter(|&i| i != 3).collect();
-        let kz: Vec<f64> = kept
-            .iter()
-            .flat_map(|&i| z[i * 2..i * 2 + 2].to_vec())
-            .collect();
-        let kg: Vec<f64> = kept
-            .iter()
-            .flat_map(|&i| g[i * 2..i * 2 + 2].to_vec())
-            .collect();
+        let (kz, kg) = without_row(&z, &g, 3);
         let plain = gmm::mixture_objective(&kz, &kg, 2, 2, 0.1, 0.005, 1e-6).unwrap();
         assert!((plain.energy - out.mixture.energy).abs() < 1e-12);
         assert_eq!(plain.phi, out.mixture.phi);
@@ -287,15 +291,7 @@ mod tests {
         assert!(!out.in_loss[7] && base.in_loss[7]);
         assert!(out.mixture.grad_gamma[14..16].iter().all(|&v| v == 0.0));
         // Descending the objective moves row 7 along +∂E/∂z: its energy rises.
-        let kept: Vec<usize> = (0..40).filter(|&i| i != 7).collect();
-        let kz: Vec<f64> = kept
-            .iter()
-            .flat_map(|&i| z[i * 2..i * 2 + 2].to_vec())
-            .collect();
-        let kg: Vec<f64> = kept
-            .iter()
-            .flat_map(|&i| g[i * 2..i * 2 + 2].to_vec())
-            .collect();
+        let (kz, kg) = without_row(&z, &g, 7);
         let factors = GmmParams::fit(&kz, &kg, 2, 2, 1e-6).factorise().unwrap();
         let row = [z[14], z[15]];
         let step = 1e-3;
