@@ -175,14 +175,19 @@ fn open_terminal(sixteen_colours: bool) -> Result<Workbench> {
         restore_hook(info);
     }));
     enable_raw_mode().context("setting up the terminal")?;
-    execute!(
+    let opened = execute!(
         std::io::stdout(),
         EnterAlternateScreen,
         EnableBracketedPaste
     )
-    .context("setting up the terminal")?;
-    let backend = CrosstermBackend::new(Sgr16::new(std::io::stdout(), sixteen_colours));
-    Terminal::new(backend).context("setting up the terminal")
+    .and_then(|()| {
+        let backend = CrosstermBackend::new(Sgr16::new(std::io::stdout(), sixteen_colours));
+        Terminal::new(backend)
+    });
+    // Half set up is worse than not at all: raw mode must not outlive the error.
+    opened
+        .inspect_err(|_| ratatui::restore())
+        .context("setting up the terminal")
 }
 
 /// The terminal the workbench draws on.
