@@ -263,7 +263,14 @@ impl Trainer {
             .copied()
             .filter(|&r| role(r) == RowRole::Unknown)
             .collect();
-        let marked = &roles.marked;
+        // Rows held out for the state criterion stay out, marked or not.
+        let held = &self.held_out;
+        let marked: Vec<usize> = roles
+            .marked
+            .iter()
+            .copied()
+            .filter(|r| held.binary_search(r).is_err())
+            .collect();
         let take = marked.len().min(MAX_MARKED_PER_BATCH);
         let start = (step * take) % marked.len().max(1);
         batch.extend((0..take).map(|j| marked[(start + j) % marked.len()]));
