@@ -832,3 +832,26 @@ fn marks_from_an_earlier_session_teach_training_from_the_start() {
         }))]
     );
 }
+
+#[test]
+fn marks_from_an_earlier_session_reach_a_checkpoint_sessions_feedback_layer() {
+    use dagmm_tui::train::Control;
+    use dagmm_tui::triage::Mark;
+    use dagmm_tui::ui::app::Effect;
+    let data = loaded();
+    let mut marks = Marks::default();
+    marks.set(data.table.rows[4].number, Some(Mark::Normal));
+    let checkpoint = AppConfig {
+        training: false,
+        ..config()
+    };
+    let mut app = App::new(checkpoint, Keymap::default(), marks, None, Instant::now());
+    let effects = app.update(Msg::Train(TrainEvent::Loaded(data)));
+    assert_eq!(
+        effects,
+        vec![Effect::Control(Control::Marks(Marked {
+            anomalies: vec![],
+            normals: vec![4]
+        }))]
+    );
+}

@@ -600,7 +600,15 @@ impl App {
                 let started = self.load.map_or(self.now, |(_, t)| t);
                 self.load = Some((progress, started));
             }
-            TrainEvent::Loaded(loaded) => self.loaded(loaded),
+            TrainEvent::Loaded(loaded) => {
+                self.loaded(loaded);
+                // A model opened from a checkpoint does not train: marks saved in an earlier
+                // session go straight to its feedback layer.
+                let marked = self.marked_rows();
+                if !self.config.training && !marked.is_empty() {
+                    return vec![Effect::Control(Control::Marks(marked))];
+                }
+            }
             TrainEvent::Started {
                 detector,
                 epochs,
