@@ -222,6 +222,10 @@ pub struct SettingsArgs {
     /// the paper's objective).
     #[arg(long)]
     pub trim: Option<f64>,
+    /// DAGMM: keep each member's state (after any epoch, or untrained) whose scores split
+    /// most clearly into a bulk and a far group (`true`, default) or the last (`false`).
+    #[arg(long)]
+    pub select_length: Option<bool>,
     /// EGBAD: weight α of the reconstruction term in the score (default 0.9).
     #[arg(long)]
     pub alpha: Option<f64>,
@@ -329,6 +333,7 @@ impl SettingsArgs {
             lambda_cov,
             cov_eps,
             trim,
+            select_length,
             alpha,
             score,
             epochs,
@@ -395,6 +400,7 @@ impl SettingsArgs {
         c.lambda_cov = self.lambda_cov.unwrap_or(c.lambda_cov);
         c.cov_eps = self.cov_eps.unwrap_or(c.cov_eps);
         c.trim = self.trim.unwrap_or(c.trim);
+        c.select_length = self.select_length.unwrap_or(c.select_length);
         c
     }
 

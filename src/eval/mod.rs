@@ -24,10 +24,10 @@ use crate::data::{Encoder, RawTable, ScaleKind};
 use crate::model::ensemble::mean_scores;
 pub use crate::model::iforest::{self, IsolationForest};
 use crate::model::DetectorConfig;
-use crate::model::RowRole;
 use crate::model::{Ensemble, Member};
-use crate::train::feedback::{FINE_TUNE_EVERY, FINE_TUNE_STEPS};
-use crate::train::{member_of, FeedbackLayer, TrainConfig, Trainer};
+use crate::train::feedback::FINE_TUNE_EVERY;
+use crate::train::trainer::fine_tune_ensemble;
+use crate::train::{member_of, FeedbackLayer, Marked, TrainConfig, Trainer};
 pub use discovery::Discovery;
 pub use metrics::{evaluate, Detection};
 
@@ -311,8 +311,6 @@ pub fn run_protocol(
         };
         let (mut untrained_scores, mut trained_scores) = (Vec::new(), Vec::new());
         let mut trained = Ensemble::default();
-        // Kept for the discovery loop's fine-tunes.
-        let mut trainers = Vec::new();
         let started = Instant::now();
         let (mut samples, mut final_loss) = (0usize, 0f64);
         for member in 0..members {
@@ -354,12 +352,12 @@ pub fn run_protocol(
             let (member, scores) = scored(&trainer)?;
             trained.members.push(member);
             trained_scores.push(scores);
-            if !opts.discovery.is_empty() {
-                trainers.push(trainer);
-            }
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let trained_scores = mean_scores(&trained_scores);
+        // The discovery loop starts from the ensemble as trained (the analyst simulation
+        // below refits it).
+        let mut tuned = trained.clone();
         let feedback = match (opts.protocol, opts.feedback) {
             (Protocol::Unsupervised, n) if n > 0 => Some(simulate_analyst(
                 &mut trained,
@@ -376,23 +374,11 @@ pub fn run_protocol(
             Protocol::Unsupervised if !opts.discovery.is_empty() => {
                 let layer = FeedbackLayer::new(&trained_scores, &train_x, seed);
                 let fine_tune = |marks: &[(usize, bool)]| -> Result<Vec<f64>> {
-                    let mut roles = vec![RowRole::Unknown; train_x.rows];
-                    for &(r, anomalous) in marks {
-                        roles[r] = if anomalous {
-                            RowRole::MarkedAnomaly
-                        } else {
-                            RowRole::MarkedNormal
-                        };
-                    }
-                    let mut keep = vec![true; train_x.rows];
-                    marks.iter().filter(|m| m.1).for_each(|m| keep[m.0] = false);
-                    let mut members = Vec::new();
-                    for trainer in &mut trainers {
-                        trainer.roles().set(roles.clone());
-                        trainer.fine_tune(&train_x, FINE_TUNE_STEPS)?;
-                        members.push(member_of(trainer, &train_x, Some(&keep))?.1);
-                    }
-                    Ok(mean_scores(&members))
+                    let marked = Marked {
+                        anomalies: marks.iter().filter(|m| m.1).map(|m| m.0 as u32).collect(),
+                        normals: marks.iter().filter(|m| !m.1).map(|m| m.0 as u32).collect(),
+                    };
+                    fine_tune_ensemble(&mut tuned, &config, &train_x, &marked)
                 };
                 Some(discovery::discover(
                     layer,

@@ -32,6 +32,11 @@ pub struct DagmmConfig {
     /// the final mixture fit (0: the paper's objective; see [`crate::model::roles`]).
     #[serde(default)]
     pub trim: f64,
+    /// Keep, of each member's states after every epoch and before the first, the one whose
+    /// scores split most clearly into a bulk and a far group (a label-free choice of the
+    /// training length; `false`: the last state, the paper's).
+    #[serde(default)]
+    pub select_length: bool,
 }
 
 /// Named architectures.
@@ -98,6 +103,7 @@ impl DagmmConfig {
             lambda_cov: 0.005,
             cov_eps: 1e-6,
             trim: DEFAULT_TRIM,
+            select_length: true,
         }
     }
 
@@ -111,6 +117,7 @@ impl DagmmConfig {
                 components: 4,
                 // The paper's objective: its protocol trains on normal rows only.
                 trim: 0.0,
+                select_length: false,
                 ..Self::default_for(input)
             },
         }

@@ -91,6 +91,8 @@ pub fn default_epochs(rows: usize, batch: usize, min_steps: usize) -> usize {
 
 /// Rows held out of the batches for the selection criterion: one in twenty, at most this many.
 const MAX_HELD_OUT: usize = 2048;
+/// Training rows on which DAGMM's separation criterion chooses the state kept, at most.
+const MAX_PROBE: usize = 4096;
 /// Marked rows added to every batch, at most (a rotating window when there are more).
 const MAX_MARKED_PER_BATCH: usize = 256;
 /// Share of the training steps with no trimming (the model first learns the bulk), and
@@ -159,6 +161,8 @@ pub struct Trainer {
     /// Rows kept out of the batches to choose the state kept (empty when the detector
     /// keeps its last state).
     held_out: Vec<usize>,
+    /// Rows (still trained on) on which DAGMM's separation criterion is measured.
+    probe: Vec<usize>,
     /// The best state by the criterion so far: its value, its epoch and the networks.
     best: Option<(f64, usize, Network)>,
     pub epochs_done: usize,
@@ -197,9 +201,17 @@ impl Trainer {
             held_out = all[..(rows / 20).min(MAX_HELD_OUT)].to_vec();
             held_out.sort_unstable();
         }
+        let mut probe = Vec::new();
+        let selects_length = matches!(&detector, DetectorConfig::Dagmm(c) if c.select_length);
+        if selects_length && rows >= 100 {
+            let mut all: Vec<usize> = (0..rows).collect();
+            all.shuffle(&mut rng);
+            probe = all[..rows.min(MAX_PROBE)].to_vec();
+        }
         let mut trainer = Self {
             rng,
             order: Vec::new(),
+            probe,
             held_out,
             best: None,
             threads: StepThreads::new(rayon::current_num_threads(), config.seed)
@@ -322,6 +334,12 @@ impl Trainer {
         mut between_steps: impl FnMut(&StepView<'_>) -> bool,
     ) -> Result<EpochSummary> {
         let started = Instant::now();
+        if self.epochs_done == 0 && self.best.is_none() && !self.probe.is_empty() {
+            // The untrained state is a candidate too.
+            if let Some(c) = separation(&self.network, &self.dev, &data.gather(&self.probe)) {
+                self.best = Some((c, 0, self.network.clone()));
+            }
+        }
         self.order.shuffle(&mut self.rng);
         let mut sum: Vec<f64> = Vec::new();
         let mut aux: Vec<f64> = Vec::new();
@@ -372,10 +390,13 @@ impl Trainer {
         }
         self.epochs_done += 1;
         let losses = mean(&sum, applied);
-        let criterion = self
-            .network
-            .criterion(&self.dev, &data.gather(&self.held_out))
-            .filter(|_| !self.held_out.is_empty() && applied > 0);
+        let criterion = if self.probe.is_empty() {
+            self.network
+                .criterion(&self.dev, &data.gather(&self.held_out))
+                .filter(|_| !self.held_out.is_empty() && applied > 0)
+        } else {
+            separation(&self.network, &self.dev, &data.gather(&self.probe))
+        };
         if let Some(c) = criterion.filter(|c| c.is_finite()) {
             if self.best.as_ref().is_none_or(|(best, _, _)| c < *best) {
                 self.best = Some((c, self.epochs_done, self.network.clone()));
@@ -398,6 +419,18 @@ impl Trainer {
     }
 }
 
+/// How clearly DAGMM's scores of `rows` split into a bulk and a far group (lower: clearer),
+/// the label-free stopping signal of ODIM's kind: minus the mean energy of the top 5 %, in
+/// units of the interquartile range from the median (a member's calibration).
+fn separation(network: &Network, dev: &Dev, rows: &Matrix) -> Option<f64> {
+    let fit = network.fit(dev, rows, None).ok()?;
+    let cal = crate::model::Calibration::fit(&fit.raw);
+    let mut z: Vec<f64> = fit.raw.iter().map(|&r| cal.apply(r)).collect();
+    z.sort_by(|a, b| b.total_cmp(a));
+    let top = (z.len() / 20).max(1);
+    Some(-z[..top].iter().sum::<f64>() / top as f64)
+}
+
 /// Adds `values` element-wise into `sum` (which takes their length when empty).
 fn add_into(sum: &mut Vec<f64>, values: &[f64]) {
     if sum.is_empty() {
@@ -409,6 +442,35 @@ fn add_into(sum: &mut Vec<f64>, values: &[f64]) {
 fn mean(sum: &[f64], count: usize) -> Vec<f64> {
     let n = count.max(1) as f64;
     sum.iter().map(|s| s / n).collect()
+}
+
+/// Fine-tunes every member of `ensemble` from its current weights with `marks` (as roles)
+/// for [`super::feedback::FINE_TUNE_STEPS`] steps, refits each over the rows not marked
+/// anomalous, and returns the ensemble's new scores: how the workbench, and the discovery
+/// harness like it, teach the networks after training.
+pub fn fine_tune_ensemble(
+    ensemble: &mut crate::model::Ensemble,
+    train: &TrainConfig,
+    data: &Matrix,
+    marks: &super::Marked,
+) -> Result<Vec<f64>> {
+    let mut keep = vec![true; data.rows];
+    for &r in &marks.anomalies {
+        if let Some(k) = keep.get_mut(r as usize) {
+            *k = false;
+        }
+    }
+    let keep = (!marks.anomalies.is_empty()).then_some(keep);
+    let mut calibrated = Vec::with_capacity(ensemble.members.len());
+    for (i, member) in ensemble.members.iter_mut().enumerate() {
+        let mut trainer = Trainer::resume(member, train.member(i), data.rows);
+        trainer.roles().set_marks(data.rows, marks);
+        trainer.fine_tune(data, super::feedback::FINE_TUNE_STEPS)?;
+        let (tuned, scores, _) = member_of(&trainer, data, keep.as_deref())?;
+        *member = tuned;
+        calibrated.push(scores);
+    }
+    Ok(crate::model::ensemble::mean_scores(&calibrated))
 }
 
 /// The trainer's kept networks as an ensemble member (see [`StepView::member_of`]).
@@ -499,6 +561,48 @@ mod tests {
                 "row {row}: percentile {was:.3} → {now:.3}"
             );
         }
+    }
+
+    #[test]
+    fn dagmm_keeps_the_state_whose_scores_separate_most_clearly_the_untrained_one_included() {
+        let rows = 300;
+        let data = Matrix {
+            rows,
+            cols: 5,
+            data: (0..rows * 5)
+                .map(|i| ((i * 37 % 101) as f32) / 101.0)
+                .collect(),
+        };
+        let config = TrainConfig {
+            epochs: 3,
+            batch: 64,
+            lr: 1e-3,
+            seed: 1,
+            members: 1,
+        };
+        let mut trainer = Trainer::new(dagmm(5), config.clone(), rows);
+        let probe = data.gather(&trainer.probe);
+        let untrained = separation(&trainer.network, &trainer.dev, &probe).unwrap();
+        let mut seen = vec![(untrained, 0)];
+        for epoch in 1..=3 {
+            let summary = trainer.epoch(&data, |_| true).unwrap();
+            seen.push((summary.criterion.expect("DAGMM measures it"), epoch));
+            assert_eq!(summary.kept_epoch, trainer.best.as_ref().unwrap().1);
+        }
+        let best = seen
+            .iter()
+            .copied()
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .unwrap();
+        assert_eq!(trainer.best.as_ref().map(|(c, e, _)| (*c, *e)), Some(best));
+        // Without the choice the last state is kept and nothing is measured.
+        let DetectorConfig::Dagmm(mut last) = dagmm(5) else {
+            unreachable!()
+        };
+        last.select_length = false;
+        let mut trainer = Trainer::new(DetectorConfig::Dagmm(last), config, rows);
+        assert!(trainer.epoch(&data, |_| true).unwrap().criterion.is_none());
+        assert!(trainer.best.is_none());
     }
 
     #[test]

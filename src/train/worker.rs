@@ -11,9 +11,9 @@ use anyhow::Result;
 
 use super::checkpoint::{self, CheckpointMeta};
 use super::events::{Control, Divergence, Marked, TrainEvent};
-use super::feedback::{FeedbackLayer, FINE_TUNE_STEPS};
+use super::feedback::FeedbackLayer;
 use super::scoring::Scoring;
-use super::trainer::{member_of, StepView, TrainConfig, Trainer};
+use super::trainer::{fine_tune_ensemble, member_of, StepView, TrainConfig, Trainer};
 use crate::data::{Encoder, Matrix, ReadOptions};
 use crate::model::{Detector, DetectorConfig, Ensemble, RowDetail};
 
@@ -461,33 +461,19 @@ impl Learner {
         events: &Sender<TrainEvent>,
     ) {
         self.fine_tune_due = false;
-        let keep = keep_of(data.rows, &self.marks);
         for (t, slot) in trained.iter_mut().zip(&mut self.layers) {
             let before = slot
                 .as_ref()
                 .map_or_else(|| t.scores.clone(), |l| l.scores());
-            let mut calibrated = Vec::new();
-            for (i, member) in t.ensemble.members.iter_mut().enumerate() {
-                let mut trainer = Trainer::resume(member, t.train.member(i), data.rows);
-                trainer.roles().set_marks(data.rows, &self.marks);
-                let tuned = trainer
-                    .fine_tune(data, FINE_TUNE_STEPS)
-                    .and_then(|()| member_of(&trainer, data, keep.as_deref()));
-                match tuned {
-                    Ok((tuned, scores, _)) => {
-                        *member = tuned;
-                        calibrated.push(scores);
-                    }
-                    Err(e) => {
-                        let _ = events.send(TrainEvent::Warning(format!(
-                            "fine-tuning member {} failed: {e:#}",
-                            i + 1
-                        )));
-                        return;
-                    }
+            let tuned = fine_tune_ensemble(&mut t.ensemble, &t.train, data, &self.marks);
+            let calibrated = match tuned {
+                Ok(scores) => scores,
+                Err(e) => {
+                    let _ = events.send(TrainEvent::Warning(format!("fine-tuning failed: {e:#}")));
+                    return;
                 }
-            }
-            t.scores = crate::model::ensemble::mean_scores(&calibrated);
+            };
+            t.scores = calibrated;
             if let Some(layer) = slot {
                 layer.set_base(&t.scores);
             }
