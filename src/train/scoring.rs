@@ -97,6 +97,20 @@ impl Scoring {
         }
     }
 
+    /// The same networks' detail and explanations under new `scores` (the feedback layer
+    /// moved the scores; the networks, and so the detail, did not change).
+    pub fn with_scores(&self, scores: Vec<f64>) -> Self {
+        let mut scoring = Self::from_parts(
+            self.detector,
+            self.epoch,
+            scores,
+            self.detail.clone(),
+            self.explainer.clone(),
+        );
+        scoring.members = self.members;
+        scoring
+    }
+
     /// Scoring of one model from plain per-row values (also how tests and benchmarks
     /// build one).
     pub fn from_parts(
@@ -182,6 +196,32 @@ impl PartialEq for Scoring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_scores_keep_the_networks_detail_and_re_rank() {
+        let detail = RowDetail {
+            groups: vec![crate::model::DetailGroup {
+                title: "z".into(),
+                names: vec!["z1".into()],
+                values: vec![0.5, 0.25, 0.75],
+                shares: false,
+            }],
+        };
+        let mut s = Scoring::from_parts(
+            DetectorKind::Dagmm,
+            4,
+            vec![3.0, 2.0, 1.0],
+            detail.clone(),
+            Arc::new(NoExplanation),
+        );
+        s.members = 5;
+        let moved = s.with_scores(vec![1.0, 2.0, 3.0]);
+        assert_eq!(
+            (moved.order.clone(), moved.position.clone()),
+            (vec![2, 1, 0], vec![2, 1, 0])
+        );
+        assert_eq!((moved.detail, moved.members, moved.epoch), (detail, 5, 4));
+    }
 
     #[test]
     fn ranks_follow_descending_score_and_ties_keep_file_order() {

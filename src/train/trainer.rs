@@ -505,6 +505,17 @@ mod tests {
     use crate::model::dense::snapshot;
     use crate::model::{DagmmConfig, EgbadConfig};
 
+    /// `rows × cols` values spread over [0, 1) without a pattern a model could latch onto.
+    fn spread_rows(rows: usize, cols: usize) -> Matrix {
+        Matrix {
+            rows,
+            cols,
+            data: (0..rows * cols)
+                .map(|i| ((i * 37 % 101) as f32) / 101.0)
+                .collect(),
+        }
+    }
+
     fn dagmm(input: usize) -> DetectorConfig {
         DetectorConfig::Dagmm(DagmmConfig::default_for(input))
     }
@@ -566,13 +577,7 @@ mod tests {
     #[test]
     fn dagmm_keeps_the_state_whose_scores_separate_most_clearly_the_untrained_one_included() {
         let rows = 300;
-        let data = Matrix {
-            rows,
-            cols: 5,
-            data: (0..rows * 5)
-                .map(|i| ((i * 37 % 101) as f32) / 101.0)
-                .collect(),
-        };
+        let data = spread_rows(rows, 5);
         let config = TrainConfig {
             epochs: 3,
             batch: 64,
@@ -616,13 +621,7 @@ mod tests {
     #[test]
     fn a_row_marked_anomalous_joins_every_batch_and_leaves_the_fit() {
         let rows = 40;
-        let mut data = Matrix {
-            rows,
-            cols: 4,
-            data: (0..rows * 4)
-                .map(|i| ((i * 37 % 101) as f32) / 101.0)
-                .collect(),
-        };
+        let mut data = spread_rows(rows, 4);
         let config = TrainConfig {
             epochs: 1,
             // 39 kept rows: three full batches, no partial one to drop.
@@ -688,13 +687,7 @@ mod tests {
     #[test]
     fn egbad_keeps_the_state_with_the_best_held_out_reconstruction() {
         let rows = 400;
-        let data = Matrix {
-            rows,
-            cols: 5,
-            data: (0..rows * 5)
-                .map(|i| ((i * 37 % 101) as f32) / 101.0)
-                .collect(),
-        };
+        let data = spread_rows(rows, 5);
         let config = TrainConfig {
             epochs: 1,
             batch: 64,

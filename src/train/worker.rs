@@ -366,6 +366,7 @@ pub(crate) fn serve_trained(
     let mut learner = Learner {
         marks: Marked::default(),
         layers: trained.iter().map(|_| None).collect(),
+        shown: trained.iter().map(|_| None).collect(),
         fine_tune_due: false,
     };
     loop {
@@ -397,7 +398,8 @@ pub(crate) fn serve_trained(
             }
             Control::Rescore => {
                 let keep = keep_of(data.rows, &learner.marks);
-                for (t, layer) in trained.iter_mut().zip(&mut learner.layers) {
+                let slots = learner.layers.iter_mut().zip(&mut learner.shown);
+                for (t, (layer, shown)) in trained.iter_mut().zip(slots) {
                     if let Err(e) = t
                         .ensemble
                         .refit(data, keep.as_deref())
@@ -406,10 +408,14 @@ pub(crate) fn serve_trained(
                         let _ = events.send(TrainEvent::Warning(format!("cannot refit: {e}")));
                         continue;
                     }
-                    if let Some(layer) = layer {
-                        layer.set_base(&t.scores);
-                    }
-                    send_scores(t, layer.as_ref(), data, events);
+                    let scores = match layer {
+                        Some(layer) => {
+                            layer.set_base(&t.scores);
+                            layer.scores()
+                        }
+                        None => t.scores.clone(),
+                    };
+                    *shown = Some(send_scores(t, scores, data, events));
                 }
             }
             Control::Pause | Control::Resume => {}
@@ -423,6 +429,9 @@ struct Learner {
     marks: Marked,
     /// One per detector, grown at its first mark.
     layers: Vec<Option<FeedbackLayer>>,
+    /// The last scoring sent per detector since its networks last changed: a mark the
+    /// layer alone learns reuses its detail instead of scoring every row again.
+    shown: Vec<Option<Arc<Scoring>>>,
     /// The marks changed since the last fine-tune.
     fine_tune_due: bool,
 }
@@ -442,13 +451,22 @@ impl Learner {
         self.marks = marked;
         self.fine_tune_due = true;
         let pairs = self.marks.pairs();
-        for (t, slot) in trained.iter().zip(&mut self.layers) {
+        let slots = self.layers.iter_mut().zip(&mut self.shown);
+        for (t, (slot, shown)) in trained.iter().zip(slots) {
             let layer =
                 slot.get_or_insert_with(|| FeedbackLayer::new(&t.scores, data, t.train.seed));
             let before = layer.scores();
             layer.learn(&pairs);
-            report(&self.marks, t, &before, &layer.scores(), false, events);
-            send_scores(t, Some(layer), data, events);
+            let after = layer.scores();
+            report(&self.marks, t, &before, &after, false, events);
+            *shown = Some(match shown {
+                Some(last) => {
+                    let scoring = Arc::new(last.with_scores(after));
+                    let _ = events.send(TrainEvent::Scored(scoring.clone()));
+                    scoring
+                }
+                None => send_scores(t, after, data, events),
+            });
         }
     }
 
@@ -461,7 +479,8 @@ impl Learner {
         events: &Sender<TrainEvent>,
     ) {
         self.fine_tune_due = false;
-        for (t, slot) in trained.iter_mut().zip(&mut self.layers) {
+        let slots = self.layers.iter_mut().zip(&mut self.shown);
+        for (t, (slot, shown)) in trained.iter_mut().zip(slots) {
             let before = slot
                 .as_ref()
                 .map_or_else(|| t.scores.clone(), |l| l.scores());
@@ -481,7 +500,7 @@ impl Learner {
                 .as_ref()
                 .map_or_else(|| t.scores.clone(), |l| l.scores());
             report(&self.marks, t, &before, &after, true, events);
-            send_scores(t, slot.as_ref(), data, events);
+            *shown = Some(send_scores(t, after, data, events));
         }
     }
 }
@@ -518,17 +537,21 @@ fn report(
     });
 }
 
-/// Sends `trained`'s scoring: the feedback layer's scores when it has one, else the
-/// ensemble's.
+/// Sends the scoring of `trained`'s networks under `scores` (the feedback layer's, or the
+/// ensemble's) and returns it.
 fn send_scores(
     trained: &Trained,
-    layer: Option<&FeedbackLayer>,
+    scores: Vec<f64>,
     data: &Arc<Matrix>,
     events: &Sender<TrainEvent>,
-) {
-    let scores = layer.map_or_else(|| trained.scores.clone(), FeedbackLayer::scores);
-    let scoring = Scoring::of_ensemble(&trained.ensemble, scores, data.clone());
-    let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
+) -> Arc<Scoring> {
+    let scoring = Arc::new(Scoring::of_ensemble(
+        &trained.ensemble,
+        scores,
+        data.clone(),
+    ));
+    let _ = events.send(TrainEvent::Scored(scoring.clone()));
+    scoring
 }
 
 /// Refits `trained` over the `keep` rows and sends its new scoring.
