@@ -374,11 +374,7 @@ pub fn run_protocol(
             Protocol::Unsupervised if !opts.discovery.is_empty() => {
                 let layer = FeedbackLayer::new(&trained_scores, &train_x, seed);
                 let fine_tune = |marks: &[(usize, bool)]| -> Result<Vec<f64>> {
-                    let marked = Marked {
-                        anomalies: marks.iter().filter(|m| m.1).map(|m| m.0 as u32).collect(),
-                        normals: marks.iter().filter(|m| !m.1).map(|m| m.0 as u32).collect(),
-                    };
-                    fine_tune_ensemble(&mut tuned, &config, &train_x, &marked)
+                    fine_tune_ensemble(&mut tuned, &config, &train_x, &Marked::from_pairs(marks))
                 };
                 Some(discovery::discover(
                     layer,

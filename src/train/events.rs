@@ -44,12 +44,41 @@ impl Marked {
         }
     }
 
+    /// The marks of `(row, marked anomalous)` pairs (the inverse of [`Marked::pairs`]).
+    pub fn from_pairs(pairs: &[(usize, bool)]) -> Self {
+        let rows = |anomalous: bool| {
+            pairs
+                .iter()
+                .filter(|p| p.1 == anomalous)
+                .map(|p| p.0 as u32)
+                .collect()
+        };
+        Marked {
+            anomalies: rows(true),
+            normals: rows(false),
+        }
+    }
+
     /// Every marked row with whether it is marked anomalous, anomalies first.
     pub fn pairs(&self) -> Vec<(usize, bool)> {
         let anomalies = self.anomalies.iter().map(|&r| (r as usize, true));
         anomalies
             .chain(self.normals.iter().map(|&r| (r as usize, false)))
             .collect()
+    }
+
+    /// The rows of `rows` that fits keep: all but those marked anomalous (`None`: every row).
+    pub fn keep(&self, rows: usize) -> Option<Vec<bool>> {
+        if self.anomalies.is_empty() {
+            return None;
+        }
+        let mut keep = vec![true; rows];
+        for &r in &self.anomalies {
+            if let Some(k) = keep.get_mut(r as usize) {
+                *k = false;
+            }
+        }
+        Some(keep)
     }
 
     /// How many rows are marked.

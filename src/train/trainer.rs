@@ -454,13 +454,7 @@ pub fn fine_tune_ensemble(
     data: &Matrix,
     marks: &super::Marked,
 ) -> Result<Vec<f64>> {
-    let mut keep = vec![true; data.rows];
-    for &r in &marks.anomalies {
-        if let Some(k) = keep.get_mut(r as usize) {
-            *k = false;
-        }
-    }
-    let keep = (!marks.anomalies.is_empty()).then_some(keep);
+    let keep = marks.keep(data.rows);
     let mut calibrated = Vec::with_capacity(ensemble.members.len());
     for (i, member) in ensemble.members.iter_mut().enumerate() {
         let mut trainer = Trainer::resume(member, train.member(i), data.rows);

@@ -236,7 +236,7 @@ impl DetectorRun<'_> {
             train: &train,
             finished: Ensemble::default(),
             finished_sum: vec![0.0; data.rows],
-            keep: keep_of(data.rows, &inbox.carried),
+            keep: inbox.carried.keep(data.rows),
             marks: inbox.carried.clone(),
             keep_changed: !inbox.carried.is_empty(),
             earlier,
@@ -397,25 +397,14 @@ pub(crate) fn serve_trained(
                 ));
             }
             Control::Rescore => {
-                let keep = keep_of(data.rows, &learner.marks);
+                let keep = learner.marks.keep(data.rows);
                 let slots = learner.layers.iter_mut().zip(&mut learner.shown);
                 for (t, (layer, shown)) in trained.iter_mut().zip(slots) {
-                    if let Err(e) = t
-                        .ensemble
-                        .refit(data, keep.as_deref())
-                        .map(|s| t.scores = s)
+                    if let Some(scoring) =
+                        rescore_trained(t, keep.as_deref(), layer.as_mut(), data, events)
                     {
-                        let _ = events.send(TrainEvent::Warning(format!("cannot refit: {e}")));
-                        continue;
+                        *shown = Some(scoring);
                     }
-                    let scores = match layer {
-                        Some(layer) => {
-                            layer.set_base(&t.scores);
-                            layer.scores()
-                        }
-                        None => t.scores.clone(),
-                    };
-                    *shown = Some(send_scores(t, scores, data, events));
                 }
             }
             Control::Pause | Control::Resume => {}
@@ -554,22 +543,31 @@ fn send_scores(
     scoring
 }
 
-/// Refits `trained` over the `keep` rows and sends its new scoring.
+/// Refits `trained` over the `keep` rows and sends (and returns) its new scoring, under
+/// its feedback layer's marks when it has one.
 fn rescore_trained(
     trained: &mut Trained,
     keep: Option<&[bool]>,
+    layer: Option<&mut FeedbackLayer>,
     data: &Arc<Matrix>,
     events: &Sender<TrainEvent>,
-) {
+) -> Option<Arc<Scoring>> {
     match trained.ensemble.refit(data, keep) {
         Ok(scores) => {
             trained.scores = scores;
-            let scoring =
-                Scoring::of_ensemble(&trained.ensemble, trained.scores.clone(), data.clone());
-            let _ = events.send(TrainEvent::Scored(Arc::new(scoring)));
+            // A feedback layer learns its marks again on top of the refitted scores.
+            let shown = match layer {
+                Some(layer) => {
+                    layer.set_base(&trained.scores);
+                    layer.scores()
+                }
+                None => trained.scores.clone(),
+            };
+            Some(send_scores(trained, shown, data, events))
         }
         Err(e) => {
             let _ = events.send(TrainEvent::Warning(format!("cannot refit: {e}")));
+            None
         }
     }
 }
@@ -599,22 +597,6 @@ fn save_checkpoint(
         Ok(()) => TrainEvent::CheckpointSaved(dir.to_path_buf()),
         Err(e) => TrainEvent::CheckpointFailed(format!("checkpoint not saved: {e:#}")),
     }
-}
-
-/// The rows fits keep under `marked`: all but those marked anomalous (`None`: every row).
-fn keep_of(rows: usize, marked: &Marked) -> Option<Vec<bool>> {
-    (!marked.anomalies.is_empty()).then(|| keep_mask(rows, &marked.anomalies))
-}
-
-/// `true` for every row not listed in `excluded`.
-fn keep_mask(rows: usize, excluded: &[u32]) -> Vec<bool> {
-    let mut keep = vec![true; rows];
-    for &r in excluded {
-        if let Some(k) = keep.get_mut(r as usize) {
-            *k = false;
-        }
-    }
-    keep
 }
 
 /// Serves checkpoint and rescore requests with the networks of the moment, and keeps the
@@ -650,7 +632,7 @@ impl Scorer<'_> {
         }
         self.marks = marked.clone();
         self.keep_changed = true;
-        let keep = keep_of(self.data.rows, marked);
+        let keep = marked.keep(self.data.rows);
         if keep == self.keep {
             return;
         }
@@ -725,7 +707,7 @@ impl Scorer<'_> {
         let rescore = std::mem::take(&mut inbox.rescore);
         if rescore && std::mem::take(&mut self.earlier_stale) {
             for trained in self.earlier.iter_mut() {
-                rescore_trained(trained, self.keep.as_deref(), self.data, self.events);
+                rescore_trained(trained, self.keep.as_deref(), None, self.data, self.events);
             }
         }
         let scores = rescore.then(|| self.mean_with(Some(&calibrated)));
