@@ -155,9 +155,10 @@ pub struct DataArgs {
     /// Columns to treat as categorical even if numeric-looking (comma separated).
     #[arg(long, value_delimiter = ',')]
     pub categorical: Vec<String>,
-    /// What to do with missing values (empty, NA, NaN, ?, null).
-    #[arg(long, value_enum, default_value_t = MissingPolicy::Error)]
-    pub missing: MissingPolicy,
+    /// What to do with missing values (empty, NA, NaN, ?, null; a Zeek log's unset `-`):
+    /// `error` by default, `mean` for Zeek logs, which leave fields unset as a matter of course.
+    #[arg(long, value_enum)]
+    pub missing: Option<MissingPolicy>,
     /// Numeric scaling, fitted on the training rows.
     #[arg(long, value_enum, default_value_t = ScaleKind::Minmax)]
     pub scale: ScaleKind,
@@ -849,7 +850,7 @@ fn score(cmd: &ScoreCommand) -> Result<()> {
     crate::data::source::check_input(&cmd.data)?;
     let ck = checkpoint::load_expecting(&cmd.model, cmd.detector)?;
     let mut read = ck.meta.read.clone();
-    read.missing = cmd.missing.unwrap_or(read.missing);
+    read.missing = cmd.missing.or(read.missing);
     let safety = cmd.output.safety();
     match &cmd.out {
         Some(path) => {

@@ -172,7 +172,7 @@ fn read_soundly(path: &Path, opts: &ReadOptions) -> Option<String> {
                 table.numeric.iter().all(|v| v.is_finite() || v.is_nan()),
                 "numeric cells are finite, or NaN for missing"
             );
-            if opts.missing != MissingPolicy::Mean {
+            if opts.missing != Some(MissingPolicy::Mean) {
                 assert!(table.numeric.iter().all(|v| v.is_finite()));
             }
             for scale in [ScaleKind::Minmax, ScaleKind::Zscore] {
@@ -219,7 +219,7 @@ proptest! {
         std::fs::write(&path, layout.bytes()).unwrap();
         let first = String::from_utf8_lossy(&layout.header[0]).trim().to_string();
         let opts = ReadOptions {
-            missing,
+            missing: Some(missing),
             label: (label && !first.is_empty() && first.is_ascii()).then_some(first),
             ..ReadOptions::default()
         };
@@ -237,7 +237,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bytes.csv");
         std::fs::write(&path, &bytes).unwrap();
-        read_soundly(&path, &ReadOptions { missing: MissingPolicy::Mean, ..ReadOptions::default() });
+        read_soundly(&path, &ReadOptions { missing: Some(MissingPolicy::Mean), ..ReadOptions::default() });
     }
 
     /// Well-formed numeric files, written with any delimiter, line endings, quoting and BOM,

@@ -142,7 +142,15 @@ fn data_columns_named_like_the_added_ones_are_all_kept() {
     let export = |name: &str| {
         let out = dir.path().join(name);
         let safety = dagmm_tui::triage::CellSafety::Defuse;
-        let done = dagmm_tui::triage::export(&data, b',', &["dagmm"], &rows, &out, safety).unwrap();
+        let done = dagmm_tui::triage::export(
+            &data,
+            &dagmm_tui::data::Format::Csv { delimiter: b',' },
+            &["dagmm"],
+            &rows,
+            &out,
+            safety,
+        )
+        .unwrap();
         assert_eq!(done.rows, 1);
         assert!(
             done.notes.iter().any(|n| n.contains("'dagmm_score'")),

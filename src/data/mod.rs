@@ -1,13 +1,15 @@
-//! CSV → dataset: reading, type inference, encoding. Never panics on bad input: every
+//! Data file (CSV, Zeek log, JSON lines) → dataset: reading, type inference, encoding. Never panics on bad input: every
 //! problem becomes a [`DataError`] naming the file, line and column.
 
 pub mod encode;
 pub mod error;
+pub mod format;
 pub mod source;
 pub mod table;
 
 pub use encode::{Encoded, Encoder, ScaleKind};
 pub use error::DataError;
+pub use format::Format;
 pub use table::{
     read_records, read_table, read_table_reporting, ColumnKind, Labels, LoadProgress,
     MissingPolicy, RawTable, ReadOptions, RowRef, Schema,

@@ -1,5 +1,5 @@
-//! Opening a CSV file: gzip detection, binary detection, delimiter sniffing and the
-//! `csv` reader configured the same way for every pass over the file.
+//! Opening a data file: gzip detection, one-pass inputs, and the `csv` reader configured
+//! the same way for every pass over a CSV file.
 //!
 //! The reader makes several passes (sniffing, column statistics, the table, and later the
 //! exports' original text). An input that can be read only once — standard input (`-`), a
@@ -155,7 +155,7 @@ pub fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
 }
 
 /// [`open_text`], adding every byte read from disk to `read`.
-fn open_text_counted(
+pub(super) fn open_text_counted(
     path: &Path,
     read: Arc<AtomicU64>,
 ) -> Result<Box<dyn BufRead + Send>, DataError> {
@@ -175,55 +175,13 @@ fn open_text_counted(
 }
 
 /// Reads the first bytes of the decompressed text, for sniffing.
-fn leading_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
+pub(super) fn leading_bytes(path: &Path) -> Result<Vec<u8>, DataError> {
     let mut head = Vec::with_capacity(SNIFF_BYTES);
     open_text(path)?
         .take(SNIFF_BYTES as u64)
         .read_to_end(&mut head)
         .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
     Ok(head)
-}
-
-/// Checks the file looks like text and picks the delimiter (`forced` wins).
-///
-/// Sniffing counts `,` `;` and tab outside quotes on the header line and takes the most
-/// frequent; a header with none of them is a one-column file, read with `,`.
-pub fn sniff(path: &Path, forced: Option<u8>) -> Result<u8, DataError> {
-    let head = leading_bytes(path)?;
-    if head.is_empty() {
-        return Err(DataError::file(
-            path,
-            "the file is empty (expected a header line)",
-        ));
-    }
-    if let Some(pos) = head.iter().position(|&b| b == 0) {
-        return Err(DataError::file(
-            path,
-            format!("not a text CSV file: NUL byte at byte {pos} (binary data?)"),
-        ));
-    }
-    if let Some(delimiter) = forced {
-        return Ok(delimiter);
-    }
-    let mut counts = [0usize; 3];
-    let mut in_quotes = false;
-    for &b in &head {
-        match b {
-            b'\n' if !in_quotes => break,
-            b'"' => in_quotes = !in_quotes,
-            b',' if !in_quotes => counts[0] += 1,
-            b';' if !in_quotes => counts[1] += 1,
-            b'\t' if !in_quotes => counts[2] += 1,
-            _ => {}
-        }
-    }
-    let candidates = [b',', b';', b'\t'];
-    let best = (0..3).max_by_key(|&i| (counts[i], 3 - i)).unwrap_or(0);
-    Ok(if counts[best] == 0 {
-        b','
-    } else {
-        candidates[best]
-    })
 }
 
 /// Parses a `--delimiter` value: one ASCII character, or the words `tab`/`comma`/`semicolon`.

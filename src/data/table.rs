@@ -1,6 +1,6 @@
-//! CSV → [`RawTable`]: column kinds inferred (or taken from a saved schema), cells parsed,
-//! categorical levels interned, each row's byte offset kept. No scaling happens here:
-//! scalers are fitted later on whichever rows are the training rows.
+//! A data file (any [`Format`]) → [`RawTable`]: column kinds inferred (or taken from a saved
+//! schema), cells parsed, categorical levels interned, each row's byte offset kept. No
+//! scaling happens here: scalers are fitted later on whichever rows are the training rows.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::error::DataError;
-use super::source::{csv_error, csv_reader, csv_reader_counted, sniff};
+use super::format::Format;
 
 /// Marker for a missing categorical cell in [`RawTable::categorical`].
 pub const MISSING_LEVEL: u32 = u32::MAX;
@@ -73,7 +73,7 @@ pub const UNIQUE_MIN_LEVELS: usize = 50;
 /// Options that decide how a file becomes a table.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReadOptions {
-    /// Forced delimiter; `None` sniffs it from the header.
+    /// Forced CSV delimiter; `None` sniffs it from the header.
     pub delimiter: Option<u8>,
     /// Label column: kept out of the features.
     pub label: Option<String>,
@@ -81,7 +81,15 @@ pub struct ReadOptions {
     pub ignore: Vec<String>,
     /// Columns treated as categorical even if they look numeric.
     pub categorical: Vec<String>,
-    pub missing: MissingPolicy,
+    /// `None`: the format's default ([`Format::default_missing`]).
+    pub missing: Option<MissingPolicy>,
+}
+
+impl ReadOptions {
+    /// The missing-value policy for a file of `format`.
+    pub fn missing_for(&self, format: &Format) -> MissingPolicy {
+        self.missing.unwrap_or_else(|| format.default_missing())
+    }
 }
 
 /// Where a data row came from, so its original text can be found again.
@@ -140,7 +148,8 @@ impl Labels {
 #[derive(Debug, Clone)]
 pub struct RawTable {
     pub path: PathBuf,
-    pub delimiter: u8,
+    /// How the file is laid out: exports read its original records again through it.
+    pub format: Format,
     pub schema: Schema,
     pub numeric_columns: Vec<String>,
     /// Row-major, `rows.len() × numeric_columns.len()`.
@@ -235,7 +244,7 @@ pub(crate) fn brief(text: &str) -> String {
 }
 
 /// `cell` quoted for an error message, cut to [`QUOTE_CHARS`] characters.
-fn quoted(cell: &str) -> String {
+pub(crate) fn quoted(cell: &str) -> String {
     let mut chars = cell.chars();
     let head: String = chars.by_ref().take(QUOTE_CHARS).collect();
     let rest = chars.count();
@@ -316,25 +325,20 @@ pub fn read_table_reporting(
     schema: Option<&Schema>,
     sink: ProgressSink<'_>,
 ) -> Result<RawTable, DataError> {
-    let delimiter = sniff(path, opts.delimiter)?;
-    let header = read_header(path, delimiter)?;
+    let format = Format::sniff(path, opts.delimiter, schema)?;
+    let header = read_header(path, &format)?;
     check_named_columns(path, &header, opts)?;
-    let (stats, records) = first_pass(path, delimiter, &header, opts, sink)?;
-    let decided = decide_kinds(path, delimiter, &header, &stats, opts, schema)?;
+    let (stats, records) = first_pass(path, &format, &header, opts, sink)?;
+    let decided = decide_kinds(path, &format, &header, &stats, opts, schema)?;
     let notes = decided.notes.clone();
-    let mut table = second_pass(path, delimiter, &header, decided, opts, records, sink)?;
+    let mut table = second_pass(path, &format, &header, decided, opts, records, sink)?;
     table.notes.splice(0..0, notes);
     table.notes.extend(super::source::input_note(path));
     Ok(table)
 }
 
-fn read_header(path: &Path, delimiter: u8) -> Result<Vec<String>, DataError> {
-    let mut reader = csv_reader(path, delimiter)?;
-    let header = reader.headers().map_err(|e| csv_error(path, &e))?.clone();
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
-        .collect();
+fn read_header(path: &Path, format: &Format) -> Result<Vec<String>, DataError> {
+    let names = format.header(path)?;
     if names.iter().all(String::is_empty) {
         return Err(DataError::at(
             path,
@@ -433,7 +437,7 @@ fn is_feature_role(role: Option<ColumnKind>) -> bool {
 
 fn first_pass(
     path: &Path,
-    delimiter: u8,
+    format: &Format,
     header: &[String],
     opts: &ReadOptions,
     sink: ProgressSink<'_>,
@@ -442,7 +446,7 @@ fn first_pass(
         header.iter().map(|h| role_from_options(h, opts)).collect();
     let mut stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
     let mut rows = 0u64;
-    for_each_record(path, delimiter, Some((1, sink)), |record| {
+    for_each_record(path, format, Some((1, sink)), |record| {
         rows += 1;
         let line = record.position().map_or(0, |p| p.line());
         for (c, cell) in record.iter().enumerate() {
@@ -494,7 +498,7 @@ struct Decided {
 
 fn decide_kinds(
     path: &Path,
-    delimiter: u8,
+    format: &Format,
     header: &[String],
     stats: &[ColumnStats],
     opts: &ReadOptions,
@@ -520,19 +524,31 @@ fn decide_kinds(
             }
         }
     }
+    let hints = format.hints();
     for (c, name) in header.iter().enumerate() {
         let s = &stats[c];
         let from_schema = schema.map(|sc| sc.kind_of(name).unwrap_or(ColumnKind::Ignored));
         let forced = role_from_options(name, opts);
+        let hint = hints.get(c).cloned().flatten();
+        if let (None, None, Some(note)) =
+            (forced, schema, hint.as_ref().and_then(|h| h.note.clone()))
+        {
+            decided.notes.push(note);
+        }
         // Numbers with a decimal comma in a file whose delimiter is not the comma: read as
         // numbers (with `,` as the delimiter `"1,5"` could as well be 1,500, so it is only
         // pointed out).
         let comma_numbers = s.texts > 0 && s.comma_numbers == s.texts;
         let decimal_comma = match schema {
             Some(schema) => schema.has_decimal_comma(name),
-            None => forced.is_none() && comma_numbers && delimiter != b',',
+            None => {
+                forced.is_none()
+                    && hint.is_none()
+                    && comma_numbers
+                    && matches!(format.delimiter(), Some(d) if d != b',')
+            }
         };
-        let kind = match forced.or(from_schema) {
+        let kind = match forced.or(from_schema).or(hint.map(|h| h.kind)) {
             Some(kind) => kind,
             None if s.texts == 0 || decimal_comma => ColumnKind::Numeric,
             None if s.numbers > s.texts => {
@@ -656,20 +672,19 @@ fn categorical_or_dropped(
 
 fn second_pass(
     path: &Path,
-    delimiter: u8,
+    format: &Format,
     header: &[String],
     decided: Decided,
     opts: &ReadOptions,
     records: u64,
     sink: ProgressSink<'_>,
 ) -> Result<RawTable, DataError> {
-    let mut builder = TableBuilder::new(path, delimiter, header, decided, opts.missing);
+    let missing = opts.missing_for(format);
+    let mut builder = TableBuilder::new(path, format, header, decided, missing);
     // The first pass counted the records: the table's arrays are allocated once, at their
     // final size, instead of doubling (which briefly holds 1.5× the matrix).
     builder.reserve(usize::try_from(records).unwrap_or(usize::MAX));
-    for_each_record(path, delimiter, Some((2, sink)), |record| {
-        builder.push(record)
-    })?;
+    for_each_record(path, format, Some((2, sink)), |record| builder.push(record))?;
     let table = builder.take();
     if table.rows.is_empty() {
         return Err(DataError::file(
@@ -685,13 +700,13 @@ fn second_pass(
 /// and at the end.
 fn for_each_record<E: From<DataError>>(
     path: &Path,
-    delimiter: u8,
+    format: &Format,
     mut progress: Option<(u8, ProgressSink<'_>)>,
     mut f: impl FnMut(&csv::StringRecord) -> Result<(), E>,
 ) -> Result<(), E> {
     let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let file_bytes = super::source::input_len(path);
-    let mut reader = csv_reader_counted(path, delimiter, read.clone())?;
+    let mut reader = format.records(path, read.clone())?;
     let mut record = csv::StringRecord::new();
     let mut records = 0u64;
     let mut report = |records: u64| {
@@ -705,19 +720,14 @@ fn for_each_record<E: From<DataError>>(
         }
     };
     loop {
-        match reader.read_record(&mut record) {
-            Ok(true) => {
-                f(&record)?;
-                records += 1;
-                if records.is_multiple_of(REPORT_EVERY) {
-                    report(records);
-                }
-            }
-            Ok(false) => {
-                report(records);
-                return Ok(());
-            }
-            Err(e) => return Err(csv_error(path, &e).into()),
+        if !reader.read_record(&mut record)? {
+            report(records);
+            return Ok(());
+        }
+        f(&record)?;
+        records += 1;
+        if records.is_multiple_of(REPORT_EVERY) {
+            report(records);
         }
     }
 }
@@ -727,7 +737,7 @@ fn for_each_record<E: From<DataError>>(
 /// original text, not the parsed values.
 pub fn read_records(
     path: &Path,
-    delimiter: u8,
+    format: &Format,
     wanted: &std::collections::BTreeSet<u64>,
 ) -> Result<(Vec<String>, HashMap<u64, csv::StringRecord>), DataError> {
     /// Ends the pass once the last wanted record is read.
@@ -740,11 +750,11 @@ pub fn read_records(
             Scan::Failed(e)
         }
     }
-    let header = read_header(path, delimiter)?;
+    let header = read_header(path, format)?;
     let last = wanted.last().copied().unwrap_or(0);
     let mut found = HashMap::with_capacity(wanted.len());
     let mut number = 0u64;
-    let scanned = for_each_record(path, delimiter, None, |record| {
+    let scanned = for_each_record(path, format, None, |record| {
         number += 1;
         if wanted.contains(&number) {
             found.insert(number, record.clone());
@@ -769,12 +779,13 @@ pub fn read_chunks(
     chunk_rows: usize,
     mut each: impl FnMut(RawTable) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
-    let delimiter = sniff(path, opts.delimiter)?;
-    let header = read_header(path, delimiter)?;
+    let format = Format::sniff(path, opts.delimiter, Some(schema))?;
+    let header = read_header(path, &format)?;
     let no_stats: Vec<ColumnStats> = header.iter().map(|_| ColumnStats::default()).collect();
-    let decided = decide_kinds(path, delimiter, &header, &no_stats, opts, Some(schema))?;
-    let mut builder = TableBuilder::new(path, delimiter, &header, decided, opts.missing);
-    for_each_record(path, delimiter, None, |record| {
+    let decided = decide_kinds(path, &format, &header, &no_stats, opts, Some(schema))?;
+    let missing = opts.missing_for(&format);
+    let mut builder = TableBuilder::new(path, &format, &header, decided, missing);
+    for_each_record(path, &format, None, |record| {
         builder.push(record)?;
         if builder.rows.len() >= chunk_rows {
             each(builder.take())?;
@@ -794,7 +805,7 @@ pub fn read_chunks(
 /// Accumulates parsed records into a [`RawTable`] once column kinds are known.
 struct TableBuilder {
     path: PathBuf,
-    delimiter: u8,
+    format: Format,
     header: Vec<String>,
     schema: Schema,
     missing: MissingPolicy,
@@ -819,7 +830,7 @@ struct TableBuilder {
 impl TableBuilder {
     fn new(
         path: &Path,
-        delimiter: u8,
+        format: &Format,
         header: &[String],
         decided: Decided,
         missing: MissingPolicy,
@@ -837,7 +848,7 @@ impl TableBuilder {
         Self {
             numeric_comma: numeric_idx.iter().map(|&c| decimal_comma[c]).collect(),
             path: path.to_path_buf(),
-            delimiter,
+            format: format.clone(),
             header: header.to_vec(),
             numeric_idx,
             label_idx: pick(ColumnKind::Label).first().copied(),
@@ -953,7 +964,7 @@ impl TableBuilder {
         let columns = |idx: &[usize]| idx.iter().map(|&c| self.header[c].clone()).collect();
         RawTable {
             path: self.path.clone(),
-            delimiter: self.delimiter,
+            format: self.format.clone(),
             schema: self.schema.clone(),
             numeric_columns: columns(&self.numeric_idx),
             categorical_columns: columns(&self.categorical_idx),

@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use super::marks::Mark;
-use crate::data::read_records;
+use crate::data::{read_records, Format};
 use crate::files::StagedFile;
 
 /// Output format, chosen by the file extension.
@@ -115,14 +115,14 @@ pub struct Exported {
 /// the data has is prefixed (see [`super::added_columns`]).
 pub fn export(
     data: &Path,
-    delimiter: u8,
+    format: &Format,
     detectors: &[&str],
     rows: &[ExportRow],
     out: &Path,
     safety: CellSafety,
 ) -> Result<Exported> {
     let wanted: BTreeSet<u64> = rows.iter().map(|r| r.record).collect();
-    let (header, records) = read_records(data, delimiter, &wanted)?;
+    let (header, records) = read_records(data, format, &wanted)?;
     let added: Vec<String> = score_columns(detectors)
         .into_iter()
         .flat_map(|(score, rank)| [score, rank])
@@ -212,6 +212,8 @@ mod tests {
     use super::*;
     use std::fs;
 
+    const CSV: Format = Format::Csv { delimiter: b',' };
+
     #[test]
     fn csv_and_json_lines_carry_original_text_in_the_given_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -237,7 +239,7 @@ mod tests {
         ];
         let out = dir.path().join("out.csv");
         assert_eq!(
-            export(&data, b',', &["dagmm"], &rows, &out, CellSafety::Defuse)
+            export(&data, &CSV, &["dagmm"], &rows, &out, CellSafety::Defuse)
                 .unwrap()
                 .rows,
             2
@@ -247,7 +249,7 @@ mod tests {
             "a,b,score,rank,mark\n2,\"y,z\",9.5,1,anomaly\n1.50,x,3,2,\n"
         );
         let out = dir.path().join("out.jsonl");
-        export(&data, b',', &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap();
+        export(&data, &CSV, &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap();
         let lines: Vec<serde_json::Value> = fs::read_to_string(&out)
             .unwrap()
             .lines()
@@ -286,7 +288,7 @@ mod tests {
         let written = |name: &str| {
             let out = dir.path().join(name);
             let detectors = ["egbad", "dagmm"];
-            export(&data, b',', &detectors, &rows, &out, CellSafety::Defuse).unwrap();
+            export(&data, &CSV, &detectors, &rows, &out, CellSafety::Defuse).unwrap();
             fs::read_to_string(&out).unwrap()
         };
         assert_eq!(
@@ -338,12 +340,12 @@ mod tests {
             mark: None,
         }];
         let out = dir.path().join("out.csv");
-        export(&data, b',', &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap();
+        export(&data, &CSV, &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap();
         assert_eq!(
             fs::read_to_string(&out).unwrap(),
             "'=name,x,score,rank,mark\n'=cmd|' /C calc'!A0,-1.5,-2,1,\n"
         );
-        export(&data, b',', &["dagmm"], &rows, &out, CellSafety::Raw).unwrap();
+        export(&data, &CSV, &["dagmm"], &rows, &out, CellSafety::Raw).unwrap();
         assert_eq!(
             fs::read_to_string(&out).unwrap(),
             "=name,x,score,rank,mark\n=cmd|' /C calc'!A0,-1.5,-2,1,\n"

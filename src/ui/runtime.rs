@@ -491,12 +491,17 @@ fn spawn_export(
     (detectors, rows): (Vec<&'static str>, Vec<crate::triage::ExportRow>),
     tx: Sender<Event>,
 ) {
-    let delimiter = app.data.as_ref().map_or(b',', |d| d.loaded.table.delimiter);
+    let format = app
+        .data
+        .as_ref()
+        .map_or(crate::data::Format::Csv { delimiter: b',' }, |d| {
+            d.loaded.table.format.clone()
+        });
     let (data, safety) = (source.data.clone(), source.safety);
     std::thread::Builder::new()
         .name("export".into())
         .spawn(move || {
-            let result = export(&data, delimiter, &detectors, &rows, &path, safety)
+            let result = export(&data, &format, &detectors, &rows, &path, safety)
                 .map(|n| (path, n))
                 .map_err(|e| format!("{e:#}"));
             let _ = tx.send(Event::Exported(result));
