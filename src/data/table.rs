@@ -825,6 +825,9 @@ struct TableBuilder {
     /// Records seen so far (dropped ones included): the next record's number minus one.
     number: u64,
     dropped: u64,
+    /// Missing feature cells kept (`--missing mean`), and the rows that had them.
+    missing_cells: u64,
+    missing_rows: u64,
 }
 
 impl TableBuilder {
@@ -871,6 +874,8 @@ impl TableBuilder {
             rows: Vec::new(),
             number: 0,
             dropped: 0,
+            missing_cells: 0,
+            missing_rows: 0,
         }
     }
 
@@ -894,6 +899,14 @@ impl TableBuilder {
         {
             self.dropped += 1;
             return Ok(());
+        }
+        if self.missing == MissingPolicy::Mean {
+            let missing = features
+                .clone()
+                .filter(|&&c| is_missing(&record[c]))
+                .count() as u64;
+            self.missing_cells += missing;
+            self.missing_rows += u64::from(missing > 0);
         }
         if self.missing == MissingPolicy::Error {
             if let Some(&c) = features.clone().find(|&&c| is_missing(&record[c])) {
@@ -960,6 +973,20 @@ impl TableBuilder {
                 self.dropped
             ));
             self.dropped = 0;
+        }
+        if self.missing_cells > 0 {
+            notes.push(format!(
+                "{} missing cells in {} rows: numbers take the training mean, categories no \
+                 level (--missing mean{})",
+                self.missing_cells,
+                self.missing_rows,
+                if self.format.default_missing() == MissingPolicy::Mean {
+                    ", the default for Zeek logs; --missing error refuses them"
+                } else {
+                    ""
+                }
+            ));
+            (self.missing_cells, self.missing_rows) = (0, 0);
         }
         let columns = |idx: &[usize]| idx.iter().map(|&c| self.header[c].clone()).collect();
         RawTable {

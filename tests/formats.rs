@@ -1,0 +1,349 @@
+//! The readers behind the one seam: Zeek logs and JSON lines give the same table a CSV file
+//! gives, are told apart by their content (a misleading name or gzip changes nothing), and
+//! bad files end in one error naming the file, the line and, where there is one, the column.
+
+mod common;
+
+use std::io::Write;
+
+use common::{one_error_line, run, score, stderr, train, write};
+use dagmm_tui::data::table::MISSING_LEVEL;
+use dagmm_tui::data::{read_table, ColumnKind, Format, RawTable, ReadOptions};
+
+fn read(path: &std::path::Path) -> RawTable {
+    read_table(path, &ReadOptions::default(), None).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn error(path: &std::path::Path) -> String {
+    read_table(path, &ReadOptions::default(), None)
+        .expect_err("the file is malformed")
+        .to_string()
+}
+
+/// A Zeek conn.log-like file with `rows` data rows (row 3 leaves its numbers unset).
+fn zeek_log(rows: usize) -> String {
+    let mut text = String::from(
+        "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n\
+         #fields\tts\tuid\tproto\tduration\torig_bytes\tlocal_orig\ttunnel_parents\n\
+         #types\ttime\tstring\tenum\tinterval\tcount\tbool\tset[string]\n",
+    );
+    for i in 0..rows {
+        let (duration, bytes) = if i == 2 {
+            ("-".to_string(), "-".to_string())
+        } else {
+            (format!("{}.5", i % 7), (100 + i * 13 % 50).to_string())
+        };
+        let proto = ["tcp", "udp", "(empty)"][i % 3];
+        let local = if i % 2 == 0 { "T" } else { "F" };
+        text += &format!(
+            "{}.{i:06}\tC{i:08}\t{proto}\t{duration}\t{bytes}\t{local}\t(empty)\n",
+            1_700_000_000 + i
+        );
+    }
+    text + "#close\t2023-11-15-21-59-58\n"
+}
+
+fn column(table: &RawTable, name: &str) -> Vec<f32> {
+    let c = table
+        .numeric_columns
+        .iter()
+        .position(|n| n == name)
+        .unwrap();
+    let w = table.numeric_columns.len();
+    table.numeric.chunks(w).map(|row| row[c]).collect()
+}
+
+#[test]
+fn a_zeek_log_reads_its_types_and_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    // The name says CSV: the content decides.
+    let path = write(dir.path(), "conn.csv", zeek_log(120).as_bytes());
+    let table = read(&path);
+    assert!(
+        matches!(table.format, Format::Zeek(_)),
+        "{:?}",
+        table.format
+    );
+    assert_eq!(table.len(), 120, "the #close line is not a row");
+    let kind = |name| table.schema.kind_of(name).unwrap();
+    assert_eq!(kind("ts"), ColumnKind::Ignored, "time is kept out");
+    assert_eq!(kind("uid"), ColumnKind::Ignored, "a unique id is dropped");
+    assert_eq!(
+        kind("tunnel_parents"),
+        ColumnKind::Ignored,
+        "sets are dropped"
+    );
+    assert_eq!(kind("duration"), ColumnKind::Numeric);
+    assert_eq!(kind("local_orig"), ColumnKind::Numeric, "bool is 0/1");
+    assert_eq!(kind("proto"), ColumnKind::Categorical);
+    let notes = table.notes.join("\n");
+    for expected in [
+        "'ts' is a timestamp",
+        "'uid' dropped",
+        "'tunnel_parents' holds set",
+    ] {
+        assert!(notes.contains(expected), "{expected} in:\n{notes}");
+    }
+    assert!(
+        notes.contains("2 missing cells in 1 rows") && notes.contains("default for Zeek"),
+        "unset fields take the mean by default, with a note:\n{notes}"
+    );
+    let local = column(&table, "local_orig");
+    assert_eq!(&local[..4], &[1.0, 0.0, 1.0, 0.0]);
+    assert!(column(&table, "duration")[2].is_nan(), "'-' is missing");
+    assert_eq!(column(&table, "duration")[1], 1.5);
+    let proto = table
+        .categorical_columns
+        .iter()
+        .position(|c| c == "proto")
+        .unwrap();
+    let width = table.categorical_columns.len();
+    let level = table.categorical[2 * width + proto];
+    assert_ne!(
+        level, MISSING_LEVEL,
+        "(empty) is a value, not a missing one"
+    );
+    assert_eq!(table.levels[proto][level as usize], "(empty)");
+    assert_eq!(table.rows[0].line, 8, "rows keep their line in the file");
+}
+
+#[test]
+fn a_gzipped_zeek_log_reads_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = write(dir.path(), "conn.log", zeek_log(60).as_bytes());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(zeek_log(60).as_bytes()).unwrap();
+    let packed = write(dir.path(), "conn.log.gz", &gz.finish().unwrap());
+    let (a, b) = (read(&plain), read(&packed));
+    assert_eq!(a.schema, b.schema);
+    assert_eq!(a.numeric.len(), b.numeric.len());
+    assert!(a
+        .numeric
+        .iter()
+        .zip(&b.numeric)
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+}
+
+#[test]
+fn malformed_zeek_logs_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_fields = zeek_log(5).replace("#fields", "#fieldz");
+    let e = error(&write(dir.path(), "nofields.log", no_fields.as_bytes()));
+    assert!(e.contains("nofields.log:8") && e.contains("#fields"), "{e}");
+    let short_row = zeek_log(5).replacen("\tC00000003\t", "\t", 1);
+    let e = error(&write(dir.path(), "short.log", short_row.as_bytes()));
+    assert!(
+        e.contains("short.log:11") && e.contains("6 fields") && e.contains("7"),
+        "{e}"
+    );
+    let types = zeek_log(5).replace("\tset[string]\n", "\n");
+    let e = error(&write(dir.path(), "types.log", types.as_bytes()));
+    assert!(
+        e.contains("types.log:7") && e.contains("6 types for 7"),
+        "{e}"
+    );
+    let text_count = zeek_log(5).replacen("\t113\t", "\tlots\t", 1);
+    let e = error(&write(dir.path(), "count.log", text_count.as_bytes()));
+    assert!(
+        e.contains("count.log:9") && e.contains("column 'orig_bytes'") && e.contains("\"lots\""),
+        "{e}"
+    );
+}
+
+/// JSON lines with nesting, nulls, booleans, arrays and a key that comes late.
+fn json_lines(rows: usize) -> String {
+    (0..rows)
+        .map(|i| {
+            let late = if i >= 3 { format!(", \"late\": {i}") } else { String::new() };
+            format!(
+                "{{\"timestamp\": \"2024-01-01T00:00:{:02}Z\", \"src\": {{\"port\": {}, \"ip\": \"10.0.0.{}\"}}, \
+                 \"bytes\": {}, \"alert\": {}, \"note\": null, \"tags\": [\"a\", \"b\"]{late}}}",
+                i % 60,
+                1000 + i,
+                i % 4,
+                i * 10,
+                i % 2 == 0
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+#[test]
+fn json_lines_flatten_to_dotted_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "eve.json", json_lines(40).as_bytes());
+    let table = read_table(
+        &path,
+        &ReadOptions {
+            missing: Some(dagmm_tui::data::MissingPolicy::Mean),
+            ..ReadOptions::default()
+        },
+        None,
+    )
+    .unwrap();
+    assert!(matches!(table.format, Format::JsonLines(_)));
+    let names: Vec<&str> = table
+        .schema
+        .columns
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "timestamp",
+            "src.port",
+            "src.ip",
+            "bytes",
+            "alert",
+            "note",
+            "tags",
+            "late"
+        ],
+        "keys in order of first appearance, nested ones dotted"
+    );
+    let kind = |name| table.schema.kind_of(name).unwrap();
+    assert_eq!(kind("timestamp"), ColumnKind::Ignored);
+    assert_eq!(kind("tags"), ColumnKind::Ignored);
+    assert_eq!(kind("src.port"), ColumnKind::Numeric);
+    assert_eq!(kind("src.ip"), ColumnKind::Categorical);
+    assert_eq!(kind("alert"), ColumnKind::Numeric, "booleans are 0/1");
+    assert_eq!(column(&table, "alert")[..3], [1.0, 0.0, 1.0]);
+    assert_eq!(column(&table, "src.port")[5], 1005.0);
+    assert!(
+        column(&table, "late")[0].is_nan(),
+        "a key a line lacks is missing"
+    );
+    assert_eq!(column(&table, "late")[3], 3.0);
+    let notes = table.notes.join("\n");
+    assert!(
+        notes.contains("'tags' holds arrays (line 1): dropped"),
+        "{notes}"
+    );
+    assert!(notes.contains("'timestamp' is a timestamp"), "{notes}");
+    assert_eq!(table.rows[4].line, 5);
+}
+
+#[test]
+fn malformed_json_lines_name_the_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines: Vec<String> = json_lines(6).lines().map(str::to_string).collect();
+    lines[3] = "[1, 2, 3]".into();
+    let e = error(&write(
+        dir.path(),
+        "array.json",
+        lines.join("\n").as_bytes(),
+    ));
+    assert!(
+        e.contains("array.json:4") && e.contains("JSON object") && e.contains("an array"),
+        "{e}"
+    );
+    lines[3] = "{\"bytes\": 5,".into();
+    let e = error(&write(dir.path(), "cut.json", lines.join("\n").as_bytes()));
+    assert!(
+        e.contains("cut.json:4") && e.contains("not valid JSON"),
+        "{e}"
+    );
+    lines[3] = "{\"bytes\": \"many\"}".into();
+    let e = error(&write(
+        dir.path(),
+        "mixed.json",
+        lines.join("\n").as_bytes(),
+    ));
+    assert!(
+        e.contains("mixed.json:4")
+            && e.contains("column 'bytes'")
+            && e.contains("mixed types")
+            && e.contains("\"many\"")
+            && e.contains("a number on line 1"),
+        "{e}"
+    );
+    let e = error(&write(
+        dir.path(),
+        "binary.json",
+        b"{\"a\": 1}\n{\"a\": \xff}\n",
+    ));
+    assert!(e.contains("binary.json:2") && e.contains("UTF-8"), "{e}");
+}
+
+#[test]
+fn delimiter_is_refused_for_a_format_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "conn.log", zeek_log(20).as_bytes());
+    let line = one_error_line(&train(
+        &path,
+        &dir.path().join("out"),
+        &["--delimiter", ";"],
+    ));
+    assert!(
+        line.contains("--delimiter is for CSV files") && line.contains("Zeek"),
+        "{line}"
+    );
+}
+
+#[test]
+fn json_lines_train_score_and_export_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "eve.json", json_lines(200).as_bytes());
+    let out = dir.path().join("model");
+    let trained = train(
+        &path,
+        &out,
+        &["--epochs", "2", "--members", "1", "--missing", "mean"],
+    );
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    // New data with keys in another order and one the model never saw: read by name.
+    let reordered: String = json_lines(200)
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(l).unwrap();
+            let bytes = v.remove("bytes").unwrap();
+            v.insert("extra".into(), "x".into());
+            v.insert("bytes".into(), bytes);
+            serde_json::to_string(&v).unwrap() + "\n"
+        })
+        .collect();
+    let other = write(dir.path(), "again.json", reordered.as_bytes());
+    let a = score(&out, &path, &[]);
+    let b = score(&out, &other, &[]);
+    assert!(a.status.success() && b.status.success(), "{}", stderr(&b));
+    assert_eq!(a.stdout, b.stdout, "the same rows score the same");
+    let scored = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    assert_eq!(scored.lines().count(), 201);
+    // An export carries the original records, flattened, whatever the format.
+    let table = read_table(
+        &path,
+        &ReadOptions {
+            missing: Some(dagmm_tui::data::MissingPolicy::Mean),
+            ..ReadOptions::default()
+        },
+        None,
+    )
+    .unwrap();
+    let rows = [dagmm_tui::triage::ExportRow {
+        record: 4,
+        scores: vec![dagmm_tui::triage::RankedScore {
+            score: 2.5,
+            rank: 1,
+        }],
+        mark: None,
+    }];
+    let exported = dir.path().join("top.csv");
+    let safety = dagmm_tui::triage::CellSafety::Defuse;
+    dagmm_tui::triage::export(&path, &table.format, &["dagmm"], &rows, &exported, safety).unwrap();
+    let text = std::fs::read_to_string(&exported).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "timestamp,src.port,src.ip,bytes,alert,note,tags,late,score,rank,mark"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "2024-01-01T00:00:03Z,1003,10.0.0.3,30,0,,,3,2.5,1,"
+    );
+    let help = run(&["train", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Zeek"));
+}
