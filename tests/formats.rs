@@ -347,3 +347,223 @@ fn json_lines_train_score_and_export_end_to_end() {
     let help = run(&["train", "--help"]);
     assert!(String::from_utf8_lossy(&help.stdout).contains("Zeek"));
 }
+
+/// A Parquet file with one column of each kind a user's extract has; `rows` rows, every
+/// fifth `amount` null. Written in small row groups so that reading crosses them.
+fn parquet_file(dir: &std::path::Path, name: &str, rows: usize) -> std::path::PathBuf {
+    use arrow_array::builder::{ListBuilder, StringDictionaryBuilder};
+    use arrow_array::types::Int32Type;
+    use arrow_array::{
+        ArrayRef, BooleanArray, Float32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+        TimestampMicrosecondArray,
+    };
+    let amount: Float64Array = (0..rows)
+        .map(|i| (i % 5 != 0).then_some(i as f64 * 0.1))
+        .collect();
+    let mut dictionary = StringDictionaryBuilder::<Int32Type>::new();
+    (0..rows).for_each(|i| {
+        dictionary.append_value(["GET", "POST", "PUT"][i % 3]);
+    });
+    let mut tags = ListBuilder::new(arrow_array::builder::Int64Builder::new());
+    (0..rows).for_each(|i| {
+        tags.values().append_value(i as i64);
+        tags.append(true);
+    });
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        (
+            "id",
+            std::sync::Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+        ),
+        ("amount", std::sync::Arc::new(amount)),
+        (
+            "ratio",
+            std::sync::Arc::new(Float32Array::from_iter_values(
+                (0..rows).map(|i| i as f32 / 3.0),
+            )),
+        ),
+        (
+            "flag",
+            std::sync::Arc::new(BooleanArray::from_iter((0..rows).map(|i| Some(i % 2 == 0)))),
+        ),
+        (
+            "host",
+            std::sync::Arc::new(StringArray::from_iter_values(
+                (0..rows).map(|i| format!("h{}", i % 4)),
+            )),
+        ),
+        ("method", std::sync::Arc::new(dictionary.finish())),
+        (
+            "seen",
+            std::sync::Arc::new(TimestampMicrosecondArray::from_iter_values(
+                (0..rows).map(|i| 1_700_000_000_000_000 + i as i64 * 1_500_000),
+            )),
+        ),
+        ("tags", std::sync::Arc::new(tags.finish())),
+    ];
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let path = dir.join(name);
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_size(64)
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .build();
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    path
+}
+
+#[test]
+fn parquet_columns_take_their_kinds_from_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = parquet_file(dir.path(), "extract.data", 300);
+    let opts = ReadOptions {
+        missing: Some(dagmm_tui::data::MissingPolicy::Mean),
+        ignore: vec!["tags".into()],
+        ..ReadOptions::default()
+    };
+    let table = read_table(&path, &opts, None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        matches!(table.format, Format::Parquet(_)),
+        "sniffed by its magic bytes"
+    );
+    assert_eq!(table.len(), 300, "every row group read");
+    let kind = |name| table.schema.kind_of(name).unwrap();
+    assert_eq!(kind("id"), ColumnKind::Numeric, "integers are numbers");
+    assert_eq!(kind("host"), ColumnKind::Categorical);
+    assert_eq!(
+        kind("method"),
+        ColumnKind::Categorical,
+        "dictionary columns by their values"
+    );
+    assert_eq!(kind("flag"), ColumnKind::Numeric);
+    assert_eq!(kind("seen"), ColumnKind::Numeric);
+    assert_eq!(column(&table, "flag")[..3], [1.0, 0.0, 1.0]);
+    assert!(column(&table, "amount")[0].is_nan() && column(&table, "amount")[5].is_nan());
+    assert_eq!(column(&table, "amount")[7], (7.0f64 * 0.1) as f32);
+    assert_eq!(
+        column(&table, "ratio")[2],
+        2.0f32 / 3.0,
+        "f32 values exactly"
+    );
+    assert_eq!(column(&table, "seen")[2], 1_700_000_003.0);
+    let method = table
+        .categorical_columns
+        .iter()
+        .position(|c| c == "method")
+        .unwrap();
+    assert_eq!(table.levels[method], ["GET", "POST", "PUT"]);
+    let notes = table.notes.join("\n");
+    assert!(
+        notes.contains("'seen' (Parquet type Timestamp") && notes.contains("seconds"),
+        "{notes}"
+    );
+    assert!(notes.contains("60 missing cells in 60 rows"), "{notes}");
+}
+
+#[test]
+fn malformed_parquet_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = parquet_file(dir.path(), "good.parquet", 300);
+    // A nested column is refused by name unless it is left out.
+    let e = error(&path);
+    assert!(
+        e.contains("column 'tags'") && e.contains("nested") && e.contains("--ignore tags"),
+        "{e}"
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = write(dir.path(), "cut.parquet", &bytes[..bytes.len() / 2]);
+    let e = error(&cut);
+    assert!(e.contains("cut.parquet") && e.contains("Parquet"), "{e}");
+    let e = one_error_line(&train(&cut, &dir.path().join("out"), &[]));
+    assert!(e.contains("cut.parquet") && e.contains("truncated"), "{e}");
+}
+
+#[test]
+fn parquet_trains_and_scores_like_the_same_rows_in_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = parquet_file(dir.path(), "extract.parquet", 300);
+    let table = read_table(
+        &path,
+        &ReadOptions {
+            missing: Some(dagmm_tui::data::MissingPolicy::Mean),
+            ignore: vec!["tags".into()],
+            ..ReadOptions::default()
+        },
+        None,
+    )
+    .unwrap();
+    // The same rows as CSV, written from the records the Parquet reader gives.
+    let wanted: std::collections::BTreeSet<u64> = (1..=300).collect();
+    let (header, records) = dagmm_tui::data::read_records(&path, &table.format, &wanted).unwrap();
+    let mut csv_text = header.join(",") + "\n";
+    for n in 1..=300u64 {
+        csv_text += &(records[&n].iter().collect::<Vec<_>>().join(",") + "\n");
+    }
+    let csv_path = write(dir.path(), "extract.csv", csv_text.as_bytes());
+    let args = [
+        "--epochs",
+        "2",
+        "--members",
+        "1",
+        "--missing",
+        "mean",
+        "--ignore",
+        "tags",
+    ];
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    for (data, out) in [(&path, &a), (&csv_path, &b)] {
+        let trained = train(data, out, &args);
+        assert!(trained.status.success(), "{}", stderr(&trained));
+    }
+    let scores = |d: &std::path::Path| std::fs::read_to_string(d.join("scores.csv")).unwrap();
+    assert_eq!(scores(&a), scores(&b), "same rows, same seed: same scores");
+    let rescored = score(&a, &csv_path, &[]);
+    let again = score(&a, &path, &[]);
+    assert!(
+        rescored.status.success() && again.status.success(),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(rescored.stdout, again.stdout);
+}
+
+/// Flipped bits anywhere in a Parquet file end in the table (damage the format cannot see)
+/// or in an error naming the file: the decoder's own panics are contained.
+#[test]
+fn damaged_parquet_files_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = parquet_file(dir.path(), "good.parquet", 300);
+    let bytes = std::fs::read(&path).unwrap();
+    let opts = ReadOptions {
+        missing: Some(dagmm_tui::data::MissingPolicy::Mean),
+        ignore: vec!["tags".into()],
+        ..ReadOptions::default()
+    };
+    let mut seed = 12345u64;
+    let mut errors = 0;
+    for case in 0..300 {
+        let mut damaged = bytes.clone();
+        for _ in 0..(1 + case % 8) {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let at = (seed >> 33) as usize % damaged.len();
+            damaged[at] ^= 1 << ((seed >> 20) % 8);
+        }
+        let path = write(dir.path(), "damaged.parquet", &damaged);
+        let outcome = std::panic::catch_unwind(|| read_table(&path, &opts, None));
+        match outcome.expect("case {case}: a panic escaped the reader") {
+            Ok(table) => assert_eq!(table.len(), 300, "case {case}"),
+            Err(e) => {
+                errors += 1;
+                assert!(
+                    e.to_string().starts_with(&path.display().to_string()),
+                    "{e}"
+                );
+            }
+        }
+    }
+    assert!(errors > 100, "most damage is seen: {errors} of 300");
+}

@@ -1,5 +1,5 @@
-//! The formats a data file can be in — CSV, Zeek logs (tab-separated with `#` header lines)
-//! and JSON lines — told apart by their content, not their name, and one record reader
+//! The formats a data file can be in — CSV, Zeek logs (tab-separated with `#` header lines),
+//! JSON lines and Parquet — told apart by their content, not their name, and one record reader
 //! per format. Every reader gives the same things: a header of column names, what the
 //! format itself says about a column's kind, and records of text cells that know their
 //! line and byte offset. The table, its checks and errors, the scoring stream and the
@@ -15,6 +15,7 @@ use csv::{Position, StringRecord};
 use serde_json::Value;
 
 use super::error::DataError;
+use super::parquet::ParquetLayout;
 use super::source::{csv_error, csv_reader_counted, leading_bytes, open_text_counted};
 use super::table::{brief, quoted, ColumnKind, MissingPolicy, Schema};
 
@@ -27,6 +28,8 @@ pub enum Format {
     Zeek(Arc<ZeekLayout>),
     /// One JSON object per line; nested objects become dotted column names.
     JsonLines(Arc<JsonLayout>),
+    /// Apache Parquet, its column types from its schema.
+    Parquet(Arc<ParquetLayout>),
 }
 
 /// What the format itself says about a column (Zeek's `#types`, a JSON column of arrays):
@@ -36,6 +39,9 @@ pub struct ColumnHint {
     pub kind: ColumnKind,
     /// Why, when the user should hear it (a column kept out of the features).
     pub note: Option<String>,
+    /// Why the column cannot be read at all (a nested Parquet column): an error unless
+    /// the user leaves the column out (`--ignore`).
+    pub refusal: Option<String>,
 }
 
 /// A Zeek log's header lines. An empty set or string (`(empty)`) stays a value of its own.
@@ -73,6 +79,15 @@ impl Format {
         schema: Option<&Schema>,
     ) -> Result<Format, DataError> {
         let head = leading_bytes(path)?;
+        if head.starts_with(b"PAR1") {
+            if forced_delimiter.is_some() {
+                return Err(DataError::file(
+                    path,
+                    "--delimiter is for CSV files; this is a Parquet file",
+                ));
+            }
+            return Ok(Format::Parquet(Arc::new(ParquetLayout::read(path)?)));
+        }
         if head.is_empty() {
             return Err(DataError::file(
                 path,
@@ -118,6 +133,7 @@ impl Format {
             Format::Csv { .. } => "a CSV file",
             Format::Zeek(_) => "a Zeek log",
             Format::JsonLines(_) => "a JSON-lines file",
+            Format::Parquet(_) => "a Parquet file",
         }
     }
 
@@ -152,6 +168,7 @@ impl Format {
             }
             Format::Zeek(layout) => Ok(layout.fields.clone()),
             Format::JsonLines(layout) => Ok(layout.columns.clone()),
+            Format::Parquet(layout) => Ok(layout.columns.clone()),
         }
     }
 
@@ -169,6 +186,7 @@ impl Format {
                 None => Vec::new(),
             },
             Format::JsonLines(layout) => layout.columns.iter().map(|c| layout.hint(c)).collect(),
+            Format::Parquet(layout) => layout.hints(),
         }
     }
 
@@ -191,6 +209,7 @@ impl Format {
                     None => vec![false; layout.fields.len()],
                 },
             }),
+            Format::Parquet(layout) => layout.records(path, read)?,
             Format::JsonLines(layout) => Box::new(JsonRecords {
                 lines: Lines::open(path, read)?,
                 path: path.to_path_buf(),
@@ -399,7 +418,13 @@ impl ZeekLayout {
 
 /// What a Zeek type says about a column.
 fn zeek_hint(name: &str, ty: &str) -> Option<ColumnHint> {
-    let hint = |kind, note: Option<String>| Some(ColumnHint { kind, note });
+    let hint = |kind, note: Option<String>| {
+        Some(ColumnHint {
+            kind,
+            note,
+            refusal: None,
+        })
+    };
     match ty {
         "time" => hint(
             ColumnKind::Ignored,
@@ -634,6 +659,7 @@ impl JsonLayout {
                     "column '{}' holds arrays (line {line}): dropped",
                     brief(column)
                 )),
+                refusal: None,
             });
         }
         JSON_TIME_COLUMNS.contains(&column).then(|| ColumnHint {
@@ -642,6 +668,7 @@ impl JsonLayout {
                 "column '{}' is a timestamp: kept out of the features, like an id",
                 brief(column)
             )),
+            refusal: None,
         })
     }
 }

@@ -1,9 +1,10 @@
-//! Data file (CSV, Zeek log, JSON lines) → dataset: reading, type inference, encoding. Never panics on bad input: every
+//! Data file (CSV, Zeek log, JSON lines, Parquet) → dataset: reading, type inference, encoding. Never panics on bad input: every
 //! problem becomes a [`DataError`] naming the file, line and column.
 
 pub mod encode;
 pub mod error;
 pub mod format;
+pub mod parquet;
 pub mod source;
 pub mod table;
 

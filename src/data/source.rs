@@ -149,6 +149,19 @@ fn open_raw(path: &Path) -> Result<Box<dyn Read + Send>, DataError> {
     Ok(Box::new(file))
 }
 
+/// `path` as a file that can be read at any position (Parquet's footer is at its end): the
+/// file itself, or the copy of a one-pass input.
+pub(super) fn open_file(path: &Path) -> Result<File, DataError> {
+    if is_one_pass(path)? {
+        return spool(path)?
+            .file
+            .try_clone()
+            .map_err(|e| DataError::file(path, format!("cannot reopen the copy: {e}")));
+    }
+    crate::files::protect_input(path);
+    File::open(path).map_err(|e| DataError::file(path, format!("cannot open: {e}")))
+}
+
 /// Opens `path` as decompressed text (gzip is detected by its magic bytes, not the name).
 pub fn open_text(path: &Path) -> Result<Box<dyn BufRead + Send>, DataError> {
     open_text_counted(path, Arc::default())

@@ -530,6 +530,11 @@ fn decide_kinds(
         let from_schema = schema.map(|sc| sc.kind_of(name).unwrap_or(ColumnKind::Ignored));
         let forced = role_from_options(name, opts);
         let hint = hints.get(c).cloned().flatten();
+        if let (Some(refusal), None) = (hint.as_ref().and_then(|h| h.refusal.clone()), schema) {
+            if forced != Some(ColumnKind::Ignored) && forced != Some(ColumnKind::Label) {
+                return Err(DataError::file(path, refusal));
+            }
+        }
         if let (None, None, Some(note)) =
             (forced, schema, hint.as_ref().and_then(|h| h.note.clone()))
         {

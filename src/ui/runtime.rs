@@ -170,6 +170,10 @@ fn open_terminal(sixteen_colours: bool) -> Result<Workbench> {
     use ratatui::crossterm::terminal::{enable_raw_mode, EnterAlternateScreen};
     let restore_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        if crate::data::parquet::containing_panic() {
+            // A damaged Parquet file: the reader turns this panic into an error message.
+            return;
+        }
         let _ = execute!(std::io::stdout(), DisableBracketedPaste);
         ratatui::restore();
         restore_hook(info);
