@@ -49,7 +49,7 @@ fn main() {
             rows: 200_000,
             data: None,
             repeats: 3,
-            load: Some(KDDCUP_FILE.into()),
+            load: vec![KDDCUP_FILE.into()],
         })
         .expect("bench");
         for line in report.lines() {

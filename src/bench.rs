@@ -3,11 +3,10 @@
 //! real file — with the spread over repeats, so a claim about speed is a command anyone can
 //! rerun. `cargo bench --bench throughput` calls the same code.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Serialize;
 
@@ -31,8 +30,9 @@ pub struct BenchOptions {
     pub data: Option<PathBuf>,
     /// Timed repeats of each measurement, after one warm-up (at least 3).
     pub repeats: usize,
-    /// File whose loading and encoding is timed (`None` or missing: skipped).
-    pub load: Option<PathBuf>,
+    /// Files whose loading and encoding is timed, one after the other in the same run, so
+    /// formats compare as ratios (missing files are skipped).
+    pub load: Vec<PathBuf>,
 }
 
 /// Median, min and max of repeated measurements.
@@ -70,12 +70,14 @@ pub struct LoadFigures {
     pub rows: usize,
     /// Size on disk (compressed for gzip).
     pub file_mb: f64,
-    /// Size of the CSV text (decompressed).
+    /// Size of the text (decompressed; for Parquet, its size on disk).
     pub csv_mb: f64,
     /// Seconds to read and encode, warm (the file in the page cache).
     pub seconds: Spread,
-    /// CSV megabytes per second at the median time.
+    /// Text megabytes per second at the median time.
     pub csv_mb_per_s: f64,
+    /// Rows read and encoded per second at the median time.
+    pub rows_per_s: f64,
 }
 
 /// Everything `bench` measured. The JSON keys are stable (README, "Performance").
@@ -90,7 +92,8 @@ pub struct BenchReport {
     pub train_samples_per_s: Spread,
     /// Rows per second scored by a fitted model (forward pass and energy).
     pub score_samples_per_s: Spread,
-    pub load: Option<LoadFigures>,
+    /// One entry per file given to `--load` that exists.
+    pub load: Vec<LoadFigures>,
     /// Peak resident memory of the process, in MB.
     pub peak_rss_mb: f64,
 }
@@ -158,10 +161,12 @@ fn measure(options: &BenchOptions) -> Result<BenchReport> {
     score_rate();
     let score_rates = (0..repeats).map(|_| score_rate()).collect();
 
-    let load = match &options.load {
-        Some(path) if path.is_file() => Some(time_load(path, repeats)?),
-        _ => None,
-    };
+    let load = options
+        .load
+        .iter()
+        .filter(|path| path.is_file())
+        .map(|path| time_load(path, repeats))
+        .collect::<Result<Vec<_>>>()?;
     Ok(BenchReport {
         threads: rayon::current_num_threads(),
         rows: data.rows,
@@ -201,19 +206,14 @@ fn time_load(path: &Path, repeats: usize) -> Result<LoadFigures> {
         file_mb: file_bytes as f64 / 1e6,
         csv_mb: csv_bytes as f64 / 1e6,
         csv_mb_per_s: csv_bytes as f64 / 1e6 / seconds.median,
+        rows_per_s: rows as f64 / seconds.median,
         seconds,
     })
 }
 
-/// Bytes of CSV text in `path` (decompressed when it is gzip).
+/// Bytes of text in `path` (decompressed when it is gzip, as the readers detect it).
 fn text_bytes(path: &Path) -> Result<u64> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let gz = path.extension().is_some_and(|e| e == "gz");
-    let mut reader: Box<dyn Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
+    let mut reader = crate::data::source::open_text(path)?;
     Ok(std::io::copy(&mut reader, &mut std::io::sink())?)
 }
 
@@ -244,9 +244,9 @@ impl BenchReport {
             format!("train  samples/s  {}", spread(&self.train_samples_per_s)),
             format!("score  samples/s  {}", spread(&self.score_samples_per_s)),
         ];
-        match &self.load {
-            Some(l) => out.push(format!(
-                "load   {}: {} rows, {:.1} MB CSV ({:.1} MB on disk) read and encoded in {:.3} s median (min {:.3}, max {:.3}): {:.0} MB/s",
+        for l in &self.load {
+            out.push(format!(
+                "load   {}: {} rows, {:.1} MB of text ({:.1} MB on disk) read and encoded in {:.3} s median (min {:.3}, max {:.3}): {:.0} MB/s, {:.0} rows/s",
                 l.file,
                 l.rows,
                 l.csv_mb,
@@ -254,9 +254,12 @@ impl BenchReport {
                 l.seconds.median,
                 l.seconds.min,
                 l.seconds.max,
-                l.csv_mb_per_s
-            )),
-            None => out.push("load   skipped (no file: --load FILE)".into()),
+                l.csv_mb_per_s,
+                l.rows_per_s
+            ));
+        }
+        if self.load.is_empty() {
+            out.push("load   skipped (no file: --load FILE[,FILE…])".into());
         }
         out.push(format!("peak RSS {:.0} MB", self.peak_rss_mb));
         out
@@ -284,7 +287,7 @@ mod tests {
             rows: 2048,
             data: None,
             repeats: 3,
-            load: Some(file),
+            load: vec![file, dir.path().join("absent.csv")],
         })
         .unwrap();
         assert_eq!(
@@ -294,7 +297,8 @@ mod tests {
         let t = report.train_samples_per_s;
         assert!(t.min > 0.0 && t.min <= t.median && t.median <= t.max);
         assert!(report.score_samples_per_s.min > 0.0);
-        let load = report.load.as_ref().unwrap();
+        assert_eq!(report.load.len(), 1, "a missing file is skipped");
+        let load = &report.load[0];
         assert_eq!(load.rows, 3);
         assert_eq!(load.csv_mb, 16e-6);
         assert!(report.peak_rss_mb > 0.0);

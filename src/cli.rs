@@ -129,9 +129,10 @@ pub struct BenchCommand {
     /// Timed repeats of each measurement after a warm-up (at least 3).
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// File whose loading and encoding is timed.
-    #[arg(long, default_value = crate::bench::KDDCUP_FILE)]
-    pub load: PathBuf,
+    /// Files whose loading and encoding is timed, in the same run (comma separated: e.g. a
+    /// CSV file and its Parquet conversion).
+    #[arg(long, value_delimiter = ',', default_value = crate::bench::KDDCUP_FILE)]
+    pub load: Vec<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -156,7 +157,7 @@ pub struct DataArgs {
     #[arg(long, value_delimiter = ',')]
     pub categorical: Vec<String>,
     /// What to do with missing values (empty, NA, NaN, ?, null; a Zeek log's unset `-`):
-    /// `error` by default, `mean` for Zeek logs, which leave fields unset as a matter of course.
+    /// `error` by default, `mean` for Zeek logs and Parquet, where an unset field or a null is routine.
     #[arg(long, value_enum)]
     pub missing: Option<MissingPolicy>,
     /// Numeric scaling, fitted on the training rows.
@@ -556,7 +557,7 @@ fn bench(cmd: &BenchCommand) -> Result<()> {
         rows: cmd.rows,
         data: cmd.data_file.clone(),
         repeats: cmd.repeats,
-        load: Some(cmd.load.clone()),
+        load: cmd.load.clone(),
     })?;
     if cmd.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

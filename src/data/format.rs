@@ -5,6 +5,7 @@
 //! line and byte offset. The table, its checks and errors, the scoring stream and the
 //! exports are written once over those, whatever the format.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use serde_json::Value;
 use super::error::DataError;
 use super::parquet::ParquetLayout;
 use super::source::{csv_error, csv_reader_counted, leading_bytes, open_text_counted};
-use super::table::{brief, quoted, ColumnKind, MissingPolicy, Schema};
+use super::table::{brief, is_missing, quoted, ColumnKind, MissingPolicy, Schema};
 
 /// How a data file is laid out, sniffed from its first bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,12 +146,13 @@ impl Format {
         }
     }
 
-    /// The missing-value policy when the user names none: Zeek leaves fields unset as a
-    /// matter of course (a connection without a reply has no `resp_bytes`), so its unset
-    /// fields take the training mean; elsewhere a missing cell is an error to look at.
+    /// The missing-value policy when the user names none. Zeek leaves fields unset as a
+    /// matter of course (a connection without a reply has no `resp_bytes`), and a Parquet
+    /// null is a typed "no value", never a typo: both take the training mean. In text
+    /// formats an empty cell may be a mistake, so it is an error to look at.
     pub fn default_missing(&self) -> MissingPolicy {
         match self {
-            Format::Zeek(_) => MissingPolicy::Mean,
+            Format::Zeek(_) | Format::Parquet(_) => MissingPolicy::Mean,
             _ => MissingPolicy::Error,
         }
     }
@@ -219,11 +221,88 @@ impl Format {
     }
 }
 
-/// Reads the records of one pass, one at a time, into a reused [`StringRecord`] whose
-/// position (line, byte offset, record number) is set.
+/// Reads the records of one pass, one at a time, into a reused [`Record`] whose position
+/// (line, byte offset, record number) is set.
 pub trait RecordReader {
     /// The next record into `record`; `false` at the end of the data.
-    fn read_record(&mut self, record: &mut StringRecord) -> Result<bool, DataError>;
+    fn read_record(&mut self, record: &mut Record) -> Result<bool, DataError>;
+}
+
+/// One data record: its cells as text, and where the format stores numbers as numbers
+/// (Parquet), those numbers themselves, so they are never written out and parsed back.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    /// Every cell's text; a typed number's text is empty.
+    pub text: StringRecord,
+    /// Per column of a typed format: `Some(value)` for a number; empty for text formats.
+    numbers: Vec<Option<f64>>,
+}
+
+impl Record {
+    /// Cells in the record.
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// `true` for a record without cells.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// Where the record starts.
+    pub fn position(&self) -> Option<&Position> {
+        self.text.position()
+    }
+
+    /// Cell `c` as a number when the format stored it as one.
+    pub fn number(&self, c: usize) -> Option<f64> {
+        self.numbers.get(c).copied().flatten()
+    }
+
+    /// `true` when cell `c` is missing (a NaN number counts, as the text `NaN` does).
+    pub fn is_missing(&self, c: usize) -> bool {
+        match self.number(c) {
+            Some(v) => v.is_nan(),
+            None => is_missing(&self.text[c]),
+        }
+    }
+
+    /// Cell `c` as text (a typed number in its shortest exact form).
+    pub fn cell(&self, c: usize) -> Cow<'_, str> {
+        match self.number(c) {
+            Some(v) => Cow::Owned(ryu::Buffer::new().format(v).to_string()),
+            None => Cow::Borrowed(&self.text[c]),
+        }
+    }
+
+    /// The record as text only, for exports.
+    pub fn into_text(self) -> StringRecord {
+        if self.numbers.is_empty() {
+            return self.text;
+        }
+        let mut text = StringRecord::new();
+        (0..self.len()).for_each(|c| text.push_field(&self.cell(c)));
+        text.set_position(self.text.position().cloned());
+        text
+    }
+
+    /// Starts a record of a typed format: no cells yet.
+    pub(super) fn clear_typed(&mut self) {
+        self.text.clear();
+        self.numbers.clear();
+    }
+
+    /// Appends a text cell to a record of a typed format.
+    pub(super) fn push_text(&mut self, cell: &str) {
+        self.text.push_field(cell);
+        self.numbers.push(None);
+    }
+
+    /// Appends a number (`None`: a null, which is missing) to a record of a typed format.
+    pub(super) fn push_number(&mut self, value: Option<f64>) {
+        self.text.push_field("");
+        self.numbers.push(value);
+    }
 }
 
 /// Sniffing counts `,` `;` and tab outside quotes on the header line and takes the most
@@ -256,9 +335,10 @@ struct CsvRecords {
 }
 
 impl RecordReader for CsvRecords {
-    fn read_record(&mut self, record: &mut StringRecord) -> Result<bool, DataError> {
+    fn read_record(&mut self, record: &mut Record) -> Result<bool, DataError> {
+        record.numbers.clear();
         self.reader
-            .read_record(record)
+            .read_record(&mut record.text)
             .map_err(|e| csv_error(&self.path, &e))
     }
 }
@@ -457,7 +537,9 @@ struct ZeekRecords {
 }
 
 impl RecordReader for ZeekRecords {
-    fn read_record(&mut self, record: &mut StringRecord) -> Result<bool, DataError> {
+    fn read_record(&mut self, record: &mut Record) -> Result<bool, DataError> {
+        record.numbers.clear();
+        let record = &mut record.text;
         loop {
             let Some((line, number, offset)) = self.lines.next_line()? else {
                 return Ok(false);
@@ -691,7 +773,9 @@ struct JsonRecords {
 }
 
 impl RecordReader for JsonRecords {
-    fn read_record(&mut self, record: &mut StringRecord) -> Result<bool, DataError> {
+    fn read_record(&mut self, record: &mut Record) -> Result<bool, DataError> {
+        record.numbers.clear();
+        let record = &mut record.text;
         loop {
             let Some((line, number, offset)) = self.lines.next_line()? else {
                 return Ok(false);

@@ -2,13 +2,12 @@
 //! by row group through Arrow. The column types come from the file's schema: integers,
 //! floats and decimals are numbers, booleans 0/1, strings and dictionary columns
 //! categorical, timestamps, dates, times and durations numbers of seconds (with a note);
-//! binary columns are dropped and nested ones refused by name. Each value is handed to the
-//! table as the text a CSV file would hold (floats in their shortest exact form), so the
-//! table, its checks and its errors are the CSV reader's, and a Parquet file converted from a
-//! CSV file gives the same table, bit for bit.
+//! binary columns are dropped and nested ones refused by name. Numbers reach the table as
+//! numbers (never written out and parsed back) and text as text, through the same record
+//! seam as every format, so the table's checks and errors are the CSV reader's, and a
+//! Parquet file converted from a CSV file gives the same table, bit for bit.
 
 use std::cell::Cell;
-use std::fmt::Write;
 use std::fs::File;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -16,15 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Once;
 
-use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch};
-use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, TimeUnit};
-use csv::{Position, StringRecord};
+use csv::Position;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 
 use super::error::DataError;
-use super::format::{ColumnHint, RecordReader};
+use super::format::{ColumnHint, Record, RecordReader};
 use super::source::open_file;
 use super::table::{brief, ColumnKind};
 
@@ -41,17 +39,15 @@ pub struct ParquetLayout {
     pub rows: u64,
 }
 
-/// How a column's values become text cells.
+/// How a column's values reach the table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Conversion {
-    /// Formatted as they are (numbers, decimals, strings).
-    AsIs,
-    /// `true`/`false` as 1/0.
-    Bool,
-    /// A dictionary column, by its values.
-    Dictionary,
+    /// As numbers (integers, floats, decimals; booleans as 1/0).
+    Number,
     /// A point or span in time, as seconds: `divisor` of the stored unit make one second.
     Seconds { divisor: f64 },
+    /// As text (strings, dictionary columns by their values).
+    Text,
     /// Not read (binary, nested): its cells are empty.
     Skipped,
 }
@@ -67,8 +63,6 @@ fn seconds_per(unit: &TimeUnit) -> f64 {
 
 fn conversion(ty: &DataType) -> Conversion {
     match ty {
-        DataType::Boolean => Conversion::Bool,
-        DataType::Dictionary(..) => Conversion::Dictionary,
         DataType::Timestamp(unit, _)
         | DataType::Time32(unit)
         | DataType::Time64(unit)
@@ -79,10 +73,12 @@ fn conversion(ty: &DataType) -> Conversion {
             divisor: 1.0 / 86_400.0,
         },
         DataType::Date64 => Conversion::Seconds { divisor: 1e3 },
-        t if t.is_nested() || is_binary(t) || matches!(t, DataType::Interval(_)) => {
-            Conversion::Skipped
+        DataType::Boolean => Conversion::Number,
+        t if t.is_numeric() => Conversion::Number,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
+            Conversion::Text
         }
-        _ => Conversion::AsIs,
+        _ => Conversion::Skipped,
     }
 }
 
@@ -193,9 +189,7 @@ impl ParquetLayout {
                     | DataType::LargeUtf8
                     | DataType::Utf8View
                     | DataType::Dictionary(..) => (ColumnKind::Categorical, None, None),
-                    t if conversion(t) == Conversion::Bool || t.is_numeric() => {
-                        (ColumnKind::Numeric, None, None)
-                    }
+                    t if conversion(t) == Conversion::Number => (ColumnKind::Numeric, None, None),
                     t if matches!(conversion(t), Conversion::Seconds { .. }) => (
                         ColumnKind::Numeric,
                         Some(format!(
@@ -242,7 +236,6 @@ impl ParquetLayout {
         Ok(Box::new(ParquetRecords {
             reader,
             layout: self.clone(),
-            readable,
             path: path.to_path_buf(),
             batch: Vec::new(),
             at: 0,
@@ -254,42 +247,50 @@ impl ParquetLayout {
     }
 }
 
-/// One column of the current batch as text: every cell formatted once, end to end.
-struct Prepared {
-    /// The column's index in the header.
-    column: usize,
-    text: String,
-    /// Where each row's cell ends in `text` (a null is an empty cell: missing).
-    ends: Vec<usize>,
+/// One column of the current batch, in the form its cells are read from.
+enum Prepared {
+    Numbers(Float64Array),
+    Text(StringArray),
+    Skipped,
 }
 
 impl Prepared {
-    fn new(column: usize, array: &ArrayRef) -> Result<Self, String> {
-        let formatter = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
-            .map_err(|e| format!("cannot format a column: {e}"))?;
-        let mut text = String::new();
-        let mut ends = Vec::with_capacity(array.len());
-        for row in 0..array.len() {
-            if !array.is_null(row) {
-                write!(text, "{}", formatter.value(row))
-                    .map_err(|e| format!("cannot format a value: {e}"))?;
+    fn new(array: &ArrayRef, how: Conversion) -> Result<Self, String> {
+        let cast = |to: &DataType| {
+            arrow_cast::cast(array, to).map_err(|e| format!("cannot convert a column: {e}"))
+        };
+        let downcast = |array: ArrayRef| -> Result<_, String> {
+            Ok(array
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .ok_or("a column did not convert to numbers")?
+                .clone())
+        };
+        Ok(match how {
+            Conversion::Number => Prepared::Numbers(downcast(cast(&DataType::Float64)?)?),
+            Conversion::Seconds { divisor } => {
+                let raw = cast(&DataType::Int64)?;
+                let raw = raw
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .ok_or("a time column did not convert to integers")?;
+                Prepared::Numbers(raw.iter().map(|v| v.map(|v| v as f64 / divisor)).collect())
             }
-            ends.push(text.len());
-        }
-        Ok(Self { column, text, ends })
-    }
-
-    fn cell(&self, row: usize) -> &str {
-        let start = if row == 0 { 0 } else { self.ends[row - 1] };
-        &self.text[start..self.ends[row]]
+            Conversion::Text => Prepared::Text(
+                cast(&DataType::Utf8)?
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .ok_or("a column did not convert to text")?
+                    .clone(),
+            ),
+            Conversion::Skipped => Prepared::Skipped,
+        })
     }
 }
 
 struct ParquetRecords {
     reader: ParquetRecordBatchReader,
     layout: Arc<ParquetLayout>,
-    /// Header indices of the columns read (the projection, in order).
-    readable: Vec<usize>,
     path: PathBuf,
     batch: Vec<Prepared>,
     /// The next row within the batch, and the batch's rows.
@@ -317,16 +318,17 @@ impl ParquetRecords {
                 ),
             )
         })?;
-        self.batch = self
-            .readable
-            .iter()
-            .zip(batch.columns())
-            .map(|(&column, array)| {
-                convert(array, conversion(&self.layout.types[column]))
-                    .and_then(|array| Prepared::new(column, &array))
-                    .map_err(|e| DataError::file(&self.path, e))
+        let mut columns = batch.columns().iter();
+        self.batch = (0..self.layout.columns.len())
+            .map(|c| match conversion(&self.layout.types[c]) {
+                Conversion::Skipped => Ok(Prepared::Skipped),
+                how => {
+                    let array = columns.next().ok_or("a column is missing from a batch")?;
+                    Prepared::new(array, how)
+                }
             })
-            .collect::<Result<_, DataError>>()?;
+            .collect::<Result<_, String>>()
+            .map_err(|e| DataError::file(&self.path, e))?;
         self.at = 0;
         self.rows_in_batch = batch.num_rows();
         if self.layout.rows > 0 {
@@ -338,29 +340,8 @@ impl ParquetRecords {
     }
 }
 
-/// `array` in the form its cells are formatted from.
-fn convert(array: &ArrayRef, how: Conversion) -> Result<ArrayRef, String> {
-    let cast = |to: &DataType| {
-        arrow_cast::cast(array, to).map_err(|e| format!("cannot convert a column: {e}"))
-    };
-    Ok(match how {
-        Conversion::AsIs | Conversion::Skipped => array.clone(),
-        Conversion::Bool => cast(&DataType::Int8)?,
-        Conversion::Dictionary => cast(&DataType::Utf8)?,
-        Conversion::Seconds { divisor } => {
-            let raw = cast(&DataType::Int64)?;
-            let raw = raw
-                .as_any()
-                .downcast_ref::<arrow_array::Int64Array>()
-                .ok_or("a time column did not convert to integers")?;
-            let seconds: Float64Array = raw.iter().map(|v| v.map(|v| v as f64 / divisor)).collect();
-            Arc::new(seconds)
-        }
-    })
-}
-
 impl RecordReader for ParquetRecords {
-    fn read_record(&mut self, record: &mut StringRecord) -> Result<bool, DataError> {
+    fn read_record(&mut self, record: &mut Record) -> Result<bool, DataError> {
         while self.at >= self.rows_in_batch {
             if !self.next_batch()? {
                 return Ok(false);
@@ -369,16 +350,13 @@ impl RecordReader for ParquetRecords {
         let row = self.at;
         self.at += 1;
         self.number += 1;
-        record.clear();
-        let mut next = self.batch.iter().peekable();
-        for column in 0..self.layout.columns.len() {
-            match next.peek() {
-                Some(p) if p.column == column => {
-                    record.push_field(p.cell(row));
-                    next.next();
-                }
-                // A column not read (binary, nested) is an empty cell.
-                _ => record.push_field(""),
+        record.clear_typed();
+        for column in &self.batch {
+            match column {
+                Prepared::Numbers(a) => record.push_number(a.is_valid(row).then(|| a.value(row))),
+                Prepared::Text(a) if a.is_valid(row) => record.push_text(a.value(row)),
+                // A null, or a column not read (binary, nested): an empty cell.
+                Prepared::Text(_) | Prepared::Skipped => record.push_text(""),
             }
         }
         let mut position = Position::new();
@@ -386,7 +364,7 @@ impl RecordReader for ParquetRecords {
             .set_line(self.number)
             .set_byte(self.number - 1)
             .set_record(self.number);
-        record.set_position(Some(position));
+        record.text.set_position(Some(position));
         Ok(true)
     }
 }

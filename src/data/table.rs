@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::error::DataError;
-use super::format::Format;
+use super::format::{Format, Record};
 
 /// Marker for a missing categorical cell in [`RawTable::categorical`].
 pub const MISSING_LEVEL: u32 = u32::MAX;
@@ -449,19 +449,20 @@ fn first_pass(
     for_each_record(path, format, Some((1, sink)), |record| {
         rows += 1;
         let line = record.position().map_or(0, |p| p.line());
-        for (c, cell) in record.iter().enumerate() {
-            if !is_feature_role(roles[c]) || is_missing(cell) {
+        for c in 0..record.len() {
+            if !is_feature_role(roles[c]) || record.is_missing(c) {
                 continue;
             }
             let s = &mut stats[c];
-            match parse_number(cell) {
+            let cell = &record.text[c];
+            match record.number(c).or_else(|| parse_number(cell)) {
                 Some(v) => {
                     s.numbers += 1;
                     if !fits_f32(v) && s.first_non_finite.is_none() {
-                        s.first_non_finite = Some((line, cell.to_string()));
+                        s.first_non_finite = Some((line, record.cell(c).into_owned()));
                     }
                     if roles[c] == Some(ColumnKind::Categorical) {
-                        s.see_level(trimmed(cell));
+                        s.see_level(trimmed(&record.cell(c)));
                     }
                 }
                 None => {
@@ -707,12 +708,12 @@ fn for_each_record<E: From<DataError>>(
     path: &Path,
     format: &Format,
     mut progress: Option<(u8, ProgressSink<'_>)>,
-    mut f: impl FnMut(&csv::StringRecord) -> Result<(), E>,
+    mut f: impl FnMut(&Record) -> Result<(), E>,
 ) -> Result<(), E> {
     let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let file_bytes = super::source::input_len(path);
     let mut reader = format.records(path, read.clone())?;
-    let mut record = csv::StringRecord::new();
+    let mut record = Record::default();
     let mut records = 0u64;
     let mut report = |records: u64| {
         if let Some((pass, sink)) = progress.as_mut() {
@@ -762,7 +763,7 @@ pub fn read_records(
     let scanned = for_each_record(path, format, None, |record| {
         number += 1;
         if wanted.contains(&number) {
-            found.insert(number, record.clone());
+            found.insert(number, record.clone().into_text());
         }
         if number >= last {
             return Err(Scan::Complete);
@@ -896,68 +897,69 @@ impl TableBuilder {
         }
     }
 
-    fn push(&mut self, record: &csv::StringRecord) -> Result<(), DataError> {
+    fn push(&mut self, record: &Record) -> Result<(), DataError> {
         self.number += 1;
         let (line, offset) = record.position().map_or((0, 0), |p| (p.line(), p.byte()));
         let features = self.numeric_idx.iter().chain(&self.categorical_idx);
-        if self.missing == MissingPolicy::Drop && features.clone().any(|&c| is_missing(&record[c]))
-        {
+        if self.missing == MissingPolicy::Drop && features.clone().any(|&c| record.is_missing(c)) {
             self.dropped += 1;
             return Ok(());
         }
         if self.missing == MissingPolicy::Mean {
-            let missing = features
-                .clone()
-                .filter(|&&c| is_missing(&record[c]))
-                .count() as u64;
+            let missing = features.clone().filter(|&&c| record.is_missing(c)).count() as u64;
             self.missing_cells += missing;
             self.missing_rows += u64::from(missing > 0);
         }
         if self.missing == MissingPolicy::Error {
-            if let Some(&c) = features.clone().find(|&&c| is_missing(&record[c])) {
+            if let Some(&c) = features.clone().find(|&&c| record.is_missing(c)) {
                 return Err(DataError::at(
                     &self.path,
                     line,
                     Some(&self.header[c]),
                     format!(
                         "missing value {} (use --missing mean or --missing drop to accept missing values)",
-                        quoted(&record[c])
+                        quoted(&record.cell(c))
                     ),
                 ));
             }
         }
         for (&c, &comma) in self.numeric_idx.iter().zip(&self.numeric_comma) {
-            let cell = &record[c];
-            if is_missing(cell) {
+            if record.is_missing(c) {
                 self.numeric.push(f32::NAN);
                 continue;
             }
-            let value = parse_numeric_cell(cell, comma)
+            let cell = &record.text[c];
+            let value = record
+                .number(c)
+                .or_else(|| parse_numeric_cell(cell, comma))
                 .filter(|&v| fits_f32(v))
                 .ok_or_else(|| {
                     DataError::at(
                         &self.path,
                         line,
                         Some(&self.header[c]),
-                        format!("expected a finite 32-bit number, found {}", quoted(cell)),
+                        format!(
+                            "expected a finite 32-bit number, found {}",
+                            quoted(&record.cell(c))
+                        ),
                     )
                 })?;
             self.numeric.push(value as f32);
         }
         for (j, &c) in self.categorical_idx.iter().enumerate() {
-            let cell = trimmed(&record[c]);
-            if is_missing(cell) {
+            if record.is_missing(c) {
                 self.categorical.push(MISSING_LEVEL);
                 continue;
             }
-            let code = intern(&mut self.level_maps[j], &mut self.levels[j], cell);
+            let cell = record.cell(c);
+            let code = intern(&mut self.level_maps[j], &mut self.levels[j], trimmed(&cell));
             self.categorical.push(code);
         }
         if let Some(c) = self.label_idx {
             let code = intern(
                 &mut self.label_map,
                 &mut self.label_names,
-                trimmed(&record[c]),
+                trimmed(&record.cell(c)),
             );
             self.label_values.push(code);
         }
@@ -986,7 +988,7 @@ impl TableBuilder {
                 self.missing_cells,
                 self.missing_rows,
                 if self.format.default_missing() == MissingPolicy::Mean {
-                    ", the default for Zeek logs; --missing error refuses them"
+                    ", the default for Zeek logs and Parquet; --missing error refuses them"
                 } else {
                     ""
                 }
