@@ -459,9 +459,9 @@ pub struct ScoreCommand {
     /// Checkpoint directory written by `train`.
     #[arg(long)]
     pub model: PathBuf,
-    /// CSV file to score.
+    /// File to score (CSV, Zeek log, JSON lines, Parquet; `-`: standard input).
     pub data: PathBuf,
-    /// Output CSV (`row,score[,label]`); standard output when absent. Written to a
+    /// Output CSV (`row,score[,label]`, one line per input row in order); standard output when absent. Written to a
     /// temporary file and renamed when complete: a failed run leaves an earlier file as it was.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -476,6 +476,10 @@ pub struct ScoreCommand {
     /// Compute threads (default: the machine's cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// No header line: one line per input row and nothing else, for map-style jobs
+    /// (Spark's `RDD.pipe`) that pair output lines with input rows.
+    #[arg(long)]
+    pub no_header: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -910,7 +914,7 @@ fn score_rows(
     let (mut written, mut unseen) = (0u64, 0u64);
     let rows =
         crate::data::table::read_chunks(&cmd.data, read, &ck.meta.encoder.schema, 8192, |chunk| {
-            if !header_written {
+            if !header_written && !cmd.no_header {
                 let header = crate::triage::scores_header(chunk.labels.as_ref());
                 let mut names = vec![header.row.clone(), header.score.clone()];
                 names.extend(header.label.as_deref().map(cell));
