@@ -163,6 +163,11 @@ pub struct DataArgs {
     /// Numeric scaling, fitted on the training rows.
     #[arg(long, value_enum, default_value_t = ScaleKind::Minmax)]
     pub scale: ScaleKind,
+    /// Train on a uniform sample of this many rows when the file has more (drawn in one
+    /// pass); default: as many as fit an eighth of the free memory (64–512 MiB, at least
+    /// 100,000 rows); 0: every row. Scores always cover every row.
+    #[arg(long)]
+    pub sample: Option<usize>,
 }
 
 impl DataArgs {
@@ -173,6 +178,7 @@ impl DataArgs {
             ignore: self.ignore.clone(),
             categorical: self.categorical.clone(),
             missing: self.missing,
+            sample: self.sample,
         }
     }
 }
@@ -721,16 +727,23 @@ fn train(cmd: &TrainCommand, settings: &SettingsArgs) -> Result<()> {
         .thread
         .join()
         .map_err(|_| anyhow::anyhow!("the training thread panicked"))??;
-    let labels = table.labels.as_ref();
+    // Trained on a sample: the scores file still covers every row of the file.
+    let every_row = match table.sampled_from {
+        Some(_) => Some(score_every_row(
+            &cmd.data,
+            &read,
+            &encoder,
+            &trained.ensemble,
+        )?),
+        None => None,
+    };
+    let (rows, scores, labels) = match &every_row {
+        Some((rows, scores, labels)) => (rows, scores, labels.as_ref()),
+        None => (&table.rows, &trained.scores, table.labels.as_ref()),
+    };
     std::fs::create_dir_all(&cmd.out).with_context(|| format!("creating {}", cmd.out.display()))?;
     let staged_scores = StagedFile::write(&scores_path, |out| {
-        write_scores(
-            out,
-            &table.rows,
-            &trained.scores,
-            labels,
-            cmd.output.safety(),
-        )
+        write_scores(out, rows, scores, labels, cmd.output.safety())
     })?;
     checkpoint::save(&cmd.out, &trained.ensemble, &trained.meta(&read, &encoder))?;
     staged_scores.commit()?;
@@ -744,6 +757,45 @@ fn train(cmd: &TrainCommand, settings: &SettingsArgs) -> Result<()> {
         cmd.out.display()
     );
     Ok(())
+}
+
+/// Every row of `data` scored by `ensemble`, read in chunks: what stays in memory is each
+/// row's place in the file, its score and its label (about 40 bytes a row).
+fn score_every_row(
+    data: &std::path::Path,
+    read: &ReadOptions,
+    encoder: &Encoder,
+    ensemble: &crate::model::Ensemble,
+) -> Result<(
+    Vec<crate::data::RowRef>,
+    Vec<f64>,
+    Option<crate::data::Labels>,
+)> {
+    let (mut rows, mut scores, mut unseen) = (Vec::new(), Vec::new(), 0u64);
+    let mut labels: Option<crate::data::Labels> = None;
+    crate::data::table::read_chunks(data, read, &encoder.schema, 8192, |chunk| {
+        let all: Vec<usize> = (0..chunk.len()).collect();
+        let encoded = encoder.transform(&chunk, &all);
+        unseen += encoded.unseen_levels;
+        scores.extend(ensemble.scores(&encoded.matrix));
+        rows.extend_from_slice(&chunk.rows);
+        if let Some(chunk_labels) = chunk.labels {
+            let kept = labels.get_or_insert_with(|| crate::data::Labels {
+                column: chunk_labels.column.clone(),
+                values: Vec::new(),
+                names: Vec::new(),
+            });
+            // One reader interns the labels of every chunk: the latest names hold them all.
+            kept.values.extend(chunk_labels.values);
+            kept.names = chunk_labels.names;
+        }
+        Ok(())
+    })?;
+    if unseen > 0 {
+        tell!("warning: {unseen} categorical cells outside the sample had a level the sample lacks (encoded as all zeros)");
+    }
+    tell!("scored every row of the file: {}", rows.len());
+    Ok((rows, scores, labels))
 }
 
 /// `name value` pairs of a detector's loss components.
@@ -991,9 +1043,15 @@ fn eval(cmd: &EvalCommand, settings: &SettingsArgs) -> Result<()> {
     if cmd.runs == 0 {
         bail!("--runs must be at least 1");
     }
+    if data_args.sample.is_some() {
+        bail!("eval measures every row of a file; --sample is for train and the workbench");
+    }
     let kind = settings.single_detector("eval")?;
     let files = eval_files(&cmd.data)?;
-    let read = data_args.read_options();
+    let read = ReadOptions {
+        sample: Some(0),
+        ..data_args.read_options()
+    };
     // Every file is read and checked before any training: a bad file is reported at once
     // (and again in the results), and never stops the others.
     let mut failed = Vec::new();

@@ -567,3 +567,74 @@ fn damaged_parquet_files_never_panic() {
     }
     assert!(errors > 100, "most damage is seen: {errors} of 300");
 }
+
+/// A file larger than `--sample`: the kept rows are a uniform draw over the whole file
+/// (a chi-square test over its twentieths, fixed seed), intact, in file order; `train`
+/// still scores every row.
+#[test]
+fn a_sample_is_drawn_uniformly_in_one_pass_and_scores_cover_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 20_000usize;
+    let mut text = String::from("x,y,kind\n");
+    for i in 1..=rows {
+        text += &format!("{i},{},{}\n", (i * 7919) % 1000, ["a", "b", "c"][i % 3]);
+    }
+    let path = write(dir.path(), "big.csv", text.as_bytes());
+    let opts = ReadOptions {
+        sample: Some(2_000),
+        ..ReadOptions::default()
+    };
+    let table = read_table(&path, &opts, None).unwrap();
+    assert_eq!(table.len(), 2_000);
+    assert_eq!(table.sampled_from, Some(rows as u64));
+    let numbers: Vec<u64> = table.rows.iter().map(|r| r.number).collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "file order, no repeats"
+    );
+    // Every kept row still holds its own cells after the reservoir's moves.
+    let x = column(&table, "x");
+    let y = column(&table, "y");
+    for (i, &n) in numbers.iter().enumerate() {
+        assert_eq!(x[i], n as f32);
+        assert_eq!(y[i], ((n as usize * 7919) % 1000) as f32);
+        assert_eq!(table.rows[i].line, n + 1);
+    }
+    let mut bins = [0f64; 20];
+    numbers
+        .iter()
+        .for_each(|&n| bins[((n - 1) as usize * 20) / rows] += 1.0);
+    let chi2: f64 = bins.iter().map(|&o| (o - 100.0).powi(2) / 100.0).sum();
+    assert!(
+        chi2 < 43.8,
+        "chi-square {chi2:.1} over 19 degrees of freedom (p < 0.001): {bins:?}"
+    );
+    assert!(table
+        .notes
+        .iter()
+        .any(|n| n.contains("uniform sample of 2000")));
+    // Every row fits the default budget: a small file is read whole, as before.
+    let whole = read_table(&path, &ReadOptions::default(), None).unwrap();
+    assert_eq!((whole.len(), whole.sampled_from), (rows, None));
+
+    let out = dir.path().join("model");
+    let trained = train(
+        &path,
+        &out,
+        &["--sample", "2000", "--epochs", "1", "--members", "1"],
+    );
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    assert!(
+        stderr(&trained).contains("on 2000 rows"),
+        "{}",
+        stderr(&trained)
+    );
+    let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+    assert_eq!(scores.lines().count(), rows + 1, "every row is scored");
+    let ranks: std::collections::BTreeSet<u64> = scores
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ranks.len(), rows, "ranks over every row");
+}

@@ -108,6 +108,19 @@ pub fn check_input(path: &Path) -> Result<(), DataError> {
     Ok(())
 }
 
+/// Memory this process may still take, in bytes (Linux's `MemAvailable`; 4 GiB when the
+/// system does not say).
+pub fn available_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4 << 30, |kb| kb * 1024)
+}
+
 /// Size of the input in bytes (the copy's size for a one-pass input), for progress.
 pub fn input_len(path: &Path) -> u64 {
     match is_one_pass(path) {

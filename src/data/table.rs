@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::error::DataError;
@@ -83,6 +84,11 @@ pub struct ReadOptions {
     pub categorical: Vec<String>,
     /// `None`: the format's default ([`Format::default_missing`]).
     pub missing: Option<MissingPolicy>,
+    /// Rows kept of a file that has more: a uniform sample drawn in one pass. `None`: as
+    /// many as fit a share of the memory ([`sample_budget_rows`]); `Some(0)`: every row.
+    /// Scoring (`score`, `train`'s scores file) always covers every row.
+    #[serde(default)]
+    pub sample: Option<usize>,
 }
 
 impl ReadOptions {
@@ -163,6 +169,8 @@ pub struct RawTable {
     pub rows: Vec<RowRef>,
     /// Things the user should know (dropped rows, extra columns), printed by the CLI.
     pub notes: Vec<String>,
+    /// Rows in the file when `rows` is a uniform sample of them (`None`: every row is here).
+    pub sampled_from: Option<u64>,
 }
 
 impl RawTable {
@@ -331,7 +339,8 @@ pub fn read_table_reporting(
     let (stats, records) = first_pass(path, &format, &header, opts, sink)?;
     let decided = decide_kinds(path, &format, &header, &stats, opts, schema)?;
     let notes = decided.notes.clone();
-    let mut table = second_pass(path, &format, &header, decided, opts, records, sink)?;
+    let keep = sample_size(opts.sample, records, &decided, &stats);
+    let mut table = second_pass(path, &format, &header, decided, opts, keep, sink)?;
     table.notes.splice(0..0, notes);
     table.notes.extend(super::source::input_note(path));
     Ok(table)
@@ -676,22 +685,116 @@ fn categorical_or_dropped(
     Ok(ColumnKind::Categorical)
 }
 
+/// Rows the table keeps of a file of `records` records: every one, or a sample.
+enum Keep {
+    All(u64),
+    Sample(usize),
+}
+
+/// How many rows to keep: all of them when they fit `requested` (or, by default, the
+/// memory budget), else a sample of that size.
+fn sample_size(
+    requested: Option<usize>,
+    records: u64,
+    decided: &Decided,
+    stats: &[ColumnStats],
+) -> Keep {
+    let limit = match requested {
+        Some(0) => return Keep::All(records),
+        Some(n) => n,
+        None => {
+            let kinds = || decided.kinds.iter().zip(stats);
+            let cells = kinds()
+                .filter(|(k, _)| matches!(k, ColumnKind::Numeric | ColumnKind::Categorical))
+                .count();
+            let one_hot: usize = kinds()
+                .filter(|(k, _)| **k == ColumnKind::Categorical)
+                .map(|(_, s)| s.distinct.len())
+                .sum();
+            sample_budget_rows(cells, one_hot, super::source::available_memory())
+        }
+    };
+    if records > limit as u64 {
+        Keep::Sample(limit)
+    } else {
+        Keep::All(records)
+    }
+}
+
+/// Bytes a loaded row costs beyond its cells: its place in the file, its scores and what
+/// the model computes per row (z, memberships, the feedback layer's paths).
+const ROW_OVERHEAD_BYTES: usize = 160;
+/// The share of the available memory the rows of a large file may take, and its bounds.
+const MEMORY_SHARE: f64 = 1.0 / 8.0;
+const MIN_BUDGET_BYTES: u64 = 64 << 20;
+const MAX_BUDGET_BYTES: u64 = 512 << 20;
+/// A sample is never smaller than this, whatever the budget says.
+pub const MIN_SAMPLE_ROWS: usize = 100_000;
+
+/// The rows that fit the memory budget: an eighth of `available` bytes, kept between 64
+/// and 512 MiB, over a row's cost: each feature cell parsed (4 bytes) and encoded (4 bytes
+/// per numeric column and one-hot level), plus [`ROW_OVERHEAD_BYTES`].
+pub fn sample_budget_rows(feature_cells: usize, one_hot_levels: usize, available: u64) -> usize {
+    let budget =
+        ((available as f64 * MEMORY_SHARE) as u64).clamp(MIN_BUDGET_BYTES, MAX_BUDGET_BYTES);
+    let row = 8 * feature_cells + 4 * one_hot_levels + ROW_OVERHEAD_BYTES;
+    ((budget / row as u64) as usize).max(MIN_SAMPLE_ROWS)
+}
+
+/// The seed of the sample's draw: the same file gives the same sample.
+const SAMPLE_SEED: u64 = 0x5eed_0fda_7a00;
+
 fn second_pass(
     path: &Path,
     format: &Format,
     header: &[String],
     decided: Decided,
     opts: &ReadOptions,
-    records: u64,
+    keep: Keep,
     sink: ProgressSink<'_>,
 ) -> Result<RawTable, DataError> {
     let missing = opts.missing_for(format);
     let mut builder = TableBuilder::new(path, format, header, decided, missing);
-    // The first pass counted the records: the table's arrays are allocated once, at their
-    // final size, instead of doubling (which briefly holds 1.5× the matrix).
-    builder.reserve(usize::try_from(records).unwrap_or(usize::MAX));
-    for_each_record(path, format, Some((2, sink)), |record| builder.push(record))?;
-    let table = builder.take();
+    let table = match keep {
+        Keep::All(records) => {
+            // The first pass counted the records: the table's arrays are allocated once, at
+            // their final size, instead of doubling (which briefly holds 1.5× the matrix).
+            builder.reserve(usize::try_from(records).unwrap_or(usize::MAX));
+            for_each_record(path, format, Some((2, sink)), |record| builder.push(record))?;
+            builder.take()
+        }
+        Keep::Sample(size) => {
+            // Reservoir sampling (Vitter's algorithm R): after n kept rows each is in the
+            // sample with probability size / n. Every row is still parsed and checked.
+            builder.reserve(size);
+            let mut rng = StdRng::seed_from_u64(SAMPLE_SEED);
+            let mut seen = 0u64;
+            for_each_record(path, format, Some((2, sink)), |record| {
+                let before = builder.rows.len();
+                builder.push(record)?;
+                if builder.rows.len() == before {
+                    return Ok(()); // dropped (--missing drop)
+                }
+                seen += 1;
+                if seen > size as u64 {
+                    let slot = rng.gen_range(0..seen);
+                    builder.keep_last_at((slot < size as u64).then_some(slot as usize));
+                }
+                Ok::<(), DataError>(())
+            })?;
+            builder.restore_file_order();
+            let mut table = builder.take();
+            if seen > size as u64 {
+                table.notes.push(format!(
+                    "the file has {seen} rows: the model trains on a uniform sample of {} \
+                     (--sample N to change it, --sample 0 for every row); scores cover every row",
+                    table.len()
+                ));
+                table.sampled_from = Some(seen);
+            }
+            table
+        }
+    };
     if table.rows.is_empty() {
         return Err(DataError::file(
             path,
@@ -885,6 +988,51 @@ impl TableBuilder {
         }
     }
 
+    /// Moves the row just pushed into row `slot` (replacing it), or drops it (`None`):
+    /// one step of the reservoir.
+    fn keep_last_at(&mut self, slot: Option<usize>) {
+        let last = self.rows.len() - 1;
+        let widths = [self.numeric_idx.len(), self.categorical_idx.len()];
+        if let Some(slot) = slot {
+            let (n, c) = (widths[0], widths[1]);
+            self.numeric.copy_within(last * n..(last + 1) * n, slot * n);
+            self.categorical
+                .copy_within(last * c..(last + 1) * c, slot * c);
+            self.rows[slot] = self.rows[last];
+            if self.label_idx.is_some() {
+                self.label_values[slot] = self.label_values[last];
+            }
+        }
+        self.numeric.truncate(last * widths[0]);
+        self.categorical.truncate(last * widths[1]);
+        self.rows.truncate(last);
+        if self.label_idx.is_some() {
+            self.label_values.truncate(last);
+        }
+    }
+
+    /// Puts the rows back in the order of the file (a reservoir leaves them shuffled).
+    fn restore_file_order(&mut self) {
+        let mut order: Vec<usize> = (0..self.rows.len()).collect();
+        order.sort_by_key(|&i| self.rows[i].number);
+        let gather = |values: &[u32], width: usize| -> Vec<u32> {
+            order
+                .iter()
+                .flat_map(|&i| values[i * width..(i + 1) * width].iter().copied())
+                .collect()
+        };
+        let n = self.numeric_idx.len();
+        self.numeric = order
+            .iter()
+            .flat_map(|&i| self.numeric[i * n..(i + 1) * n].iter().copied())
+            .collect();
+        self.categorical = gather(&self.categorical, self.categorical_idx.len());
+        if self.label_idx.is_some() {
+            self.label_values = gather(&self.label_values, 1);
+        }
+        self.rows = order.iter().map(|&i| self.rows[i]).collect();
+    }
+
     /// Makes room for `rows` more rows.
     fn reserve(&mut self, rows: usize) {
         self.numeric
@@ -1012,6 +1160,7 @@ impl TableBuilder {
             }),
             rows: std::mem::take(&mut self.rows),
             notes,
+            sampled_from: None,
         }
     }
 }

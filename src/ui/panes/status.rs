@@ -37,11 +37,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         parts.push((
             5,
             Span::styled(
-                format!(
-                    "  {} rows × {} features",
-                    thousands(table.len()),
-                    data.loaded.feature_names.len()
-                ),
+                match table.sampled_from {
+                    // A file larger than the memory budget: the rows here are a sample.
+                    Some(total) => format!(
+                        "  trained on a sample of {} of {} rows × {} features",
+                        thousands(table.len()),
+                        thousands(usize::try_from(total).unwrap_or(usize::MAX)),
+                        data.loaded.feature_names.len()
+                    ),
+                    None => format!(
+                        "  {} rows × {} features",
+                        thousands(table.len()),
+                        data.loaded.feature_names.len()
+                    ),
+                },
                 t.muted,
             ),
         ));
