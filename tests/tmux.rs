@@ -676,3 +676,34 @@ fn a_terminal_without_256_colours_gets_16_whatever_colorterm_says() {
     }
     tmux.quit_confirmed();
 }
+
+/// The formats an analyst keeps open in the workbench as they are: a Zeek conn.log and a
+/// Parquet file train, and a sample of a file larger than `--sample` is said to be one.
+#[test]
+fn zeek_and_parquet_files_open_train_and_a_sample_is_named() {
+    let Some((dir, state)) = tmux_and_state_dir() else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, extra, expected) in [
+        ("sample_data/conn.log", "", "4,000 rows × "),
+        ("sample_data/conn.parquet", "", "4,000 rows × "),
+        (
+            "sample_data/conn.log",
+            "--sample 1000",
+            "trained on a sample of 1,000 of 4,000 rows",
+        ),
+    ] {
+        let command = format!(
+            "exec {} {} --members 1 --epochs 2 {extra} --state-dir {}",
+            env!("CARGO_BIN_EXE_dagmm-tui"),
+            root.join(file).display(),
+            state.display()
+        );
+        let tmux = Tmux::start(&command, dir.path());
+        let screen = tmux.wait_for("training to finish", 60, |s| s.contains("✓ done"));
+        assert!(screen.contains(expected), "{file} {extra}:\n{screen}");
+        assert!(screen.contains("epoch 2/2"), "{screen}");
+        tmux.quit_confirmed();
+    }
+}
