@@ -355,6 +355,21 @@ impl Network {
         }
     }
 
+    /// After a lost game (see [`Network::diverged`]): scores by the part that still carries
+    /// signal. EGBAD's generator never learnt to reconstruct the rows, so its reconstruction
+    /// term would rank by noise (on KDDCUP, upside down); the discriminator's term stays
+    /// (α = 0, as `--preset kddcup` scores). Returns `true` when the score changed.
+    pub fn score_by_discriminator(&mut self) -> bool {
+        match self {
+            Network::Dagmm { .. } => false,
+            Network::Egbad { model, .. } => {
+                let changed = model.config.alpha != 0.0;
+                model.config.alpha = 0.0;
+                changed
+            }
+        }
+    }
+
     /// `true` when the epoch's mean losses show a diverged game (EGBAD: D wins outright, its
     /// loss near zero or its accuracy pinned at 100 % on both sides).
     pub fn diverged(&self, losses: &[f64]) -> Option<String> {
@@ -685,5 +700,33 @@ mod tests {
         ] {
             assert_eq!(net.diverged(&contest), None, "{contest:?}");
         }
+    }
+
+    #[test]
+    fn a_lost_game_scores_by_the_discriminator_alone() {
+        let mut net = egbad();
+        let rows = Matrix {
+            rows: 8,
+            cols: 6,
+            data: (0..48).map(|i| ((i * 7 % 11) as f32) / 11.0).collect(),
+        };
+        let dev = Dev::default();
+        let before = net.fit(&dev, &rows, None).unwrap().raw;
+        assert!(net.score_by_discriminator(), "α was 0.9");
+        assert!(!net.score_by_discriminator(), "once is enough");
+        let Network::Egbad { model, .. } = &net else {
+            unreachable!()
+        };
+        let parts = model.score_parts(&dev, &rows);
+        let after = net.fit(&dev, &rows, None).unwrap().raw;
+        assert_ne!(before, after);
+        assert_eq!(after, parts.discriminator, "the score is L_D itself");
+        let mut dagmm = Network::new(
+            &DetectorConfig::Dagmm(crate::model::DagmmConfig::default_for(6)),
+            &dev,
+            0,
+            1e-4,
+        );
+        assert!(!dagmm.score_by_discriminator(), "DAGMM has no game to lose");
     }
 }

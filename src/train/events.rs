@@ -199,7 +199,7 @@ impl std::fmt::Display for Divergence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "member {}, epoch {}: training diverged ({}); keeping epoch {}, the best by held-out reconstruction",
+            "member {}, epoch {}: training diverged ({}); keeping epoch {}, the best by held-out reconstruction, and scoring this member by the discriminator's term alone (its reconstruction was never learnt)",
             self.member, self.epoch, self.reason, self.kept_epoch
         )
     }

@@ -405,6 +405,14 @@ impl Trainer {
         let diverged = (applied > 0)
             .then(|| self.network.diverged(&losses))
             .flatten();
+        if diverged.is_some() {
+            // The game is lost: this member scores by what still carries signal, whichever
+            // of its states is kept.
+            self.network.score_by_discriminator();
+            if let Some((_, _, kept)) = self.best.as_mut() {
+                kept.score_by_discriminator();
+            }
+        }
         Ok(EpochSummary {
             aux: mean(&aux, applied),
             losses,

@@ -99,7 +99,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
         if let Some(kept) = p.diverged_keeping {
             parts.push((
                 7,
-                Span::styled(format!("  ⚠ diverged, keeping epoch {kept}"), t.warning),
+                Span::styled(
+                    format!("  ⚠ diverged, keeping epoch {kept}, scored by L_D"),
+                    t.warning,
+                ),
             ));
         }
         let filled = (fraction * 10.0).round() as usize;
