@@ -404,8 +404,7 @@ impl Trainer {
         }
         let diverged = (applied > 0)
             .then(|| self.network.diverged(&losses))
-            .flatten()
-            .or_else(|| self.unlearnt_reconstruction(data));
+            .flatten();
         if diverged.is_some() {
             // The game is lost: this member scores by what still carries signal, whichever
             // of its states is kept.
@@ -424,42 +423,6 @@ impl Trainer {
             diverged,
             criterion,
             kept_epoch: self.best.as_ref().map_or(self.epochs_done, |(_, e, _)| *e),
-        })
-    }
-}
-
-impl Trainer {
-    /// Why the kept state's reconstruction carries no signal, if it does not: its held-out
-    /// error is no lower than that of reconstructing every row by the held-out rows'
-    /// column medians (no label involved). Then the generator never learnt the rows, and a
-    /// score built on its reconstruction ranks by noise (EGBAD on KDDCUP: upside down).
-    fn unlearnt_reconstruction(&self, data: &Matrix) -> Option<String> {
-        let (kept, _, network) = self.best.as_ref()?;
-        if !network.selects_state() || self.held_out.is_empty() {
-            return None;
-        }
-        let rows = data.gather(&self.held_out);
-        let medians: Vec<f32> = (0..rows.cols)
-            .map(|j| {
-                let mut column: Vec<f32> = (0..rows.rows).map(|i| rows.row(i)[j]).collect();
-                column.sort_by(f32::total_cmp);
-                column[column.len() / 2]
-            })
-            .collect();
-        let trivial = (0..rows.rows)
-            .map(|i| {
-                let row = rows.row(i);
-                row.iter()
-                    .zip(&medians)
-                    .map(|(x, m)| f64::from((x - m).abs()))
-                    .sum::<f64>()
-            })
-            .sum::<f64>()
-            / rows.rows as f64;
-        (*kept >= trivial).then(|| {
-            format!(
-                "its reconstruction error on held-out rows ({kept:.3}) is no lower than reconstructing every row by the column medians ({trivial:.3})"
-            )
         })
     }
 }
