@@ -14,6 +14,16 @@ fn read(path: &std::path::Path) -> RawTable {
     read_table(path, &ReadOptions::default(), None).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Reads `path` with missing cells taking the mean and the columns `ignore` left out.
+fn read_filling(path: &std::path::Path, ignore: &[&str]) -> RawTable {
+    let opts = ReadOptions {
+        missing: Some(dagmm_tui::data::MissingPolicy::Mean),
+        ignore: ignore.iter().map(|c| c.to_string()).collect(),
+        ..ReadOptions::default()
+    };
+    read_table(path, &opts, None).unwrap_or_else(|e| panic!("{e}"))
+}
+
 fn error(path: &std::path::Path) -> String {
     read_table(path, &ReadOptions::default(), None)
         .expect_err("the file is malformed")
@@ -174,15 +184,7 @@ fn json_lines(rows: usize) -> String {
 fn json_lines_flatten_to_dotted_columns() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "eve.json", json_lines(40).as_bytes());
-    let table = read_table(
-        &path,
-        &ReadOptions {
-            missing: Some(dagmm_tui::data::MissingPolicy::Mean),
-            ..ReadOptions::default()
-        },
-        None,
-    )
-    .unwrap();
+    let table = read_filling(&path, &[]);
     assert!(matches!(table.format, Format::JsonLines(_)));
     let names: Vec<&str> = table
         .schema
@@ -314,15 +316,7 @@ fn json_lines_train_score_and_export_end_to_end() {
     let scored = std::fs::read_to_string(out.join("scores.csv")).unwrap();
     assert_eq!(scored.lines().count(), 201);
     // An export carries the original records, flattened, whatever the format.
-    let table = read_table(
-        &path,
-        &ReadOptions {
-            missing: Some(dagmm_tui::data::MissingPolicy::Mean),
-            ..ReadOptions::default()
-        },
-        None,
-    )
-    .unwrap();
+    let table = read_filling(&path, &[]);
     let rows = [dagmm_tui::triage::ExportRow {
         record: 4,
         scores: vec![dagmm_tui::triage::RankedScore {
@@ -418,12 +412,7 @@ fn parquet_file(dir: &std::path::Path, name: &str, rows: usize) -> std::path::Pa
 fn parquet_columns_take_their_kinds_from_the_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = parquet_file(dir.path(), "extract.data", 300);
-    let opts = ReadOptions {
-        missing: Some(dagmm_tui::data::MissingPolicy::Mean),
-        ignore: vec!["tags".into()],
-        ..ReadOptions::default()
-    };
-    let table = read_table(&path, &opts, None).unwrap_or_else(|e| panic!("{e}"));
+    let table = read_filling(&path, &["tags"]);
     assert!(
         matches!(table.format, Format::Parquet(_)),
         "sniffed by its magic bytes"
@@ -484,16 +473,7 @@ fn malformed_parquet_is_a_clear_error() {
 fn parquet_trains_and_scores_like_the_same_rows_in_csv() {
     let dir = tempfile::tempdir().unwrap();
     let path = parquet_file(dir.path(), "extract.parquet", 300);
-    let table = read_table(
-        &path,
-        &ReadOptions {
-            missing: Some(dagmm_tui::data::MissingPolicy::Mean),
-            ignore: vec!["tags".into()],
-            ..ReadOptions::default()
-        },
-        None,
-    )
-    .unwrap();
+    let table = read_filling(&path, &["tags"]);
     // The same rows as CSV, written from the records the Parquet reader gives.
     let wanted: std::collections::BTreeSet<u64> = (1..=300).collect();
     let (header, records) = dagmm_tui::data::read_records(&path, &table.format, &wanted).unwrap();
