@@ -771,26 +771,25 @@ fn score_every_row(
     Vec<f64>,
     Option<crate::data::Labels>,
 )> {
-    let (mut rows, mut scores, mut unseen) = (Vec::new(), Vec::new(), 0u64);
+    let (mut rows, mut scores) = (Vec::new(), Vec::new());
     let mut labels: Option<crate::data::Labels> = None;
-    crate::data::table::read_chunks(data, read, &encoder.schema, 8192, |chunk| {
-        let all: Vec<usize> = (0..chunk.len()).collect();
-        let encoded = encoder.transform(&chunk, &all);
-        unseen += encoded.unseen_levels;
-        scores.extend(ensemble.scores(&encoded.matrix));
-        rows.extend_from_slice(&chunk.rows);
-        if let Some(chunk_labels) = chunk.labels {
-            let kept = labels.get_or_insert_with(|| crate::data::Labels {
-                column: chunk_labels.column.clone(),
-                values: Vec::new(),
-                names: Vec::new(),
-            });
-            // One reader interns the labels of every chunk: the latest names hold them all.
-            kept.values.extend(chunk_labels.values);
-            kept.names = chunk_labels.names;
-        }
-        Ok(())
-    })?;
+    let streamed =
+        crate::train::scoring::score_file(data, read, encoder, ensemble, |chunk, chunk_scores| {
+            scores.extend_from_slice(chunk_scores);
+            rows.extend_from_slice(&chunk.rows);
+            if let Some(chunk_labels) = chunk.labels {
+                let kept = labels.get_or_insert_with(|| crate::data::Labels {
+                    column: chunk_labels.column.clone(),
+                    values: Vec::new(),
+                    names: Vec::new(),
+                });
+                // One reader interns the labels of every chunk: the latest names hold them all.
+                kept.values.extend(chunk_labels.values);
+                kept.names = chunk_labels.names;
+            }
+            Ok(())
+        })?;
+    let unseen = streamed.unseen_levels;
     if unseen > 0 {
         tell!("warning: {unseen} categorical cells outside the sample had a level the sample lacks (encoded as all zeros)");
     }
@@ -963,9 +962,13 @@ fn score_rows(
 ) -> Result<Scored> {
     let mut writer = csv::Writer::from_writer(BufWriter::new(out));
     let mut header_written = false;
-    let (mut written, mut unseen) = (0u64, 0u64);
-    let rows =
-        crate::data::table::read_chunks(&cmd.data, read, &ck.meta.encoder.schema, 8192, |chunk| {
+    let mut written = 0u64;
+    let streamed = crate::train::scoring::score_file(
+        &cmd.data,
+        read,
+        &ck.meta.encoder,
+        &ck.ensemble,
+        |chunk, scores| {
             if !header_written && !cmd.no_header {
                 let header = crate::triage::scores_header(chunk.labels.as_ref());
                 let mut names = vec![header.row.clone(), header.score.clone()];
@@ -973,10 +976,6 @@ fn score_rows(
                 writer.write_record(&names)?;
                 header_written = true;
             }
-            let all: Vec<usize> = (0..chunk.len()).collect();
-            let encoded = ck.meta.encoder.transform(&chunk, &all);
-            unseen += encoded.unseen_levels;
-            let scores = ck.ensemble.scores(&encoded.matrix);
             for (i, row) in chunk.rows.iter().enumerate() {
                 let mut record = vec![row.number.to_string(), scores[i].to_string()];
                 record.extend(chunk.labels.as_ref().map(|l| cell(l.name(i))));
@@ -984,12 +983,13 @@ fn score_rows(
             }
             written += chunk.len() as u64;
             Ok(())
-        })?;
+        },
+    )?;
     writer.flush()?;
     Ok(Scored {
-        read: rows,
+        read: streamed.records,
         written,
-        unseen,
+        unseen: streamed.unseen_levels,
     })
 }
 

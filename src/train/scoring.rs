@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::data::Matrix;
+use crate::data::{Encoder, Matrix, RawTable, ReadOptions};
 use crate::model::{Detector, DetectorKind, Ensemble, RowDetail};
 
 /// Answers "why is this row flagged?" on demand: computing x̂ for one row takes
@@ -239,4 +239,41 @@ mod tests {
         );
         assert_eq!(s.percentile(1), 75.0);
     }
+}
+
+/// Rows per chunk when a whole file is scored as it streams.
+const SCORE_CHUNK_ROWS: usize = 8192;
+
+/// What streaming a file through [`score_file`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Streamed {
+    /// Records in the file (rows `--missing drop` skipped included).
+    pub records: u64,
+    /// Categorical cells with a level the encoder never saw (encoded as all zeros).
+    pub unseen_levels: u64,
+}
+
+/// Scores every row of `data` in chunks, as `encoder` encodes them, by `ensemble`,
+/// handing each chunk and its scores to `each`: memory stays one chunk whatever the file's
+/// size. `score` and `train` on a sample both stream through this.
+pub fn score_file(
+    data: &std::path::Path,
+    read: &ReadOptions,
+    encoder: &Encoder,
+    ensemble: &Ensemble,
+    mut each: impl FnMut(RawTable, &[f64]) -> anyhow::Result<()>,
+) -> anyhow::Result<Streamed> {
+    let mut unseen_levels = 0;
+    let records =
+        crate::data::table::read_chunks(data, read, &encoder.schema, SCORE_CHUNK_ROWS, |chunk| {
+            let all: Vec<usize> = (0..chunk.len()).collect();
+            let encoded = encoder.transform(&chunk, &all);
+            unseen_levels += encoded.unseen_levels;
+            let scores = ensemble.scores(&encoded.matrix);
+            each(chunk, &scores)
+        })?;
+    Ok(Streamed {
+        records,
+        unseen_levels,
+    })
 }
