@@ -39,7 +39,8 @@ macro_rules! tell {
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// CSV file (.csv or .csv.gz) to open in the workbench.
+    /// Data file to open in the workbench: CSV, Zeek log, JSON lines (each possibly gzipped)
+    /// or Parquet, told apart by content.
     pub data: Option<PathBuf>,
     #[command(flatten)]
     pub workbench: WorkbenchArgs,
@@ -443,7 +444,7 @@ impl SettingsArgs {
 /// `train` arguments.
 #[derive(Debug, Args)]
 pub struct TrainCommand {
-    /// CSV file (.csv or .csv.gz).
+    /// Data file: CSV, Zeek log, JSON lines (each possibly gzipped) or Parquet; `-`: standard input.
     pub data: PathBuf,
     /// Directory for the checkpoint and scores.csv.
     #[arg(long)]
@@ -493,7 +494,8 @@ pub struct ScoreCommand {
 /// `eval` arguments.
 #[derive(Debug, Args)]
 pub struct EvalCommand {
-    /// CSV files with a label column, or directories of them (every .csv / .csv.gz inside).
+    /// Data files with a label column (any format), or directories of them (every .csv, .log,
+    /// .json, .jsonl, .ndjson, .tsv, each possibly .gz, and .parquet inside).
     #[arg(required = true)]
     pub data: Vec<PathBuf>,
     /// Which rows train and which are scored: `paper` (train on the normal rows of a random
@@ -1181,8 +1183,18 @@ fn eval_file(
     })
 }
 
-/// The files `eval` reads: each argument as given, or the `.csv` / `.csv.gz` files inside
-/// a directory argument, in name order.
+/// Names a directory scan takes as data files (each also gzipped, but Parquet). The
+/// format itself is told by the content; the names only keep other files out of a scan.
+const DATA_FILE_ENDINGS: [&str; 6] = [".csv", ".log", ".json", ".jsonl", ".ndjson", ".tsv"];
+
+/// `true` for a file name a directory scan takes as data.
+fn is_data_file_name(name: &str) -> bool {
+    let text = name.strip_suffix(".gz").unwrap_or(name);
+    name.ends_with(".parquet") || DATA_FILE_ENDINGS.iter().any(|e| text.ends_with(e))
+}
+
+/// The files `eval` reads: each argument as given, or the data files inside a directory
+/// argument (see [`is_data_file_name`]), in name order.
 fn eval_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for arg in args {
@@ -1192,12 +1204,15 @@ fn eval_files(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
                     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    p.is_file() && (name.ends_with(".csv") || name.ends_with(".csv.gz"))
+                    p.is_file() && is_data_file_name(name)
                 })
                 .collect();
             inside.sort();
             if inside.is_empty() {
-                bail!("{}: no .csv or .csv.gz file inside", arg.display());
+                bail!(
+                    "{}: no data file inside (.csv, .log, .json, .jsonl, .ndjson, .tsv, each possibly .gz, or .parquet)",
+                    arg.display()
+                );
             }
             files.extend(inside);
         } else {
@@ -1355,5 +1370,28 @@ fn print_table(reports: &[RunReport], summary: &Summary) {
             pick(&s.train_seconds),
             pick(&s.samples_per_sec)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_scan_takes_every_format_and_nothing_else() {
+        for name in [
+            "a.csv",
+            "a.csv.gz",
+            "conn.log",
+            "conn.log.gz",
+            "eve.json",
+            "x.jsonl.gz",
+        ] {
+            assert!(is_data_file_name(name), "{name}");
+        }
+        assert!(is_data_file_name("extract.parquet") && is_data_file_name("f.ndjson"));
+        for name in ["README.md", "notes.txt", "x.parquet.gz", "scores.csv.bak"] {
+            assert!(!is_data_file_name(name), "{name}");
+        }
     }
 }
