@@ -55,6 +55,8 @@ fn main() {
         detectors: vec![DetectorKind::Dagmm],
         checkpoint: None,
         table,
+        table_id: 0,
+        top_rows: 0,
     });
     let config = AppConfig {
         file: "kddcup".into(),

@@ -677,6 +677,7 @@ fn workbench(
             rescoring,
             start_paused: args.paused,
         },
+        keep_top: crate::train::session::TOP_ROWS,
     };
     crate::ui::run(
         plan,
@@ -775,9 +776,13 @@ fn score_every_row(
 )> {
     let (mut rows, mut scores) = (Vec::new(), Vec::new());
     let mut labels: Option<crate::data::Labels> = None;
-    let streamed =
-        crate::train::scoring::score_file(data, read, encoder, ensemble, |chunk, chunk_scores| {
-            scores.extend_from_slice(chunk_scores);
+    let streamed = crate::train::scoring::score_file(
+        data,
+        (read, &encoder.schema),
+        encoder,
+        &[ensemble],
+        |chunk, chunk_scores| {
+            scores.extend_from_slice(&chunk_scores[0]);
             rows.extend_from_slice(&chunk.rows);
             if let Some(chunk_labels) = chunk.labels {
                 let kept = labels.get_or_insert_with(|| crate::data::Labels {
@@ -790,7 +795,8 @@ fn score_every_row(
                 kept.names = chunk_labels.names;
             }
             Ok(())
-        })?;
+        },
+    )?;
     let unseen = streamed.unseen_levels;
     if unseen > 0 {
         tell!("warning: {unseen} categorical cells outside the sample had a level the sample lacks (encoded as all zeros)");
@@ -967,10 +973,11 @@ fn score_rows(
     let mut written = 0u64;
     let streamed = crate::train::scoring::score_file(
         &cmd.data,
-        read,
+        (read, &ck.meta.encoder.schema),
         &ck.meta.encoder,
-        &ck.ensemble,
+        &[&ck.ensemble],
         |chunk, scores| {
+            let scores = &scores[0];
             if !header_written && !cmd.no_header {
                 let header = crate::triage::scores_header(chunk.labels.as_ref());
                 let mut names = vec![header.row.clone(), header.score.clone()];

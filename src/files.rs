@@ -22,6 +22,10 @@ pub fn protect_input(path: &Path) {
         return;
     };
     let mut inputs = INPUTS.lock().unwrap_or_else(|e| e.into_inner());
+    // An input deleted since may have left its inode to this file: forget it.
+    inputs.retain(|(dev, ino, input)| {
+        fs::metadata(input).is_ok_and(|m| (m.dev(), m.ino()) == (*dev, *ino))
+    });
     if !inputs
         .iter()
         .any(|(dev, ino, _)| (*dev, *ino) == (meta.dev(), meta.ino()))

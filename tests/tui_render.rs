@@ -73,6 +73,8 @@ fn loaded_from(path: &Path, label: &str) -> Arc<LoadedData> {
         detectors: vec![DetectorKind::Dagmm],
         checkpoint: None,
         table,
+        table_id: 0,
+        top_rows: 0,
     })
 }
 
@@ -828,7 +830,8 @@ fn marks_from_an_earlier_session_teach_training_from_the_start() {
         effects,
         vec![Effect::Control(Control::Marks(Marked {
             anomalies: vec![3],
-            normals: vec![7]
+            normals: vec![7],
+            table: 0,
         }))]
     );
 }
@@ -851,7 +854,61 @@ fn marks_from_an_earlier_session_reach_a_checkpoint_sessions_feedback_layer() {
         effects,
         vec![Effect::Control(Control::Marks(Marked {
             anomalies: vec![],
-            normals: vec![4]
+            normals: vec![4],
+            table: 0,
         }))]
     );
+}
+
+#[test]
+fn a_replaced_table_gets_the_marks_again_by_record_and_the_selection_follows_its_record() {
+    use dagmm_tui::train::Control;
+    use dagmm_tui::triage::Mark;
+    use dagmm_tui::ui::app::Effect;
+    let data = loaded();
+    let mut app = App::new(
+        config(),
+        Keymap::default(),
+        Marks::default(),
+        None,
+        Instant::now(),
+    );
+    app.update(Msg::Train(TrainEvent::Loaded(data.clone())));
+    app.update(Msg::Train(TrainEvent::Finished {
+        epochs_done: 1,
+        stopped_early: false,
+    }));
+    let n = data.table.len();
+    app.update(Msg::Train(TrainEvent::Scored(scoring(
+        n,
+        data.feature_names.len(),
+        1,
+    ))));
+    // Mark record 9 anomalous and select record 5.
+    app.marks
+        .set(data.table.rows[8].number, Some(Mark::Anomaly));
+    app.table.selected = Some(4);
+    // The new table keeps every other row: record 9 is row 4 of it, record 5 row 2.
+    let kept: Vec<usize> = (0..n).step_by(2).collect();
+    let replaced = Arc::new(LoadedData {
+        table: data.table.select(&kept),
+        feature_names: data.feature_names.clone(),
+        notes: vec!["ranked all rows".into()],
+        model: data.model.clone(),
+        detectors: data.detectors.clone(),
+        checkpoint: None,
+        table_id: 1,
+        top_rows: 3,
+    });
+    let effects = app.update(Msg::Train(TrainEvent::Loaded(replaced)));
+    assert_eq!(
+        effects,
+        vec![Effect::Control(Control::Marks(Marked {
+            anomalies: vec![4],
+            normals: vec![],
+            table: 1,
+        }))]
+    );
+    assert_eq!(app.table.selected, Some(2));
+    assert!(app.table.scorings.is_empty(), "old row indices are gone");
 }

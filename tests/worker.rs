@@ -202,6 +202,7 @@ fn side_by_side_session_trains_both_serves_both_and_reopens_from_one_checkpoint(
             rescoring: Rescoring::Auto,
             start_paused: false,
         },
+        keep_top: dagmm_tui::train::session::TOP_ROWS,
     });
     let detectors = next_matching(&session.events, |e| match e {
         TrainEvent::Loaded(l) => Some(l.detectors.clone()),
@@ -278,10 +279,145 @@ fn side_by_side_session_trains_both_serves_both_and_reopens_from_one_checkpoint(
             expected: Vec::new(),
         },
         options: WorkerOptions::default(),
+        keep_top: dagmm_tui::train::session::TOP_ROWS,
     });
     let mut scores = [next_scored(&reopened.events), next_scored(&reopened.events)];
     scores.sort_by_key(|d| d.name());
     assert_eq!(scores, [DetectorKind::Dagmm, DetectorKind::Egbad]);
     reopened.controls.send(Control::Stop).unwrap();
     assert_eq!(reopened.thread.join().unwrap().unwrap().len(), 2);
+}
+
+#[test]
+fn a_sampled_session_ranks_every_row_of_the_file_and_its_table_gains_the_files_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::small_sample(dir.path(), 1200);
+    let read = ReadOptions {
+        label: Some("attack".into()),
+        sample: Some(300),
+        ..Default::default()
+    };
+    let train = TrainConfig {
+        epochs: 2,
+        batch: 64,
+        lr: 1e-3,
+        seed: 3,
+        members: 1,
+    };
+    let session = spawn_session(SessionPlan {
+        data: path.clone(),
+        read,
+        scale: ScaleKind::Minmax,
+        model: ModelSource::Train(Box::new(move |width, _| {
+            Ok(vec![
+                (
+                    DetectorConfig::Dagmm(DagmmConfig::default_for(width)),
+                    train.clone(),
+                ),
+                (
+                    DetectorConfig::Egbad(EgbadConfig::default_for(width)),
+                    train.clone(),
+                ),
+            ])
+        })),
+        options: WorkerOptions {
+            rescoring: Rescoring::Auto,
+            start_paused: false,
+        },
+        keep_top: 40,
+    });
+    let first = next_matching(&session.events, |e| match e {
+        TrainEvent::Loaded(l) => Some(l.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        (first.table.len(), first.table.sampled_from),
+        (300, Some(1200))
+    );
+    let replaced = next_matching(&session.events, |e| match e {
+        TrainEvent::Loaded(l) if l.table_id == 1 => Some(l.clone()),
+        _ => None,
+    });
+    let table = &replaced.table;
+    assert_eq!(table.len(), 300 + replaced.top_rows);
+    assert!(replaced.top_rows >= 40, "{} top rows", replaced.top_rows);
+    let numbers: Vec<u64> = table.rows.iter().map(|r| r.number).collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "file order");
+    let scorings: Vec<Arc<dagmm_tui::train::Scoring>> = (0..2)
+        .map(|_| {
+            next_matching(&session.events, |e| match e {
+                TrainEvent::Scored(s) => Some(s.clone()),
+                _ => None,
+            })
+        })
+        .collect();
+    let ckpt = dir.path().join("ckpt");
+    let send = |c| session.controls.send(c).unwrap();
+    send(Control::SaveCheckpoint(ckpt.clone()));
+    next_matching(&session.events, |e| match e {
+        TrainEvent::CheckpointSaved(_) => Some(()),
+        TrainEvent::CheckpointFailed(e) => panic!("{e}"),
+        _ => None,
+    });
+    // Marks on the table that was replaced are ignored; marks on this one are learnt.
+    let marked = |rows: Vec<u32>, table| dagmm_tui::train::Marked {
+        anomalies: rows,
+        normals: Vec::new(),
+        table,
+    };
+    send(Control::Marks(marked(vec![0], 0)));
+    send(Control::Marks(marked(vec![0, 1], 1)));
+    let learnt = next_matching(&session.events, |e| match e {
+        TrainEvent::Learned { marks, .. } => Some(*marks),
+        _ => None,
+    });
+    assert_eq!(learnt, 2);
+    send(Control::Stop);
+    session.thread.join().unwrap().unwrap();
+
+    // Every row of the file, scored by the saved models as `score` scores them.
+    for ck in checkpoint::load_all(&ckpt, &[]).unwrap() {
+        let kind = ck.ensemble.kind().unwrap();
+        let scoring = scorings.iter().find(|s| s.detector == kind).unwrap();
+        let mut file: Vec<(u64, f64)> = Vec::new();
+        dagmm_tui::train::scoring::score_file(
+            &path,
+            (&ck.meta.read, &ck.meta.encoder.schema),
+            &ck.meta.encoder,
+            &[&ck.ensemble],
+            |chunk, scores| {
+                let numbers = chunk.rows.iter().map(|r| r.number);
+                file.extend(numbers.zip(scores[0].iter().copied()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!((file.len(), scoring.file_rows()), (1200, 1200));
+        let score_of = |number: u64| file[number as usize - 1].1;
+        for (row, r) in table.rows.iter().enumerate() {
+            let s = score_of(r.number);
+            assert!((scoring.scores[row] - s).abs() < 1e-9, "{kind} row {row}");
+            let above = file.iter().filter(|f| f.1 > s).count();
+            let tied = file.iter().filter(|f| f.1 == s).count();
+            let rank = scoring.rank(row);
+            assert!(
+                (above + 1..=above + tied).contains(&rank),
+                "{kind} record {}: rank {rank}, {above} rows above, {tied} tied",
+                r.number
+            );
+        }
+        // The file's top rows are all in the table, at its top.
+        let mut by_score = file.clone();
+        by_score.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let cut = by_score[39].1;
+        for &(number, _) in by_score.iter().filter(|f| f.1 > cut) {
+            assert!(
+                numbers.binary_search(&number).is_ok(),
+                "{kind} record {number}"
+            );
+        }
+        // Flagging 5 % of the file flags the table rows ranked within its first 60.
+        let within = (0..table.len()).filter(|&r| scoring.rank(r) <= 60).count();
+        assert_eq!(scoring.flagged(0.05), within, "{kind}");
+    }
 }

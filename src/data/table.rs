@@ -183,6 +183,145 @@ impl RawTable {
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
+
+    /// The rows `rows` of this table, in that order (how the rows kept while a file
+    /// streams past are pruned).
+    pub fn select(&self, rows: &[usize]) -> RawTable {
+        let mut out = self.without_rows();
+        let mut codes = CodeMap::new(&out, self);
+        for &row in rows {
+            out.push_row_of(self, row, &mut codes);
+        }
+        out
+    }
+
+    /// This table's rows and those of `other`'s `rows` it lacks (by record number), in
+    /// file order. `other` is another read of the same file (a streamed chunk, say): its
+    /// level and label codes are its own, so they are matched by text.
+    pub fn merged_with(&self, other: &RawTable, rows: &[usize]) -> RawTable {
+        let mut out = self.without_rows();
+        let mut own = CodeMap::new(&out, self);
+        let mut theirs = CodeMap::new(&out, other);
+        let mut added: Vec<usize> = rows.to_vec();
+        added.sort_by_key(|&r| other.rows[r].number);
+        added.dedup_by_key(|r| other.rows[*r].number);
+        let mut next = added.into_iter().peekable();
+        for row in 0..self.len() {
+            let number = self.rows[row].number;
+            while let Some(r) = next.next_if(|&r| other.rows[r].number <= number) {
+                if other.rows[r].number < number {
+                    out.push_row_of(other, r, &mut theirs);
+                }
+            }
+            out.push_row_of(self, row, &mut own);
+        }
+        for r in next {
+            out.push_row_of(other, r, &mut theirs);
+        }
+        out
+    }
+
+    /// Appends `other`'s `rows` (another read of the same file; codes matched by text).
+    pub fn append(&mut self, other: &RawTable, rows: &[usize]) {
+        let mut codes = CodeMap::new(self, other);
+        for &row in rows {
+            self.push_row_of(other, row, &mut codes);
+        }
+    }
+
+    /// The same columns and levels, no rows.
+    fn without_rows(&self) -> RawTable {
+        RawTable {
+            path: self.path.clone(),
+            format: self.format.clone(),
+            schema: self.schema.clone(),
+            numeric_columns: self.numeric_columns.clone(),
+            numeric: Vec::new(),
+            categorical_columns: self.categorical_columns.clone(),
+            categorical: Vec::new(),
+            levels: self.levels.clone(),
+            labels: self.labels.as_ref().map(|l| Labels {
+                column: l.column.clone(),
+                values: Vec::new(),
+                names: l.names.clone(),
+            }),
+            rows: Vec::new(),
+            notes: self.notes.clone(),
+            sampled_from: self.sampled_from,
+        }
+    }
+
+    /// Appends row `row` of `from` (same columns), its codes translated by `codes`.
+    fn push_row_of(&mut self, from: &RawTable, row: usize, codes: &mut CodeMap) {
+        debug_assert_eq!(
+            (&self.numeric_columns, &self.categorical_columns),
+            (&from.numeric_columns, &from.categorical_columns)
+        );
+        let n = from.numeric_columns.len();
+        self.numeric
+            .extend_from_slice(&from.numeric[row * n..(row + 1) * n]);
+        let c = from.categorical_columns.len();
+        for (j, &code) in from.categorical[row * c..(row + 1) * c].iter().enumerate() {
+            let mapped = codes.level(j, code, &from.levels[j], &mut self.levels[j]);
+            self.categorical.push(mapped);
+        }
+        if let (Some(to), Some(source)) = (self.labels.as_mut(), from.labels.as_ref()) {
+            let code = source.values[row];
+            let mapped = codes.label(code, &source.names, &mut to.names);
+            to.values.push(mapped);
+        }
+        self.rows.push(from.rows[row]);
+    }
+}
+
+/// Translates one table's level and label codes into another's by their text, adding the
+/// texts the target lacks (memoised: each code is looked up once).
+struct CodeMap {
+    /// Per categorical column: the target's code of each source code seen so far.
+    levels: Vec<HashMap<u32, u32>>,
+    labels: HashMap<u32, u32>,
+    /// Per categorical column, then labels: the target's code of each text.
+    by_text: Vec<HashMap<String, u32>>,
+    label_by_text: HashMap<String, u32>,
+}
+
+impl CodeMap {
+    fn new(target: &RawTable, source: &RawTable) -> Self {
+        let index = |names: &[String]| -> HashMap<String, u32> {
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i as u32))
+                .collect()
+        };
+        CodeMap {
+            levels: vec![HashMap::new(); source.categorical_columns.len()],
+            labels: HashMap::new(),
+            by_text: target.levels.iter().map(|l| index(l)).collect(),
+            label_by_text: target
+                .labels
+                .as_ref()
+                .map_or_else(HashMap::new, |l| index(&l.names)),
+        }
+    }
+
+    fn level(&mut self, column: usize, code: u32, from: &[String], to: &mut Vec<String>) -> u32 {
+        if code == MISSING_LEVEL {
+            return code;
+        }
+        let by_text = &mut self.by_text[column];
+        *self.levels[column]
+            .entry(code)
+            .or_insert_with(|| intern(by_text, to, &from[code as usize]))
+    }
+
+    fn label(&mut self, code: u32, from: &[String], to: &mut Vec<String>) -> u32 {
+        let by_text = &mut self.label_by_text;
+        *self
+            .labels
+            .entry(code)
+            .or_insert_with(|| intern(by_text, to, &from[code as usize]))
+    }
 }
 
 /// `cell` without leading and trailing whitespace. Most cells have none: a cell whose
@@ -1188,5 +1327,68 @@ mod tests {
         assert_eq!(trimmed("é"), "é");
         assert_eq!(trimmed(""), "");
         assert!(is_missing("  NA ") && is_missing("") && !is_missing("0"));
+    }
+
+    /// The texts of row `row`: its numbers, its levels and its label.
+    fn texts(t: &RawTable, row: usize) -> (Vec<f32>, Vec<String>, String) {
+        let c = t.categorical_columns.len();
+        let levels = (0..c)
+            .map(|j| t.levels[j][t.categorical[row * c + j] as usize].clone())
+            .collect();
+        let n = t.numeric_columns.len();
+        let labels = t.labels.as_ref().unwrap();
+        let numbers = t.numeric[row * n..(row + 1) * n].to_vec();
+        (numbers, levels, labels.name(row).to_string())
+    }
+
+    #[test]
+    fn merging_a_streamed_chunk_into_a_sample_matches_levels_by_text_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        let protocols = ["tcp", "udp", "icmp", "gre"];
+        let mut text = String::from("x,proto,label\n");
+        for i in 0..40 {
+            let label = if i % 7 == 0 { "bad" } else { "ok" };
+            text += &format!("{i},{},{label}\n", protocols[(i * 3 + i / 5) % 4]);
+        }
+        std::fs::write(&path, text).unwrap();
+        let opts = ReadOptions {
+            label: Some("label".into()),
+            categorical: vec!["proto".into()],
+            ..Default::default()
+        };
+        let all = read_table(&path, &opts, None).unwrap();
+        let sampled = ReadOptions {
+            sample: Some(10),
+            ..opts.clone()
+        };
+        let sample = read_table(&path, &sampled, None).unwrap();
+        assert_eq!((sample.len(), sample.sampled_from), (10, Some(40)));
+        // The chunks' own builder interns levels in its own order.
+        let mut chunks = Vec::new();
+        read_chunks(&path, &opts, &sample.schema, 16, |chunk| {
+            chunks.push(chunk);
+            Ok(())
+        })
+        .unwrap();
+        let last = chunks.pop().unwrap();
+        let picked = last.select(&[7, 2, 5, 2]);
+        assert_eq!(picked.len(), 4);
+        assert_eq!(texts(&picked, 1), texts(&last, 2));
+        let merged = sample.merged_with(&picked, &[0, 1, 2, 3]);
+        let numbers: Vec<u64> = merged.rows.iter().map(|r| r.number).collect();
+        let mut expected: Vec<u64> = sample.rows.iter().map(|r| r.number).collect();
+        expected.extend(picked.rows.iter().map(|r| r.number));
+        expected.sort_unstable();
+        expected.dedup();
+        assert_eq!(numbers, expected, "file order, each record once");
+        for (row, r) in merged.rows.iter().enumerate() {
+            assert_eq!(
+                texts(&merged, row),
+                texts(&all, r.number as usize - 1),
+                "record {}",
+                r.number
+            );
+        }
     }
 }

@@ -33,6 +33,9 @@ pub enum Control {
 pub struct Marked {
     pub anomalies: Vec<u32>,
     pub normals: Vec<u32>,
+    /// The [`LoadedData::table_id`] of the table the rows index: marks made on a table the
+    /// worker has since replaced are ignored (the UI sends them again for the new one).
+    pub table: u32,
 }
 
 impl Marked {
@@ -40,7 +43,7 @@ impl Marked {
     pub fn anomalies(rows: Vec<u32>) -> Self {
         Marked {
             anomalies: rows,
-            normals: Vec::new(),
+            ..Marked::default()
         }
     }
 
@@ -56,6 +59,7 @@ impl Marked {
         Marked {
             anomalies: rows(true),
             normals: rows(false),
+            table: 0,
         }
     }
 
@@ -107,6 +111,12 @@ pub struct LoadedData {
     pub detectors: Vec<DetectorKind>,
     /// Where the model comes from: trained here, or the checkpoint directory.
     pub checkpoint: Option<PathBuf>,
+    /// 0 for the table read first; each table that replaces it (the whole file ranked
+    /// after training on a sample) counts up. Row indices are only meaningful within one.
+    pub table_id: u32,
+    /// Rows of the file's top that joined the training sample in this table (0: none,
+    /// the table is the file or its sample).
+    pub top_rows: usize,
 }
 
 /// What the worker reports.
@@ -114,8 +124,14 @@ pub struct LoadedData {
 pub enum TrainEvent {
     /// Reading the file (workbench sessions only).
     Loading(LoadProgress),
-    /// The file is read and encoded (workbench sessions only).
+    /// The file is read and encoded (workbench sessions only); sent again, with a new
+    /// table, once a sampled file's every row is ranked.
     Loaded(Arc<LoadedData>),
+    /// After training on a sample: scoring every row of the file, `done` of `rows` so far.
+    Ranking {
+        done: u64,
+        rows: u64,
+    },
     Started {
         /// The detector trained: names its loss components and auxiliary series.
         detector: DetectorKind,

@@ -8,6 +8,7 @@ pub mod feedback;
 pub mod scoring;
 pub mod session;
 pub mod trainer;
+pub mod whole_file;
 pub mod worker;
 
 pub use events::{Control, DetectorKind, Divergence, LoadedData, Marked, TrainEvent};

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::data::{Encoder, Matrix, RawTable, ReadOptions};
+use crate::data::{Encoder, Matrix, RawTable, ReadOptions, Schema};
 use crate::model::{Detector, DetectorKind, Ensemble, RowDetail};
 
 /// Answers "why is this row flagged?" on demand: computing x̂ for one row takes
@@ -54,7 +54,28 @@ pub struct Scoring {
     pub position: Vec<u32>,
     /// Per-row quantities behind the score (DAGMM: γ̂ and z; EGBAD: the score's two parts).
     pub detail: RowDetail,
+    /// When the rows are part of a larger file (the workbench on a sample): the scores of
+    /// the file's other rows, so ranks and percentiles count every row of the file.
+    pub file: Option<Arc<FileRanks>>,
     explainer: Arc<dyn Explain>,
+}
+
+/// The scores of a file's rows that are not in the table, from one pass over the file:
+/// the ranks a table row gets among every row of the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRanks {
+    /// Rows in the file (the table's included).
+    pub rows: u64,
+    /// Scores of the rows not in the table, highest first.
+    pub rest: Vec<f32>,
+}
+
+impl FileRanks {
+    /// Rows outside the table scoring above `score`.
+    fn above(&self, score: f64) -> usize {
+        let score = score as f32;
+        self.rest.partition_point(|&r| r > score)
+    }
 }
 
 impl Scoring {
@@ -108,7 +129,14 @@ impl Scoring {
             self.explainer.clone(),
         );
         scoring.members = self.members;
+        scoring.file = self.file.clone();
         scoring
+    }
+
+    /// This scoring with ranks among every row of the file `file` describes.
+    pub fn within(mut self, file: Option<Arc<FileRanks>>) -> Self {
+        self.file = file;
+        self
     }
 
     /// Scoring of one model from plain per-row values (also how tests and benchmarks
@@ -134,6 +162,7 @@ impl Scoring {
             order,
             position,
             detail,
+            file: None,
             explainer,
         }
     }
@@ -148,15 +177,40 @@ impl Scoring {
         self.scores.is_empty()
     }
 
-    /// 1-based rank of `row` (1 = highest score).
+    /// 1-based rank of `row` (1 = highest score) among every row of the file.
     pub fn rank(&self, row: usize) -> usize {
-        self.position[row] as usize + 1
+        let above = self.file.as_ref().map_or(0, |f| f.above(self.scores[row]));
+        self.position[row] as usize + 1 + above
     }
 
-    /// Share of rows with a lower score, in percent.
+    /// Rows of the file ranked: the table's, or every row of the file it comes from.
+    pub fn file_rows(&self) -> usize {
+        self.file.as_ref().map_or(self.len(), |f| {
+            usize::try_from(f.rows).unwrap_or(usize::MAX)
+        })
+    }
+
+    /// Share of the file's rows with a lower score, in percent.
     pub fn percentile(&self, row: usize) -> f64 {
-        let n = self.len();
-        100.0 * (n - self.rank(row)) as f64 / n.max(1) as f64
+        let n = self.file_rows();
+        100.0 * n.saturating_sub(self.rank(row)) as f64 / n.max(1) as f64
+    }
+
+    /// How many of the table's top rows lie within the top `share` of the file's rows:
+    /// the rows flagged at that threshold.
+    pub fn flagged(&self, share: f64) -> usize {
+        let wanted = ((share * self.file_rows() as f64).round() as usize).min(self.file_rows());
+        // A row's file rank grows with its position in the table.
+        let (mut low, mut high) = (0, self.len().min(wanted));
+        while low < high {
+            let mid = (low + high) / 2;
+            if self.rank(self.order[mid] as usize) <= wanted {
+                low = mid + 1;
+            } else {
+                high = mid;
+            }
+        }
+        low
     }
 
     /// The detector's error on each encoded feature of `row`.
@@ -224,6 +278,30 @@ mod tests {
     }
 
     #[test]
+    fn a_table_within_a_file_ranks_and_flags_among_every_row_of_the_file() {
+        let s = Scoring::from_parts(
+            DetectorKind::Dagmm,
+            1,
+            vec![9.0, 1.0, 5.0],
+            RowDetail::default(),
+            Arc::new(NoExplanation),
+        )
+        .within(Some(Arc::new(FileRanks {
+            rows: 10,
+            rest: vec![7.0, 6.0, 4.0, 3.0, 2.0, 0.5, 0.0],
+        })));
+        assert_eq!((0..3).map(|r| s.rank(r)).collect::<Vec<_>>(), [1, 8, 4]);
+        assert_eq!((s.file_rows(), s.percentile(2)), (10, 60.0));
+        // The top 40 % of the file is ranks 1-4: two of the table's rows.
+        assert_eq!((s.flagged(0.4), s.flagged(0.3), s.flagged(1.0)), (2, 1, 3));
+        assert_eq!(
+            s.with_scores(vec![0.1, 1.0, 5.0]).rank(0),
+            9,
+            "the file stays"
+        );
+    }
+
+    #[test]
     fn ranks_follow_descending_score_and_ties_keep_file_order() {
         let s = Scoring::from_parts(
             DetectorKind::Dagmm,
@@ -253,25 +331,29 @@ pub struct Streamed {
     pub unseen_levels: u64,
 }
 
-/// Scores every row of `data` in chunks, as `encoder` encodes them, by `ensemble`,
-/// handing each chunk and its scores to `each`: memory stays one chunk whatever the file's
-/// size. `score` and `train` on a sample both stream through this.
+/// Scores every row of `data` in chunks, as `encoder` encodes them, by each of
+/// `ensembles`, handing each chunk and its scores (one list per ensemble) to `each`:
+/// memory stays one chunk whatever the file's size. `score`, `train` on a sample and the
+/// workbench on a sample all stream through this. The columns read are `schema`'s: the
+/// encoder's, or a table's that has them all and those the encoder dropped (to show them).
 pub fn score_file(
     data: &std::path::Path,
-    read: &ReadOptions,
+    (read, schema): (&ReadOptions, &Schema),
     encoder: &Encoder,
-    ensemble: &Ensemble,
-    mut each: impl FnMut(RawTable, &[f64]) -> anyhow::Result<()>,
+    ensembles: &[&Ensemble],
+    mut each: impl FnMut(RawTable, &[Vec<f64>]) -> anyhow::Result<()>,
 ) -> anyhow::Result<Streamed> {
     let mut unseen_levels = 0;
-    let records =
-        crate::data::table::read_chunks(data, read, &encoder.schema, SCORE_CHUNK_ROWS, |chunk| {
-            let all: Vec<usize> = (0..chunk.len()).collect();
-            let encoded = encoder.transform(&chunk, &all);
-            unseen_levels += encoded.unseen_levels;
-            let scores = ensemble.scores(&encoded.matrix);
-            each(chunk, &scores)
-        })?;
+    let records = crate::data::table::read_chunks(data, read, schema, SCORE_CHUNK_ROWS, |chunk| {
+        let all: Vec<usize> = (0..chunk.len()).collect();
+        let encoded = encoder.transform(&chunk, &all);
+        unseen_levels += encoded.unseen_levels;
+        let scores: Vec<Vec<f64>> = ensembles
+            .iter()
+            .map(|e| e.scores(&encoded.matrix))
+            .collect();
+        each(chunk, &scores)
+    })?;
     Ok(Streamed {
         records,
         unseen_levels,

@@ -11,12 +11,14 @@ use anyhow::Result;
 use super::checkpoint;
 use super::events::{Control, LoadedData, TrainEvent};
 use super::scoring::Scoring;
+use super::whole_file::rank_whole_file;
+pub use super::whole_file::TOP_ROWS;
 use super::worker::{
-    serve_trained, spawn_thread, train_loop, DataContext, DetectorPlan, Trained, WorkerHandle,
-    WorkerOptions,
+    send_scores, serve_trained, spawn_thread, train_loop, DataContext, DetectorPlan, ServedTable,
+    Trained, WorkerHandle, WorkerOptions,
 };
-use crate::data::{read_table_reporting, Encoder, LoadProgress, ReadOptions, ScaleKind};
-use crate::model::DetectorKind;
+use crate::data::{read_table_reporting, Encoder, LoadProgress, Matrix, ReadOptions, ScaleKind};
+use crate::model::{DetectorKind, Ensemble};
 
 /// Minimum time between two `Loading` events.
 const LOADING_EVENT_INTERVAL: Duration = Duration::from_millis(100);
@@ -45,6 +47,9 @@ pub struct SessionPlan {
     pub scale: ScaleKind,
     pub model: ModelSource,
     pub options: WorkerOptions,
+    /// On a sampled file: the top rows of the file per detector that join the table once
+    /// every row is ranked ([`TOP_ROWS`] in the workbench).
+    pub keep_top: usize,
 }
 
 /// Starts a session on the worker thread; the caller only ever sees events.
@@ -91,7 +96,7 @@ fn run(
         ModelSource::Checkpoint { dir, .. } => {
             let describe = checkpoints.iter().map(|c| c.ensemble.describe());
             let detectors = checkpoints.iter().filter_map(|c| c.ensemble.kind());
-            send_loaded(
+            let loaded = send_loaded(
                 events,
                 table,
                 &context,
@@ -108,14 +113,21 @@ fn run(
                     ensemble: ck.ensemble,
                     scores,
                     train: ck.meta.train,
+                    file: None,
                 });
             }
             let _ = events.send(TrainEvent::Finished {
                 epochs_done: trained.last().map_or(0, |t| t.ensemble.epochs_done()),
                 stopped_early: false,
             });
-            let side_by_side = trained.len() > 1;
-            serve_trained(trained, side_by_side, &data, &context, events, controls)
+            serve(
+                trained,
+                &loaded,
+                data,
+                &context,
+                (events, controls),
+                plan.keep_top,
+            )
         }
         ModelSource::Train(choose) => {
             let plans = choose(data.cols, data.rows)?;
@@ -124,7 +136,7 @@ fn run(
             }
             let describe = plans.iter().map(|(m, _)| m.describe());
             let detectors = plans.iter().map(|(m, _)| m.kind());
-            send_loaded(
+            let loaded = send_loaded(
                 events,
                 table,
                 &context,
@@ -132,9 +144,127 @@ fn run(
                 (describe.collect(), detectors.collect()),
                 None,
             );
-            train_loop(plans, data, &context, plan.options, events, controls)
+            let end = train_loop(
+                plans,
+                data.clone(),
+                &context,
+                plan.options,
+                events,
+                controls,
+            )?;
+            if end.stopped || !plan.options.serves_after_training() {
+                return Ok(end.trained);
+            }
+            serve(
+                end.trained,
+                &loaded,
+                data,
+                &context,
+                (events, controls),
+                plan.keep_top,
+            )
         }
     }
+}
+
+/// Serves the trained models on the table until told to stop; on a sampled file, every
+/// row of the file is ranked first and the table grows by the file's top rows.
+fn serve(
+    mut trained: Vec<Trained>,
+    loaded: &LoadedData,
+    data: Arc<Matrix>,
+    context: &DataContext,
+    (events, controls): (&Sender<TrainEvent>, &Receiver<Control>),
+    keep_top: usize,
+) -> Result<Vec<Trained>> {
+    let side_by_side = trained.len() > 1;
+    let mut table = ServedTable {
+        data,
+        id: loaded.table_id,
+        pending: Vec::new(),
+    };
+    if loaded.table.sampled_from.is_some() {
+        match rank_every_row(&mut trained, loaded, context, (events, controls), keep_top)? {
+            Some(ranked) => table = ranked,
+            None => return Ok(trained),
+        }
+    }
+    serve_trained(trained, side_by_side, table, context, events, controls)
+}
+
+/// Scores every row of the sampled file `loaded` comes from, then sends the table of the
+/// sample and the file's top rows (a new [`LoadedData`]) and its scorings, ranked among
+/// every row. Controls that arrive meanwhile are kept for serving (`None`: told to stop).
+fn rank_every_row(
+    trained: &mut [Trained],
+    loaded: &LoadedData,
+    context: &DataContext,
+    (events, controls): (&Sender<TrainEvent>, &Receiver<Control>),
+    keep_top: usize,
+) -> Result<Option<ServedTable>> {
+    let sample = &loaded.table;
+    let rows = sample.sampled_from.unwrap_or(0);
+    let ensembles: Vec<&Ensemble> = trained.iter().map(|t| &t.ensemble).collect();
+    let mut pending = Vec::new();
+    let mut last = Instant::now();
+    let _ = events.send(TrainEvent::Ranking { done: 0, rows });
+    let ranked = rank_whole_file(
+        &sample.path,
+        &context.read,
+        &context.encoder,
+        &ensembles,
+        sample,
+        keep_top,
+        |done| {
+            while let Ok(control) = controls.try_recv() {
+                if control == Control::Stop {
+                    return false;
+                }
+                pending.push(control);
+            }
+            if last.elapsed() >= LOADING_EVENT_INTERVAL {
+                last = Instant::now();
+                let _ = events.send(TrainEvent::Ranking { done, rows });
+            }
+            true
+        },
+    )?;
+    let Some(ranked) = ranked else {
+        return Ok(None);
+    };
+    let all: Vec<usize> = (0..ranked.table.len()).collect();
+    let data = Arc::new(context.encoder.transform(&ranked.table, &all).matrix);
+    let mut notes = vec![format!(
+        "ranked all {} rows of the file: the table holds the {}-row training sample and the \
+         file's {} top-scoring rows outside it; ranks and percentiles count every row",
+        ranked.streamed.records,
+        sample.len(),
+        ranked.top_rows
+    )];
+    if ranked.streamed.unseen_levels > 0 {
+        notes.push(format!(
+            "{} categorical cells outside the sample had a level the sample lacks (encoded as all zeros)",
+            ranked.streamed.unseen_levels
+        ));
+    }
+    let id = loaded.table_id + 1;
+    let replaced = LoadedData {
+        table: ranked.table,
+        feature_names: loaded.feature_names.clone(),
+        notes,
+        model: loaded.model.clone(),
+        detectors: loaded.detectors.clone(),
+        checkpoint: loaded.checkpoint.clone(),
+        table_id: id,
+        top_rows: ranked.top_rows,
+    };
+    let _ = events.send(TrainEvent::Loaded(Arc::new(replaced)));
+    for (t, file) in trained.iter_mut().zip(ranked.ranks) {
+        t.scores = t.ensemble.scores(&data);
+        t.file = Some(Arc::new(file));
+        send_scores(t, t.scores.clone(), &data, events);
+    }
+    Ok(Some(ServedTable { data, id, pending }))
 }
 
 fn send_loaded(
@@ -144,14 +274,17 @@ fn send_loaded(
     notes: Vec<String>,
     (models, detectors): (Vec<String>, Vec<DetectorKind>),
     checkpoint: Option<PathBuf>,
-) {
-    let loaded = LoadedData {
+) -> Arc<LoadedData> {
+    let loaded = Arc::new(LoadedData {
         table,
         feature_names: context.encoder.feature_names(),
         notes,
         model: models.join(" + "),
         detectors,
         checkpoint,
-    };
-    let _ = events.send(TrainEvent::Loaded(Arc::new(loaded)));
+        table_id: 0,
+        top_rows: 0,
+    });
+    let _ = events.send(TrainEvent::Loaded(loaded.clone()));
+    loaded
 }

@@ -12,7 +12,7 @@ use anyhow::Result;
 use super::checkpoint::{self, CheckpointMeta};
 use super::events::{Control, Divergence, Marked, TrainEvent};
 use super::feedback::FeedbackLayer;
-use super::scoring::Scoring;
+use super::scoring::{FileRanks, Scoring};
 use super::trainer::{fine_tune_ensemble, member_of, StepView, TrainConfig, Trainer};
 use crate::data::{Encoder, Matrix, ReadOptions};
 use crate::model::{Detector, DetectorConfig, Ensemble, RowDetail};
@@ -27,6 +27,9 @@ pub struct Trained {
     /// Ensemble score of every training row (file order).
     pub scores: Vec<f64>,
     pub train: TrainConfig,
+    /// When the rows are a sample of a larger file: the other rows' scores at the last
+    /// pass over the file, so the scorings sent rank among every row.
+    pub file: Option<Arc<FileRanks>>,
 }
 
 impl Trained {
@@ -79,7 +82,7 @@ pub struct WorkerOptions {
 impl WorkerOptions {
     /// A workbench session: after training, the worker keeps serving rescores (refits with
     /// the analyst's marks) and saves until told to stop.
-    fn serves_after_training(&self) -> bool {
+    pub(crate) fn serves_after_training(&self) -> bool {
         self.rescoring != Rescoring::Never
     }
 }
@@ -100,7 +103,7 @@ pub fn spawn(
     context: DataContext,
 ) -> WorkerHandle {
     spawn_thread(move |events, controls| {
-        let mut trained = train_loop(
+        let mut end = train_loop(
             vec![(model, train)],
             data,
             &context,
@@ -108,7 +111,7 @@ pub fn spawn(
             events,
             controls,
         )?;
-        trained
+        end.trained
             .pop()
             .ok_or_else(|| anyhow::anyhow!("stopped before training"))
     })
@@ -152,7 +155,7 @@ pub(crate) fn train_loop(
     options: WorkerOptions,
     events: &Sender<TrainEvent>,
     controls: &Receiver<Control>,
-) -> Result<Vec<Trained>> {
+) -> Result<TrainLoopEnd> {
     let side_by_side = plans.len() > 1;
     let mut inbox = Inbox::default();
     let mut done: Vec<Trained> = Vec::new();
@@ -186,10 +189,18 @@ pub(crate) fn train_loop(
     for dir in std::mem::take(&mut inbox.saves) {
         let _ = events.send(save_checkpoint(&dir, &parts(&done), side_by_side, context));
     }
-    if options.serves_after_training() && !inbox.stop {
-        return serve_trained(done, side_by_side, &data, context, events, controls);
-    }
-    Ok(done)
+    Ok(TrainLoopEnd {
+        trained: done,
+        stopped: inbox.stop,
+    })
+}
+
+/// How [`train_loop`] ended.
+pub(crate) struct TrainLoopEnd {
+    /// One per detector trained.
+    pub trained: Vec<Trained>,
+    /// Told to stop: nothing more is served.
+    pub stopped: bool,
 }
 
 /// What training one detector needs besides its plan.
@@ -339,6 +350,7 @@ impl DetectorRun<'_> {
             scores: scorer.mean_with(None),
             ensemble: scorer.finished,
             train,
+            file: None,
         })
     }
 }
@@ -358,19 +370,23 @@ const LEARNED_TOP: usize = 50;
 pub(crate) fn serve_trained(
     mut trained: Vec<Trained>,
     side_by_side: bool,
-    data: &Arc<Matrix>,
+    table: ServedTable,
     context: &DataContext,
     events: &Sender<TrainEvent>,
     controls: &Receiver<Control>,
 ) -> Result<Vec<Trained>> {
+    let data = &table.data;
     let mut learner = Learner {
         marks: Marked::default(),
         layers: trained.iter().map(|_| None).collect(),
         shown: trained.iter().map(|_| None).collect(),
         fine_tune_due: false,
     };
+    let mut pending = table.pending.into_iter();
     loop {
-        let control = if learner.fine_tune_due {
+        let control = if let Some(control) = pending.next() {
+            control
+        } else if learner.fine_tune_due {
             match controls.recv_timeout(FINE_TUNE_DELAY) {
                 Ok(control) => control,
                 Err(RecvTimeoutError::Timeout) => {
@@ -387,6 +403,8 @@ pub(crate) fn serve_trained(
         };
         match control {
             Control::Stop => break,
+            // Made on a table this one replaced: the UI sends them again for this one.
+            Control::Marks(marked) if marked.table != table.id => {}
             Control::Marks(marked) => learner.learn(marked, &mut trained, data, events),
             Control::SaveCheckpoint(dir) => {
                 let _ = events.send(save_checkpoint(
@@ -411,6 +429,14 @@ pub(crate) fn serve_trained(
         }
     }
     Ok(trained)
+}
+
+/// The table [`serve_trained`] serves: its encoded rows, its id (see
+/// [`crate::train::LoadedData::table_id`]), and controls that arrived before serving began.
+pub(crate) struct ServedTable {
+    pub data: Arc<Matrix>,
+    pub id: u32,
+    pub pending: Vec<Control>,
 }
 
 /// The marks after training, and what learns them.
@@ -528,17 +554,15 @@ fn report(
 
 /// Sends the scoring of `trained`'s networks under `scores` (the feedback layer's, or the
 /// ensemble's) and returns it.
-fn send_scores(
+pub(crate) fn send_scores(
     trained: &Trained,
     scores: Vec<f64>,
     data: &Arc<Matrix>,
     events: &Sender<TrainEvent>,
 ) -> Arc<Scoring> {
-    let scoring = Arc::new(Scoring::of_ensemble(
-        &trained.ensemble,
-        scores,
-        data.clone(),
-    ));
+    let scoring = Arc::new(
+        Scoring::of_ensemble(&trained.ensemble, scores, data.clone()).within(trained.file.clone()),
+    );
     let _ = events.send(TrainEvent::Scored(scoring.clone()));
     scoring
 }

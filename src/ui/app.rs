@@ -207,6 +207,8 @@ pub struct App {
     pub phase: Phase,
     pub now: Instant,
     pub load: Option<(LoadProgress, Instant)>,
+    /// After training on a sample: rows of the file scored so far, of all.
+    pub ranking: Option<(u64, u64)>,
     pub data: Option<DataView>,
     /// One per detector of the session (two side by side), never empty.
     pub runs: Vec<RunView>,
@@ -252,6 +254,7 @@ impl App {
             phase: Phase::Loading,
             now,
             load: None,
+            ranking: None,
             data: None,
             runs: vec![RunView::new(DetectorKind::default())],
             training: 0,
@@ -601,14 +604,17 @@ impl App {
                 self.load = Some((progress, started));
             }
             TrainEvent::Loaded(loaded) => {
+                let replaced = loaded.table_id > 0;
                 self.loaded(loaded);
                 // A model opened from a checkpoint does not train: marks saved in an earlier
-                // session go straight to its feedback layer.
+                // session go straight to its feedback layer; a replaced table's row indices
+                // changed, so the marks go again.
                 let marked = self.marked_rows();
-                if !self.config.training && !marked.is_empty() {
+                if (replaced || !self.config.training) && !marked.is_empty() {
                     return vec![Effect::Control(Control::Marks(marked))];
                 }
             }
+            TrainEvent::Ranking { done, rows } => self.ranking = Some((done, rows)),
             TrainEvent::Started {
                 detector,
                 epochs,
@@ -737,7 +743,20 @@ impl App {
     }
 
     fn loaded(&mut self, loaded: Arc<LoadedData>) {
-        if !loaded.detectors.is_empty() {
+        if let Some(old) = self.data.as_ref().filter(|_| loaded.table_id > 0) {
+            // The rows changed: the selection follows its record into the new table.
+            let record = self
+                .table
+                .selected
+                .map(|row| old.loaded.table.rows[row as usize].number);
+            let rows = &loaded.table.rows;
+            let selected = record
+                .and_then(|n| rows.binary_search_by_key(&n, |r| r.number).ok())
+                .map(|i| i as u32);
+            self.table.new_rows(selected);
+            self.refit_from = None;
+            self.ranking = None;
+        } else if !loaded.detectors.is_empty() {
             self.runs = loaded.detectors.iter().map(|&d| RunView::new(d)).collect();
             (self.training, self.viewed) = (0, 0);
         }
@@ -880,6 +899,7 @@ impl App {
         Marked {
             anomalies: self.rows_marked(Mark::Anomaly),
             normals: self.rows_marked(Mark::Normal),
+            table: self.data.as_ref().map_or(0, |d| d.loaded.table_id),
         }
     }
 

@@ -86,7 +86,8 @@ pub struct Shown {
 impl Shown {
     fn new(scoring: Arc<Scoring>, at: Instant, truth: Option<&Truth>) -> Self {
         let (hits, auroc) = match truth {
-            Some(t) if t.is_anomaly.len() == scoring.len() => {
+            // Rows that are a sample and the file's top would give biased metrics.
+            Some(t) if t.is_anomaly.len() == scoring.len() && scoring.file.is_none() => {
                 let mut hits = Vec::with_capacity(scoring.len() + 1);
                 let mut count = 0u32;
                 hits.push(0);
@@ -174,6 +175,20 @@ impl RankedView {
             metrics: None,
             agreement: None,
         }
+    }
+
+    /// Forgets every scoring when the table's rows are replaced (their indices mean other
+    /// rows now), keeping the threshold and filter; `selected` is the selected row's index
+    /// in the new table. A frozen ranking thaws: the rows it froze are gone.
+    pub fn new_rows(&mut self, selected: Option<u32>) {
+        let moved = self.selection_moved && selected.is_some();
+        *self = RankedView {
+            filter: self.filter,
+            selected,
+            selection_moved: moved,
+            page: Cell::new(self.page.get()),
+            ..RankedView::new(self.contamination)
+        };
     }
 
     /// The scoring that orders the table.
@@ -267,9 +282,8 @@ impl RankedView {
 
     /// Rows flagged at the current threshold.
     pub fn flagged_count(&self) -> usize {
-        self.shown().map_or(0, |s| {
-            ((self.contamination * s.scoring.len() as f64).round() as usize).min(s.scoring.len())
-        })
+        self.shown()
+            .map_or(0, |s| s.scoring.flagged(self.contamination))
     }
 
     /// `true` when `row` is within the flagged share of the ranking scoring.

@@ -38,12 +38,21 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             5,
             Span::styled(
                 match table.sampled_from {
-                    // A file larger than the memory budget: the rows here are a sample.
+                    // A file larger than the memory budget: the model trained on a sample;
+                    // after training every row is ranked and the table gains the file's top.
                     Some(total) => format!(
-                        "  trained on a sample of {} of {} rows × {} features",
-                        thousands(table.len()),
+                        "  trained on a sample of {} of {} rows × {} features{}",
+                        thousands(table.len() - data.loaded.top_rows),
                         thousands(usize::try_from(total).unwrap_or(usize::MAX)),
-                        data.loaded.feature_names.len()
+                        data.loaded.feature_names.len(),
+                        match app.ranking {
+                            Some((done, rows)) => format!(
+                                " · ranking every row {:.0}%",
+                                100.0 * done as f64 / rows.max(1) as f64
+                            ),
+                            None if data.loaded.table_id > 0 => " · every row ranked".into(),
+                            None => String::new(),
+                        }
                     ),
                     None => format!(
                         "  {} rows × {} features",
