@@ -14,8 +14,8 @@ use super::scoring::Scoring;
 use super::whole_file::rank_whole_file;
 pub use super::whole_file::TOP_ROWS;
 use super::worker::{
-    send_scores, serve_trained, spawn_thread, train_loop, DataContext, DetectorPlan, ServedTable,
-    Trained, WorkerHandle, WorkerOptions,
+    parts, save_checkpoint, send_scores, serve_trained, spawn_thread, train_loop, DataContext,
+    DetectorPlan, ServedTable, Trained, WorkerHandle, WorkerOptions,
 };
 use crate::data::{read_table_reporting, Encoder, LoadProgress, Matrix, ReadOptions, ScaleKind};
 use crate::model::{DetectorKind, Ensemble};
@@ -202,9 +202,10 @@ fn rank_every_row(
     (events, controls): (&Sender<TrainEvent>, &Receiver<Control>),
     keep_top: usize,
 ) -> Result<Option<ServedTable>> {
+    let frozen: &[Trained] = trained;
     let sample = &loaded.table;
     let rows = sample.sampled_from.unwrap_or(0);
-    let ensembles: Vec<&Ensemble> = trained.iter().map(|t| &t.ensemble).collect();
+    let ensembles: Vec<&Ensemble> = frozen.iter().map(|t| &t.ensemble).collect();
     let mut pending = Vec::new();
     let mut last = Instant::now();
     let _ = events.send(TrainEvent::Ranking { done: 0, rows });
@@ -217,10 +218,16 @@ fn rank_every_row(
         keep_top,
         |done| {
             while let Ok(control) = controls.try_recv() {
-                if control == Control::Stop {
-                    return false;
+                match control {
+                    Control::Stop => return false,
+                    // A save (on quit, say) must not wait for the pass.
+                    Control::SaveCheckpoint(dir) => {
+                        let side_by_side = ensembles.len() > 1;
+                        let saved = save_checkpoint(&dir, &parts(frozen), side_by_side, context);
+                        let _ = events.send(saved);
+                    }
+                    other => pending.push(other),
                 }
-                pending.push(control);
             }
             if last.elapsed() >= LOADING_EVENT_INTERVAL {
                 last = Instant::now();

@@ -597,13 +597,13 @@ fn rescore_trained(
 }
 
 /// Each trained ensemble with its training settings, as checkpoints record them.
-fn parts(trained: &[Trained]) -> Vec<(&Ensemble, &TrainConfig)> {
+pub(crate) fn parts(trained: &[Trained]) -> Vec<(&Ensemble, &TrainConfig)> {
     trained.iter().map(|t| (&t.ensemble, &t.train)).collect()
 }
 
 /// Writes each ensemble to `dir` (side by side: each to its detector's subdirectory);
 /// the event says whether it worked.
-fn save_checkpoint(
+pub(crate) fn save_checkpoint(
     dir: &Path,
     models: &[(&Ensemble, &TrainConfig)],
     side_by_side: bool,

@@ -27,7 +27,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
     let title = format!(
         " Row {number_in_file} · rank {} of {} · j/k scroll · ] next row · esc back ",
         thousands(scoring.rank(row)),
-        thousands(scoring.len())
+        thousands(scoring.file_rows())
     );
     let inner = overlay(frame, area, title, t);
     let [left, right] =

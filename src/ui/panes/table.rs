@@ -89,9 +89,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             t.muted,
         ));
     }
+    // A sampled file's table holds its sample and its top: say how many the file has.
+    let in_file = match scoring.file {
+        Some(_) => format!(" of {} in the file", thousands(scoring.file_rows())),
+        None => String::new(),
+    };
     bottom.push(Span::styled(
         format!(
-            " {} {}/{} rows · {} marked ",
+            " {} {}/{} rows{in_file} · {} marked ",
             app.table.filter.name(),
             thousands(app.table.visible.len()),
             thousands(scoring.len()),
