@@ -685,13 +685,25 @@ fn zeek_and_parquet_files_open_train_and_a_sample_is_named() {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (file, extra, expected) in [
-        ("sample_data/conn.log", "", "4,000 rows × "),
-        ("sample_data/conn.parquet", "", "4,000 rows × "),
+    for (file, extra, expected, footer) in [
+        (
+            "sample_data/conn.log",
+            "",
+            "4,000 rows × ",
+            "all 4,000/4,000 rows ·",
+        ),
+        (
+            "sample_data/conn.parquet",
+            "",
+            "4,000 rows × ",
+            "all 4,000/4,000 rows ·",
+        ),
         (
             "sample_data/conn.log",
             "--sample 1000",
-            "trained on a sample of 1,000 of 4,000 rows · every row ranked",
+            "trained on a sample of 1,000 of 4,000 rows",
+            // After training, every row of the file is ranked: here all of them join.
+            "all 4,000/4,000 rows of 4,000 in the file",
         ),
     ] {
         let command = format!(
@@ -703,7 +715,7 @@ fn zeek_and_parquet_files_open_train_and_a_sample_is_named() {
         let tmux = Tmux::start(&command, dir.path());
         // A sampled file's every row is ranked after training.
         let screen = tmux.wait_for("training to finish", 60, |s| {
-            s.contains("✓ done") && s.contains(expected)
+            s.contains("✓ done") && s.contains(expected) && s.contains(footer)
         });
         assert!(screen.contains("epoch 2/2"), "{screen}");
         tmux.quit_confirmed();

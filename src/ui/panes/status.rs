@@ -41,18 +41,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
                     // A file larger than the memory budget: the model trained on a sample;
                     // after training every row is ranked and the table gains the file's top.
                     Some(total) => format!(
-                        "  trained on a sample of {} of {} rows × {} features{}",
+                        "  trained on a sample of {} of {} rows × {} features",
                         thousands(table.len() - data.loaded.top_rows),
                         thousands(usize::try_from(total).unwrap_or(usize::MAX)),
                         data.loaded.feature_names.len(),
-                        match app.ranking {
-                            Some((done, rows)) => format!(
-                                " · ranking every row {:.0}%",
-                                100.0 * done as f64 / rows.max(1) as f64
-                            ),
-                            None if data.loaded.table_id > 0 => " · every row ranked".into(),
-                            None => String::new(),
-                        }
                     ),
                     None => format!(
                         "  {} rows × {} features",
@@ -63,6 +55,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
                 t.muted,
             ),
         ));
+        let ranking = match app.ranking {
+            Some((done, rows)) => Some(format!(
+                " · ranking every row {:.0}%",
+                100.0 * done as f64 / rows.max(1) as f64
+            )),
+            None if data.loaded.table_id > 0 => Some(" · every row ranked".into()),
+            None => None,
+        };
+        if let Some(ranking) = ranking {
+            parts.push((4, Span::styled(ranking, t.muted)));
+        }
         parts.push((2, Span::styled(format!("  {}", data.loaded.model), t.muted)));
     }
     parts.push((
