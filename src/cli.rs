@@ -778,7 +778,8 @@ fn score_every_row(
     let mut labels: Option<crate::data::Labels> = None;
     let streamed = crate::train::scoring::score_file(
         data,
-        (read, &encoder.schema),
+        read,
+        &encoder.schema,
         encoder,
         &[ensemble],
         |chunk, chunk_scores| {
@@ -973,7 +974,8 @@ fn score_rows(
     let mut written = 0u64;
     let streamed = crate::train::scoring::score_file(
         &cmd.data,
-        (read, &ck.meta.encoder.schema),
+        read,
+        &ck.meta.encoder.schema,
         &ck.meta.encoder,
         &[&ck.ensemble],
         |chunk, scores| {

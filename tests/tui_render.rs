@@ -138,6 +138,11 @@ fn scoring(rows: usize, features: usize, epoch: usize) -> Arc<Scoring> {
     ))
 }
 
+/// A fresh app with the test configuration and no marks.
+fn app_at(now: Instant) -> App {
+    App::new(config(), Keymap::default(), Marks::default(), None, now)
+}
+
 /// An app that has loaded the sample, trained `epochs` of 20 epochs, and scored.
 fn trained_app(epochs: usize) -> App {
     trained_app_on(config(), loaded(), epochs)
@@ -231,7 +236,7 @@ fn assert_printable(terminal: &Terminal<TestBackend>) {
 /// An app that loaded the sample and trained `epochs` of 20 EGBAD epochs, then scored.
 fn egbad_app(epochs: usize) -> App {
     let now = Instant::now();
-    let mut app = App::new(config(), Keymap::default(), Marks::default(), None, now);
+    let mut app = app_at(now);
     let data = loaded_with(&[DetectorKind::Egbad]);
     let (rows, features) = (data.table.len(), data.feature_names.len());
     app.update(Msg::Train(TrainEvent::Loaded(data)));
@@ -458,7 +463,7 @@ fn help_overlay() {
 #[test]
 fn loading_gauge_then_waiting_for_scores() {
     let now = Instant::now();
-    let mut app = App::new(config(), Keymap::default(), Marks::default(), None, now);
+    let mut app = app_at(now);
     app.update(Msg::Train(TrainEvent::Loading(LoadProgress {
         pass: 2,
         bytes_read: 3_000_000,
@@ -676,13 +681,7 @@ fn screen(app: &App, width: u16, height: u16) -> String {
 
 #[test]
 fn ensemble_member_in_training_shows_in_status_and_loss_pane() {
-    let mut app = App::new(
-        config(),
-        Keymap::default(),
-        Marks::default(),
-        None,
-        Instant::now(),
-    );
+    let mut app = app_at(Instant::now());
     let data = loaded();
     let (rows, features) = (data.table.len(), data.feature_names.len());
     app.update(Msg::Train(TrainEvent::Loaded(data)));
@@ -866,13 +865,7 @@ fn a_replaced_table_gets_the_marks_again_by_record_and_the_selection_follows_its
     use dagmm_tui::triage::Mark;
     use dagmm_tui::ui::app::Effect;
     let data = loaded();
-    let mut app = App::new(
-        config(),
-        Keymap::default(),
-        Marks::default(),
-        None,
-        Instant::now(),
-    );
+    let mut app = app_at(Instant::now());
     app.update(Msg::Train(TrainEvent::Loaded(data.clone())));
     app.update(Msg::Train(TrainEvent::Finished {
         epochs_done: 1,

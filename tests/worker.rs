@@ -382,7 +382,8 @@ fn a_sampled_session_ranks_every_row_of_the_file_and_its_table_gains_the_files_t
         let mut file: Vec<(u64, f64)> = Vec::new();
         dagmm_tui::train::scoring::score_file(
             &path,
-            (&ck.meta.read, &ck.meta.encoder.schema),
+            &ck.meta.read,
+            &ck.meta.encoder.schema,
             &ck.meta.encoder,
             &[&ck.ensemble],
             |chunk, scores| {

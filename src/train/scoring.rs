@@ -201,16 +201,8 @@ impl Scoring {
     pub fn flagged(&self, share: f64) -> usize {
         let wanted = ((share * self.file_rows() as f64).round() as usize).min(self.file_rows());
         // A row's file rank grows with its position in the table.
-        let (mut low, mut high) = (0, self.len().min(wanted));
-        while low < high {
-            let mid = (low + high) / 2;
-            if self.rank(self.order[mid] as usize) <= wanted {
-                low = mid + 1;
-            } else {
-                high = mid;
-            }
-        }
-        low
+        self.order[..self.len().min(wanted)]
+            .partition_point(|&row| self.rank(row as usize) <= wanted)
     }
 
     /// The detector's error on each encoded feature of `row`.
@@ -338,7 +330,8 @@ pub struct Streamed {
 /// encoder's, or a table's that has them all and those the encoder dropped (to show them).
 pub fn score_file(
     data: &std::path::Path,
-    (read, schema): (&ReadOptions, &Schema),
+    read: &ReadOptions,
+    schema: &Schema,
     encoder: &Encoder,
     ensembles: &[&Ensemble],
     mut each: impl FnMut(RawTable, &[Vec<f64>]) -> anyhow::Result<()>,

@@ -202,10 +202,10 @@ fn rank_every_row(
     (events, controls): (&Sender<TrainEvent>, &Receiver<Control>),
     keep_top: usize,
 ) -> Result<Option<ServedTable>> {
-    let frozen: &[Trained] = trained;
+    let models: &[Trained] = trained;
     let sample = &loaded.table;
     let rows = sample.sampled_from.unwrap_or(0);
-    let ensembles: Vec<&Ensemble> = frozen.iter().map(|t| &t.ensemble).collect();
+    let ensembles: Vec<&Ensemble> = models.iter().map(|t| &t.ensemble).collect();
     let mut pending = Vec::new();
     let mut last = Instant::now();
     let _ = events.send(TrainEvent::Ranking { done: 0, rows });
@@ -223,7 +223,7 @@ fn rank_every_row(
                     // A save (on quit, say) must not wait for the pass.
                     Control::SaveCheckpoint(dir) => {
                         let side_by_side = ensembles.len() > 1;
-                        let saved = save_checkpoint(&dir, &parts(frozen), side_by_side, context);
+                        let saved = save_checkpoint(&dir, &parts(models), side_by_side, context);
                         let _ = events.send(saved);
                     }
                     other => pending.push(other),

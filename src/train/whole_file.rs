@@ -63,39 +63,45 @@ pub fn rank_whole_file(
         keep: keep_top.max(1),
     };
     let (mut rows, mut next_in_sample) = (0u64, 0usize);
-    let columns = (read, &sample.schema);
-    let streamed = score_file(path, columns, encoder, ensembles, |chunk, scores| {
-        let mut picked = Vec::new();
-        for (i, row) in chunk.rows.iter().enumerate() {
-            while in_sample
-                .get(next_in_sample)
-                .is_some_and(|&n| n < row.number)
-            {
-                next_in_sample += 1;
+    let streamed = score_file(
+        path,
+        read,
+        &sample.schema,
+        encoder,
+        ensembles,
+        |chunk, scores| {
+            let mut picked = Vec::new();
+            for (i, row) in chunk.rows.iter().enumerate() {
+                while in_sample
+                    .get(next_in_sample)
+                    .is_some_and(|&n| n < row.number)
+                {
+                    next_in_sample += 1;
+                }
+                if in_sample.get(next_in_sample) == Some(&row.number) {
+                    continue; // in the table already
+                }
+                for (kept, of) in rest.iter_mut().zip(scores) {
+                    kept.push(of[i] as f32);
+                }
+                if top
+                    .floor
+                    .iter()
+                    .zip(scores)
+                    .any(|(floor, of)| of[i] > *floor)
+                {
+                    picked.push(i);
+                }
             }
-            if in_sample.get(next_in_sample) == Some(&row.number) {
-                continue; // in the table already
+            rows += chunk.len() as u64;
+            top.add(&chunk, &picked, scores);
+            if between_chunks(rows) {
+                Ok(())
+            } else {
+                Err(Interrupted.into())
             }
-            for (kept, of) in rest.iter_mut().zip(scores) {
-                kept.push(of[i] as f32);
-            }
-            if top
-                .floor
-                .iter()
-                .zip(scores)
-                .any(|(floor, of)| of[i] > *floor)
-            {
-                picked.push(i);
-            }
-        }
-        rows += chunk.len() as u64;
-        top.add(&chunk, &picked, scores);
-        if between_chunks(rows) {
-            Ok(())
-        } else {
-            Err(Interrupted.into())
-        }
-    });
+        },
+    );
     let streamed = match streamed {
         Ok(streamed) => streamed,
         Err(e) if e.is::<Interrupted>() => return Ok(None),
