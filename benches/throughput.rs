@@ -1,4 +1,4 @@
-//! `cargo bench --bench throughput`: `dagmm-tui bench` at one and two threads (training and
+//! `cargo bench --bench throughput`: `dagmm-tui bench` for each detector at one and two threads (training and
 //! scoring samples/s on the KDDCUP shape, loading the KDDCUP file when present), then the
 //! heap allocations of a training step and of scoring, counted by this binary's allocator.
 
@@ -6,7 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dagmm_tui::bench::{kddcup_shaped, run, BenchOptions, KDDCUP_FILE};
-use dagmm_tui::model::{DagmmConfig, DetectorConfig, Preset};
+use dagmm_tui::model::{DagmmConfig, DetectorConfig, DetectorKind, Preset};
 use dagmm_tui::train::{TrainConfig, Trainer};
 
 /// The system allocator, counting calls and bytes.
@@ -43,17 +43,24 @@ fn counted<R>(f: impl FnOnce() -> R) -> (R, u64, u64) {
 }
 
 fn main() {
-    for threads in [1, 2] {
-        let report = run(&BenchOptions {
-            threads,
-            rows: 200_000,
-            data: None,
-            repeats: 3,
-            load: vec![KDDCUP_FILE.into()],
-        })
-        .expect("bench");
-        for line in report.lines() {
-            println!("{line}");
+    for detector in DetectorKind::ALL {
+        for threads in [1, 2] {
+            let report = run(&BenchOptions {
+                detector,
+                threads,
+                rows: 200_000,
+                data: None,
+                repeats: 3,
+                // Loading does not depend on the detector: timed once per thread count.
+                load: match detector {
+                    DetectorKind::Dagmm => vec![KDDCUP_FILE.into()],
+                    DetectorKind::Egbad => Vec::new(),
+                },
+            })
+            .expect("bench");
+            for line in report.lines() {
+                println!("{line}");
+            }
         }
     }
     // Allocations in the steady state: one warm epoch, then one counted.

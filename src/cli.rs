@@ -121,6 +121,10 @@ pub enum Command {
 /// `bench` arguments.
 #[derive(Debug, Args)]
 pub struct BenchCommand {
+    /// The detector to time: DAGMM (the paper's KDDCUP network, batch 1024) or EGBAD (the
+    /// authors' KDDCUP network, batch 256).
+    #[arg(long, value_enum, default_value_t = DetectorKind::Dagmm)]
+    pub detector: DetectorKind,
     /// Synthetic KDDCUP-shaped rows to train and score on.
     #[arg(long, default_value_t = 200_000)]
     pub rows: usize,
@@ -565,6 +569,7 @@ pub fn main() -> i32 {
 /// `bench`: measures and prints (text or JSON).
 fn bench(cmd: &BenchCommand) -> Result<()> {
     let report = crate::bench::run(&crate::bench::BenchOptions {
+        detector: cmd.detector,
         threads: compute_threads(cmd.threads)?,
         rows: cmd.rows,
         data: cmd.data_file.clone(),

@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use dfdx::prelude::*;
 use dfdx::tensor::Gradients;
-use rand::{rngs::StdRng, Rng};
+use rand::{rngs::SmallRng, rngs::StdRng, Rng, RngCore, SeedableRng};
 
 /// The device every tensor lives on: the CPU.
 pub type Dev = Cpu;
@@ -61,49 +61,84 @@ impl Dense {
         x: &Mat,
         activation: Option<Activation>,
     ) -> Mat<T> {
-        let y = bias_activation(
-            x.clone().matmul(self.weight.clone()),
-            &self.bias,
-            activation,
-        );
-        let mut tape = T::default();
-        if T::OWNS_TAPE {
-            let (x, y_kept) = (x.clone(), y.clone());
-            let (w_id, b_id, y_id) = (self.weight.ghost(), self.bias.ghost(), y.ghost());
-            tape.add_backward_op(move |grads| {
-                let shape = *y_kept.shape();
-                grads.try_alloc_for(&y_id)?;
-                let mut upstream = vec![0f32; shape.0 * shape.1];
-                grads.get(&y_id).copy_into(&mut upstream);
-                if let Some(act) = activation {
-                    let mut y = vec![0f32; upstream.len()];
-                    y_kept.copy_into(&mut y);
-                    upstream
-                        .iter_mut()
-                        .zip(&y)
-                        .for_each(|(g, &y)| *g *= act.derivative(y));
+        self.layer(x.clone().retaped::<T>(), activation, None, Backprop::PARAMS)
+    }
+
+    /// `dropout(activation(x·W + b))` as one operation whose backward pass computes only
+    /// the gradients `backprop` asks for: a GAN player's step runs the other player's
+    /// layers without their weight gradients, and a layer fed by data needs no ∂/∂x. The
+    /// dropout mask comes from a fast generator seeded by `dropout.seed` (dfdx's own draws
+    /// a ChaCha number per element, twice: a fifth of an EGBAD step).
+    pub fn layer<T: Tape<f32, Dev>>(
+        &self,
+        x: Mat<T>,
+        activation: Option<Activation>,
+        dropout: Option<Dropout>,
+        backprop: Backprop,
+    ) -> Mat<T> {
+        let (x, mut tape) = x.split_tape();
+        let (rows, inputs) = *x.shape();
+        let outputs = self.outputs();
+        let x_values = values(&x);
+        let weight = values(&self.weight);
+        let mut y = vec![0f32; rows * outputs];
+        let (xs, ws) = (View::rows(&x_values, inputs), View::rows(&weight, outputs));
+        matmul_into(&mut y, false, xs, ws);
+        let bias = self.bias.as_vec();
+        let keep = dropout.map(|d| d.scales(y.len()));
+        let needs_derivative = T::OWNS_TAPE && (activation.is_some() || keep.is_some());
+        let mut derivative = vec![1f32; if needs_derivative { y.len() } else { 0 }];
+        for (r, row) in y.chunks_exact_mut(outputs).enumerate() {
+            row.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
+            if let Some(act) = activation {
+                row.iter_mut().for_each(|v| *v = act.value(*v));
+                if needs_derivative {
+                    let d = &mut derivative[r * outputs..(r + 1) * outputs];
+                    d.iter_mut()
+                        .zip(row.iter())
+                        .for_each(|(d, &v)| *d = act.derivative(v));
                 }
-                let g: Mat = x.device().tensor_from_vec(upstream, shape);
-                let mut weight_grad = vec![0f32; x.shape().1 * shape.1];
-                x.clone()
-                    .permute::<_, Axes2<1, 0>>()
-                    .matmul(g.clone())
-                    .copy_into(&mut weight_grad);
-                let into_w = grads.get_or_alloc_mut(&w_id)?;
-                into_w
-                    .iter_mut()
-                    .zip(&weight_grad)
-                    .for_each(|(s, v)| *s += v);
-                let column_sums = g.sum::<(usize,), Axis<0>>().as_vec();
-                let into_b = grads.get_or_alloc_mut(&b_id)?;
-                into_b
-                    .iter_mut()
-                    .zip(&column_sums)
-                    .for_each(|(s, v)| *s += v);
+            }
+            if let Some(keep) = &keep {
+                let k = &keep[r * outputs..(r + 1) * outputs];
+                row.iter_mut().zip(k).for_each(|(v, k)| *v *= k);
+                if needs_derivative {
+                    let d = &mut derivative[r * outputs..(r + 1) * outputs];
+                    d.iter_mut().zip(k).for_each(|(d, k)| *d *= k);
+                }
+            }
+        }
+        let out: Mat = x.device().tensor_from_vec(y, (rows, outputs));
+        if T::OWNS_TAPE {
+            let (x_id, w_id, b_id, out_id) = (
+                x.ghost(),
+                self.weight.ghost(),
+                self.bias.ghost(),
+                out.ghost(),
+            );
+            tape.add_backward_op(move |grads| {
+                // The output's gradient is read by this operation only (it made the output).
+                let mut g: Vec<f32> = std::mem::take(grads.get_or_alloc_mut(&out_id)?);
+                if needs_derivative {
+                    g.iter_mut().zip(&derivative).for_each(|(g, d)| *g *= d);
+                }
+                let gs = View::rows(&g, outputs);
+                if backprop.params {
+                    let xs = View::rows(&x_values, inputs);
+                    matmul_into(grads.get_or_alloc_mut(&w_id)?, true, xs.t(), gs);
+                    let into_b = grads.get_or_alloc_mut(&b_id)?;
+                    for row in g.chunks_exact(outputs) {
+                        add_into(into_b, row);
+                    }
+                }
+                if backprop.input {
+                    let ws = View::rows(&weight, outputs);
+                    matmul_into(grads.get_or_alloc_mut(&x_id)?, true, gs, ws.t());
+                }
                 Ok(())
             });
         }
-        y.put_tape(tape)
+        out.put_tape(tape)
     }
 
     /// `activation(x·W + b)`, the bias and the activation in one pass.
@@ -118,6 +153,211 @@ impl Dense {
             Some(activation),
         )
     }
+}
+
+/// Which gradients a layer's backward pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backprop {
+    /// ∂/∂x, for the layers before it.
+    pub input: bool,
+    /// ∂/∂W and ∂/∂b, for the layer's own optimiser.
+    pub params: bool,
+}
+
+impl Backprop {
+    /// A layer being trained whose input is data.
+    pub const PARAMS: Backprop = Backprop {
+        input: false,
+        params: true,
+    };
+    /// A layer being trained inside a network.
+    pub const ALL: Backprop = Backprop {
+        input: true,
+        params: true,
+    };
+    /// A layer another player is trained through (its weights stay fixed).
+    pub const INPUT: Backprop = Backprop {
+        input: true,
+        params: false,
+    };
+}
+
+/// Dropout drawn inside a layer's pass: each output is zeroed with probability `prob`,
+/// the others scaled by 1 / (1 − prob); the same seed gives the same mask.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    pub prob: f64,
+    pub seed: u64,
+}
+
+impl Dropout {
+    /// `prob` with a seed drawn from `dev` (so a seeded device gives a reproducible run).
+    pub fn drawn(dev: &Dev, prob: f64) -> Self {
+        Self {
+            prob,
+            seed: dev.random_u64(),
+        }
+    }
+
+    /// The factor of each of `len` outputs: 0 where dropped, 1 / (1 − prob) where kept.
+    fn scales(self, len: usize) -> Vec<f32> {
+        // Four 16-bit draws per random number (p resolved to 1/65,536).
+        let mut rng = SmallRng::seed_from_u64(self.seed);
+        let threshold = (self.prob.clamp(0.0, 1.0) * 65_536.0).round() as u64;
+        let kept = (1.0 / (1.0 - self.prob)) as f32;
+        let mut out = vec![0f32; len.next_multiple_of(4)];
+        for four in out.chunks_exact_mut(4) {
+            let bits = rng.next_u64();
+            for (i, v) in four.iter_mut().enumerate() {
+                let draw = (bits >> (16 * i)) & 0xffff;
+                *v = kept * f32::from(u8::from(draw >= threshold));
+            }
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+/// A row-major matrix borrowed as a slice, possibly read transposed.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    transposed: bool,
+}
+
+impl<'a> View<'a> {
+    /// `data` as rows of `cols` values.
+    fn rows(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            rows: data.len() / cols.max(1),
+            cols,
+            transposed: false,
+        }
+    }
+
+    /// The same matrix read transposed.
+    fn t(self) -> Self {
+        Self {
+            transposed: !self.transposed,
+            ..self
+        }
+    }
+
+    /// (rows, cols) as read, and the strides (row, column) of that reading.
+    fn shape_strides(&self) -> ((usize, usize), (isize, isize)) {
+        let c = self.cols as isize;
+        if self.transposed {
+            ((self.cols, self.rows), (1, c))
+        } else {
+            ((self.rows, self.cols), (c, 1))
+        }
+    }
+}
+
+/// `dst = a·b`, or `dst += a·b` when `accumulate`, with `dst` row-major: gemm, the kernel
+/// dfdx's own products use, called directly so gradients accumulate in place.
+fn matmul_into(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_>) {
+    let ((m, k), (a_rs, a_cs)) = a.shape_strides();
+    let ((k2, n), (b_rs, b_cs)) = b.shape_strides();
+    assert!(
+        k == k2 && dst.len() == m * n && a.data.len() == m * k && b.data.len() == k * n,
+        "matmul_into: shapes {m}×{k} · {k2}×{n} into {}",
+        dst.len()
+    );
+    // SAFETY: the three slices hold exactly the elements the shapes and strides address
+    // (checked above), `dst` is borrowed mutably and so aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(rayon::current_num_threads()),
+        )
+    }
+}
+
+/// The elements of a contiguous matrix (every tensor a layer sees), copied as they lie in
+/// memory: dfdx's `as_vec` walks them one index at a time.
+pub fn values(t: &Mat) -> Vec<f32> {
+    let mut out = vec![0f32; t.shape().0 * t.shape().1];
+    t.copy_into(&mut out);
+    out
+}
+
+/// `[a; b]` (`rows`: b's rows below a's) or `[a b]` (b's columns beside a's), with its
+/// backward pass: dfdx's concatenation walks elements one index at a time.
+pub fn concat<T: Tape<f32, Dev> + Merge<T>>(a: Mat<T>, b: Mat<T>, rows: bool) -> Mat<T> {
+    let (a, ta) = a.split_tape();
+    let (b, tb) = b.split_tape();
+    let mut tape = ta.merge(tb);
+    let ((ar, ac), (br, bc)) = (*a.shape(), *b.shape());
+    let (av, bv) = (values(&a), values(&b));
+    let (out_shape, data) = if rows {
+        assert_eq!(ac, bc, "concatenating rows of different widths");
+        let mut data = av;
+        data.extend_from_slice(&bv);
+        ((ar + br, ac), data)
+    } else {
+        assert_eq!(ar, br, "concatenating columns of different heights");
+        let mut data = Vec::with_capacity(ar * (ac + bc));
+        for (x, y) in av.chunks_exact(ac.max(1)).zip(bv.chunks_exact(bc.max(1))) {
+            data.extend_from_slice(x);
+            data.extend_from_slice(y);
+        }
+        ((ar, ac + bc), data)
+    };
+    let out: Mat = a.device().tensor_from_vec(data, out_shape);
+    if T::OWNS_TAPE {
+        let (a_id, b_id, out_id) = (a.ghost(), b.ghost(), out.ghost());
+        tape.add_backward_op(move |grads| {
+            let g: Vec<f32> = std::mem::take(grads.get_or_alloc_mut(&out_id)?);
+            if rows {
+                add_into(grads.get_or_alloc_mut(&a_id)?, &g[..ar * ac]);
+                add_into(grads.get_or_alloc_mut(&b_id)?, &g[ar * ac..]);
+            } else {
+                let width = ac + bc;
+                let into_a = grads.get_or_alloc_mut(&a_id)?;
+                for (into, row) in into_a
+                    .chunks_exact_mut(ac.max(1))
+                    .zip(g.chunks_exact(width))
+                {
+                    add_into(into, &row[..ac]);
+                }
+                let into_b = grads.get_or_alloc_mut(&b_id)?;
+                for (into, row) in into_b
+                    .chunks_exact_mut(bc.max(1))
+                    .zip(g.chunks_exact(width))
+                {
+                    add_into(into, &row[ac..]);
+                }
+            }
+            Ok(())
+        });
+    }
+    out.put_tape(tape)
+}
+
+/// `into += values`, element by element.
+fn add_into(into: &mut [f32], values: &[f32]) {
+    into.iter_mut().zip(values).for_each(|(s, v)| *s += v);
 }
 
 /// The non-linearity between two dense layers: DAGMM's networks use tanh (as the paper),
@@ -553,6 +793,115 @@ mod tanh_tests {
                 }
             }
         }
+    }
+
+    /// `layer` (with and without dropout, in every backprop mode) against dfdx's own
+    /// traced ops with the same mask, and against central finite differences.
+    #[test]
+    fn a_layers_own_backward_pass_matches_dfdx_and_finite_differences() {
+        let dev = Dev::default();
+        let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(9);
+        let layer = Dense::new(&dev, 5, 6, &mut rng);
+        let xv: Vec<f32> = (0..20).map(|i| (i as f32 * 0.61).sin()).collect();
+        let x: Mat = dev.tensor_from_vec(xv.clone(), (4, 5));
+        let r: Mat = dev.tensor_from_vec((0..24).map(|i| (i as f32 * 0.3).cos()).collect(), (4, 6));
+        let dropout = Dropout { prob: 0.3, seed: 5 };
+        let keep = dropout.scales(24);
+        assert!(keep.contains(&0.0) && keep.iter().any(|&k| k > 1.0));
+        let mask: Mat = dev.tensor_from_vec(keep, (4, 6));
+        for act in [None, Some(Activation::Tanh), Some(Activation::Leaky(0.1))] {
+            for drop in [None, Some(dropout)] {
+                let traced = match act {
+                    Some(a) => layer.forward_activated(x.leaky_trace(), a),
+                    None => layer.forward(x.leaky_trace()),
+                };
+                let traced = if drop.is_some() {
+                    traced * mask.clone()
+                } else {
+                    traced
+                };
+                let expected = (traced * r.clone()).sum::<Rank0, _>().backward();
+                for backprop in [Backprop::ALL, Backprop::PARAMS, Backprop::INPUT] {
+                    let y = layer.layer(x.leaky_trace(), act, drop, backprop);
+                    let got = (y * r.clone()).sum::<Rank0, _>().backward();
+                    let check = |a: Vec<f32>, b: Vec<f32>, what: &str| {
+                        for (a, b) in a.iter().zip(&b) {
+                            assert!(
+                                (a - b).abs() < 1e-5,
+                                "{act:?} {drop:?} {backprop:?} {what}: {a} vs {b}"
+                            );
+                        }
+                    };
+                    // A gradient not asked for is never allocated (reading it would panic).
+                    if backprop.params {
+                        check(
+                            got.get(&layer.weight).as_vec(),
+                            expected.get(&layer.weight).as_vec(),
+                            "∂W",
+                        );
+                        check(
+                            got.get(&layer.bias).as_vec(),
+                            expected.get(&layer.bias).as_vec(),
+                            "∂b",
+                        );
+                    }
+                    if backprop.input {
+                        check(got.get(&x).as_vec(), expected.get(&x).as_vec(), "∂x");
+                    }
+                }
+            }
+        }
+        // Central differences of Σ r ⊙ layer(x) in x (tanh, with the dropout mask).
+        let loss = |xv: &[f32]| -> f64 {
+            let x: Mat = dev.tensor_from_vec(xv.to_vec(), (4, 5));
+            let y = layer.layer(x, Some(Activation::Tanh), Some(dropout), Backprop::ALL);
+            (y * r.clone()).sum::<Rank0, _>().array() as f64
+        };
+        let y = layer.layer(
+            x.leaky_trace(),
+            Some(Activation::Tanh),
+            Some(dropout),
+            Backprop::ALL,
+        );
+        let gx = (y * r.clone())
+            .sum::<Rank0, _>()
+            .backward()
+            .get(&x)
+            .as_vec();
+        for i in 0..xv.len() {
+            let h = 1e-2f32;
+            let (mut up, mut down) = (xv.clone(), xv.clone());
+            up[i] += h;
+            down[i] -= h;
+            let numeric = (loss(&up) - loss(&down)) / (2.0 * h as f64);
+            assert!(
+                (numeric - gx[i] as f64).abs() < 2e-3,
+                "x[{i}]: {numeric} vs {}",
+                gx[i]
+            );
+        }
+    }
+
+    #[test]
+    fn concatenation_passes_each_part_its_own_gradient() {
+        let dev = Dev::default();
+        let a: Mat = dev.tensor_from_vec((0..6).map(|i| i as f32).collect(), (2, 3));
+        let b: Mat = dev.tensor_from_vec((0..4).map(|i| 10.0 + i as f32).collect(), (2, 2));
+        let c: Mat = dev.tensor_from_vec((0..9).map(|i| 20.0 + i as f32).collect(), (3, 3));
+        let cols = concat(a.leaky_trace(), b.retaped(), false);
+        assert_eq!(*cols.shape(), (2, 5));
+        assert_eq!(
+            cols.as_vec(),
+            [0.0, 1.0, 2.0, 10.0, 11.0, 3.0, 4.0, 5.0, 12.0, 13.0]
+        );
+        let weights: Mat = dev.tensor_from_vec((0..10).map(|i| i as f32).collect(), (2, 5));
+        let grads = (cols * weights).sum::<Rank0, _>().backward();
+        assert_eq!(grads.get(&a).as_vec(), [0.0, 1.0, 2.0, 5.0, 6.0, 7.0]);
+        let rows = concat(a.leaky_trace(), c.retaped(), true);
+        assert_eq!(*rows.shape(), (5, 3));
+        let weights: Mat = dev.tensor_from_vec((0..15).map(|i| i as f32).collect(), (5, 3));
+        let grads = (rows * weights).sum::<Rank0, _>().backward();
+        assert_eq!(grads.get(&a).as_vec(), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
     }
 
     #[test]

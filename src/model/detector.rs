@@ -12,22 +12,17 @@
 //! A third detector is one more variant in each of these enums.
 
 use anyhow::{anyhow, Result};
-use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::config::DagmmConfig;
 use super::dagmm::{Dagmm, Inference};
-use super::dense::{all_finite, Adam, Dev, Mat, ParamMut, Params};
-use super::egbad::{Egbad, EgbadConfig, EgbadScore, ScoreParts};
+use super::dense::{all_finite, Adam, Dev, ParamMut, Params};
+use super::egbad::{standard_normal, Egbad, EgbadConfig, EgbadScore, ScoreParts};
 use super::ensemble::FittedDagmm;
 use super::gmm::GmmParams;
 use super::parallel::StepThreads;
 use super::roles::{BatchRoles, RowRole};
 use crate::data::Matrix;
-
-/// Rows per part below which a step is not split over threads (the threads' hand-offs
-/// would cost more than they save).
-pub const MIN_PART_ROWS: usize = 128;
 
 /// EGBAD's game counts as lost by G and E when D's epoch loss falls below this (it starts
 /// near 2·ln 2 ≈ 1.39; at equilibrium it stays there)…
@@ -263,7 +258,7 @@ impl Network {
 
     /// One optimisation step on `batch`. `None` when the loss or the updated weights were
     /// not finite: the step is dropped and the weights stay as they were.
-    /// DAGMM splits a batch of at least [`MIN_PART_ROWS`] rows per part over `threads`.
+    /// Both detectors split a batch over `threads` ([`StepThreads::splits`]).
     pub fn step(
         &mut self,
         dev: &Dev,
@@ -274,8 +269,7 @@ impl Network {
         let previous = self.clone();
         let report = match self {
             Network::Dagmm { model, adam } => {
-                let split = threads.parts() > 1 && batch.rows >= threads.parts() * MIN_PART_ROWS;
-                let step = if split {
+                let step = if threads.splits(batch.rows) {
                     model.train_step_split(threads, batch, roles)
                 } else {
                     model.train_step(dev, batch, roles)
@@ -300,15 +294,13 @@ impl Network {
             } => {
                 // The roles EGBAD can use: marked anomalies stay out of its game.
                 let batch = without_marked_anomalies(batch, roles);
-                let (n, cols) = (batch.rows, batch.cols);
-                let x: Mat = dev.tensor_from_vec(batch.data, (n, cols));
-                let z: Mat = dev.sample_normal_like(&(n, model.config.latent));
-                let (mut losses, mut grads) = model.discriminator_step(dev, &x, &z);
+                let z = standard_normal(dev, batch.rows, model.config.latent);
+                let (mut losses, mut grads) = model.discriminator_step(threads, dev, &batch, &z)?;
                 if !losses.discriminator.is_finite() {
                     return Ok(None);
                 }
                 discriminator.update(&mut model.discriminator, &mut grads)?;
-                let (ge, mut grads) = model.generator_encoder_step(dev, x, z);
+                let (ge, mut grads) = model.generator_encoder_step(threads, dev, &batch, &z)?;
                 if !ge.is_finite() {
                     *self = previous;
                     return Ok(None);

@@ -10,10 +10,12 @@
 use anyhow::Result;
 use dfdx::prelude::*;
 use dfdx::tensor::Gradients;
-use rand::{rngs::StdRng, SeedableRng};
+use rand::{rngs::SmallRng, rngs::StdRng, Rng, SeedableRng};
+use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use super::dense::{Activation, Dense, Dev, Mat, Mlp, ParamMut, Params};
+use super::dense::{concat, Activation, Backprop, Dense, Dev, Dropout, Mat, Mlp, ParamMut, Params};
+use super::parallel::{sum_parts, StepThreads};
 use crate::data::Matrix;
 
 /// Rows per forward pass when scoring.
@@ -183,78 +185,107 @@ impl Egbad {
     }
 
     /// D's logits for the pairs (x, z) row by row, and its joint features (off the tape:
-    /// only scoring reads them).
+    /// only scoring reads them). `pass` says which player, if any, learns from this pass:
+    /// it sets dropout (training only) and which gradients D's layers compute.
     fn discriminate<T: Tape<f32, Dev>>(
         &self,
+        dev: &Dev,
         x: Mat<T>,
         z: Mat<T>,
-        training: bool,
+        pass: Pass,
     ) -> (Mat<T>, Mat) {
         let d = &self.discriminator;
-        let leak = self.config.leak as f32;
-        let drop = |t: Mat<T>| {
-            if training && self.config.dropout > 0.0 {
-                t.dropout(self.config.dropout)
-            } else {
-                t
-            }
+        let leaky = Some(Activation::Leaky(self.config.leak as f32));
+        let (branches, top) = match pass {
+            Pass::Score | Pass::Discriminator => (Backprop::PARAMS, Backprop::ALL),
+            Pass::GeneratorEncoder => (Backprop::INPUT, Backprop::INPUT),
         };
-        let leaky = Activation::Leaky(leak);
-        let hx = drop(d.x_branch.forward_activated(x, leaky));
-        let hz = drop(d.z_branch.forward_activated(z, leaky));
-        let features = drop(
-            d.joint
-                .forward_activated((hx, hz).concat_along(Axis::<1>), leaky),
-        );
+        let p = self.config.dropout;
+        let drop = || (pass != Pass::Score && p > 0.0).then(|| Dropout::drawn(dev, p));
+        let hx = d.x_branch.layer(x, leaky, drop(), branches);
+        let hz = d.z_branch.layer(z, leaky, drop(), branches);
+        let joined = concat(hx, hz, false);
+        let features = d.joint.layer(joined, leaky, drop(), top);
         let plain = features.retaped::<NoneTape>();
-        (d.logit.forward(features), plain)
+        (d.logit.layer(features, None, None, top), plain)
     }
 
     /// The discriminator's step on a batch: real pairs (x, E(x)) and generated pairs
-    /// (G(z), z) with `z` drawn from N(0, I); gradients reach D only.
+    /// (G(z), z), `z` drawn from N(0, I) (row for row with `x`); gradients reach D only.
+    /// The batch is split over `threads` as [`StepThreads::map_parts`] decides.
     pub fn discriminator_step(
         &self,
+        threads: &StepThreads,
         dev: &Dev,
-        x: &Mat,
-        z: &Mat,
-    ) -> (GanLosses, Gradients<f32, Dev>) {
-        let n = x.shape().0;
-        let encoded = self.encoder.forward(x.clone(), None);
-        let generated = self.generator.forward(z.clone(), None);
-        let inputs = (x.clone(), generated).concat_along(Axis::<0>);
-        let codes = (encoded, z.clone()).concat_along(Axis::<0>);
-        let (logits, _) = self.discriminate(inputs.leaky_trace(), codes.retaped(), true);
-        let values = logits.as_vec();
-        let real_accuracy = values[..n].iter().filter(|&&l| l > 0.0).count() as f64 / n as f64;
-        let fake_accuracy = values[n..].iter().filter(|&&l| l < 0.0).count() as f64 / n as f64;
-        // Mean over 2n pairs, times two: the authors' sum of the two means.
-        let loss = logits.bce_with_logits(targets(dev, n, true)).mean() * 2.0;
-        let discriminator = loss.array() as f64;
-        let grads = loss.backward();
-        (
-            GanLosses {
-                discriminator,
-                real_accuracy,
-                fake_accuracy,
-                ..GanLosses::default()
-            },
-            grads,
-        )
+        x: &Matrix,
+        z: &Matrix,
+    ) -> Result<(GanLosses, Gradients<f32, Dev>)> {
+        let n = x.rows;
+        let parts = threads.map_parts(dev, n, |rows, dev| {
+            let (x, z) = (part_of(dev, x, &rows), part_of(dev, z, &rows));
+            let m = rows.len();
+            let encoded = self.encoder.forward(x.clone(), None);
+            let generated = self.generator.forward(z.clone(), None);
+            let inputs = concat(x, generated, true);
+            let codes = concat(encoded, z, true);
+            let (logits, _) = self.discriminate(
+                dev,
+                inputs.retaped::<OwnedTape<f32, Dev>>(),
+                codes.retaped(),
+                Pass::Discriminator,
+            );
+            let values = logits.as_vec();
+            let real = values[..m].iter().filter(|&&l| l > 0.0).count();
+            let fake = values[m..].iter().filter(|&&l| l < 0.0).count();
+            // Summed over the part's 2m pairs, over n: the parts add up to the authors' sum
+            // of the two means over the batch.
+            let loss = logits
+                .bce_with_logits(targets(dev, m, true))
+                .sum::<Rank0, _>()
+                * (1.0 / n as f32);
+            let value = loss.array() as f64;
+            ((value, real, fake), loss.backward())
+        });
+        let ((loss, real, fake), grads) =
+            sum_parts(&mut self.discriminator.clone(), parts, |a, b| {
+                (a.0 + b.0, a.1 + b.1, a.2 + b.2)
+            })?;
+        let losses = GanLosses {
+            discriminator: loss,
+            real_accuracy: real as f64 / n as f64,
+            fake_accuracy: fake as f64 / n as f64,
+            ..GanLosses::default()
+        };
+        Ok((losses, grads))
     }
 
     /// The generator's and encoder's step on the same batch: each is rewarded when D takes
     /// its side for the other (G(z) called real, E(x) called generated); gradients reach
-    /// E and G (D's are computed too and left unused).
-    pub fn generator_encoder_step(&self, dev: &Dev, x: Mat, z: Mat) -> (f64, Gradients<f32, Dev>) {
-        let n = x.shape().0;
-        let encoded = self.encoder.forward(x.clone().leaky_trace(), None);
-        let generated = self.generator.forward(z.clone().leaky_trace(), None);
-        let inputs = (x.retaped::<OwnedTape<f32, Dev>>(), generated).concat_along(Axis::<0>);
-        let codes = (encoded, z.retaped::<OwnedTape<f32, Dev>>()).concat_along(Axis::<0>);
-        let (logits, _) = self.discriminate(inputs, codes, true);
-        let loss = logits.bce_with_logits(targets(dev, n, false)).mean() * 2.0;
-        let value = loss.array() as f64;
-        (value, loss.backward())
+    /// E and G only (D's layers pass gradients through without computing their own).
+    pub fn generator_encoder_step(
+        &self,
+        threads: &StepThreads,
+        dev: &Dev,
+        x: &Matrix,
+        z: &Matrix,
+    ) -> Result<(f64, Gradients<f32, Dev>)> {
+        let n = x.rows;
+        let parts = threads.map_parts(dev, n, |rows, dev| {
+            let (x, z) = (part_of(dev, x, &rows), part_of(dev, z, &rows));
+            let m = rows.len();
+            let encoded = self.encoder.forward_data::<OwnedTape<f32, Dev>>(&x, None);
+            let generated = self.generator.forward_data::<OwnedTape<f32, Dev>>(&z, None);
+            let inputs = concat(x.retaped::<OwnedTape<f32, Dev>>(), generated, true);
+            let codes = concat(encoded, z.retaped::<OwnedTape<f32, Dev>>(), true);
+            let (logits, _) = self.discriminate(dev, inputs, codes, Pass::GeneratorEncoder);
+            let loss = logits
+                .bce_with_logits(targets(dev, m, false))
+                .sum::<Rank0, _>()
+                * (1.0 / n as f32);
+            let value = loss.array() as f64;
+            (value, loss.backward())
+        });
+        sum_parts(&mut self.clone().generator_encoder(), parts, |a, b| a + b)
     }
 
     /// The score parts of every row of `x` (evaluation mode: no dropout, no tape).
@@ -278,6 +309,8 @@ impl Egbad {
 
     fn chunk_parts(&self, x: Mat) -> (Vec<f64>, Vec<f64>) {
         let n = x.shape().0;
+        let dev = x.device().clone();
+        let dev = &dev;
         let code = self.encoder.forward(x.clone(), None);
         let rebuilt = self.generator.forward(code.clone(), None);
         let l1 = (x.clone() - rebuilt.clone())
@@ -286,13 +319,13 @@ impl Egbad {
             .as_vec();
         let discriminator = match self.config.score {
             EgbadScore::Xent => {
-                let (logits, _) = self.discriminate(x, code, false);
+                let (logits, _) = self.discriminate(dev, x, code, Pass::Score);
                 let ones: Mat = logits.device().ones_like(&(n, 1usize));
                 logits.bce_with_logits(ones).as_vec()
             }
             EgbadScore::Fm => {
-                let (_, real) = self.discriminate(x, code.clone(), false);
-                let (_, fake) = self.discriminate(rebuilt, code, false);
+                let (_, real) = self.discriminate(dev, x, code.clone(), Pass::Score);
+                let (_, fake) = self.discriminate(dev, rebuilt, code, Pass::Score);
                 (real - fake).abs().sum::<(usize,), Axis<1>>().as_vec()
             }
         };
@@ -324,6 +357,30 @@ impl Egbad {
     pub fn generator_encoder(&mut self) -> GeneratorEncoder<'_> {
         GeneratorEncoder(self)
     }
+}
+
+/// `rows × cols` draws from N(0, I), from a fast generator seeded by `dev` (so a seeded
+/// device gives a reproducible run).
+pub fn standard_normal(dev: &Dev, rows: usize, cols: usize) -> Matrix {
+    let mut rng = SmallRng::seed_from_u64(dev.random_u64());
+    let data = (0..rows * cols)
+        .map(|_| rng.sample::<f32, _>(StandardNormal))
+        .collect();
+    Matrix { rows, cols, data }
+}
+
+/// Which player a pass through D trains, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Score,
+    Discriminator,
+    GeneratorEncoder,
+}
+
+/// Rows `rows` of `m` as a tensor on `dev`.
+fn part_of(dev: &Dev, m: &Matrix, rows: &std::ops::Range<usize>) -> Mat {
+    let values = m.data[rows.start * m.cols..rows.end * m.cols].to_vec();
+    dev.tensor_from_vec(values, (rows.len(), m.cols))
 }
 
 /// `n` real then `n` generated targets: 1 then 0 for the discriminator's view
@@ -386,11 +443,18 @@ mod tests {
     fn every_network_gets_its_own_gradients() {
         let dev = Dev::seed_from_u64(0);
         let mut model = Egbad::new(&dev, EgbadConfig::default_for(5), 1);
-        let x: Mat = dev.tensor_from_vec((0..40).map(|i| (i % 7) as f32 / 7.0).collect(), (8, 5));
-        let z: Mat = dev.sample_normal_like(&(8usize, model.config.latent));
-        let (losses, d_grads) = model.discriminator_step(&dev, &x, &z);
+        let x = Matrix {
+            rows: 8,
+            cols: 5,
+            data: (0..40).map(|i| (i % 7) as f32 / 7.0).collect(),
+        };
+        let z = standard_normal(&dev, 8, model.config.latent);
+        let threads = StepThreads::new(1, 0).unwrap();
+        let (losses, d_grads) = model.discriminator_step(&threads, &dev, &x, &z).unwrap();
         assert!(losses.discriminator > 0.0 && losses.discriminator.is_finite());
-        let (ge, ge_grads) = model.generator_encoder_step(&dev, x, z);
+        let (ge, ge_grads) = model
+            .generator_encoder_step(&threads, &dev, &x, &z)
+            .unwrap();
         assert!(ge.is_finite());
         let nonzero = |model: &mut dyn Params, grads: &Gradients<f32, Dev>| {
             let mut all = true;
@@ -405,6 +469,55 @@ mod tests {
         };
         assert!(nonzero(&mut model.discriminator.clone(), &d_grads));
         assert!(nonzero(&mut model.generator_encoder(), &ge_grads));
+    }
+
+    #[test]
+    fn a_step_split_over_two_threads_equals_the_step_in_one_part() {
+        let dev = Dev::seed_from_u64(0);
+        let config = EgbadConfig {
+            dropout: 0.0,
+            ..EgbadConfig::default_for(6)
+        };
+        let mut model = Egbad::new(&dev, config, 3);
+        let rows = 2 * crate::model::parallel::MIN_PART_ROWS;
+        let x = Matrix {
+            rows,
+            cols: 6,
+            data: (0..rows * 6)
+                .map(|i| ((i * 7919) % 101) as f32 / 101.0)
+                .collect(),
+        };
+        let z = standard_normal(&dev, rows, model.config.latent);
+        let (one, two) = (
+            StepThreads::new(1, 0).unwrap(),
+            StepThreads::new(2, 0).unwrap(),
+        );
+        assert!(two.splits(rows) && !one.splits(rows));
+        let (whole, whole_grads) = model.discriminator_step(&one, &dev, &x, &z).unwrap();
+        let (split, split_grads) = model.discriminator_step(&two, &dev, &x, &z).unwrap();
+        assert!((whole.discriminator - split.discriminator).abs() < 1e-5);
+        assert_eq!(whole.real_accuracy, split.real_accuracy);
+        assert_eq!(whole.fake_accuracy, split.fake_accuracy);
+        let (ge_whole, ge_whole_grads) = model.generator_encoder_step(&one, &dev, &x, &z).unwrap();
+        let (ge_split, ge_split_grads) = model.generator_encoder_step(&two, &dev, &x, &z).unwrap();
+        assert!((ge_whole - ge_split).abs() < 1e-5);
+        let compare = |model: &mut dyn Params, a: &Gradients<f32, Dev>, b: &Gradients<f32, Dev>| {
+            model.visit_params("", &mut |name, p| {
+                let (a, b) = match p {
+                    ParamMut::Matrix(t) => (a.get(&*t).as_vec(), b.get(&*t).as_vec()),
+                    ParamMut::Vector(t) => (a.get(&*t).as_vec(), b.get(&*t).as_vec()),
+                };
+                for (a, b) in a.iter().zip(&b) {
+                    assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "{name}: {a} vs {b}");
+                }
+            });
+        };
+        compare(&mut model.discriminator.clone(), &whole_grads, &split_grads);
+        compare(
+            &mut model.generator_encoder(),
+            &ge_whole_grads,
+            &ge_split_grads,
+        );
     }
 
     #[test]

@@ -1,13 +1,20 @@
 //! Data-parallel training steps: a batch split into parts, each part's forward and backward
-//! pass on its own thread. dfdx parallelises only its matrix products, which at DAGMM's
-//! sizes (a 1,024-row batch through 120-60-30-10 layers) leaves a second core nearly idle;
-//! splitting the batch keeps both busy for the whole step.
+//! pass on its own thread. dfdx parallelises only its matrix products, which at our sizes
+//! (DAGMM: a 1,024-row batch through 120-60-30-10 layers; EGBAD: 256 rows through
+//! 128-wide layers) leaves a second core nearly idle; splitting the batch keeps both busy
+//! for the whole step.
+
+use std::ops::Range;
 
 use anyhow::{anyhow, Result};
 use dfdx::prelude::*;
 use dfdx::tensor::Gradients;
 
 use super::dense::{Dev, ParamMut, Params};
+
+/// Rows per part below which a step is not split over threads (the threads' hand-offs
+/// would cost more than they save).
+pub const MIN_PART_ROWS: usize = 128;
 
 /// The threads a step splits its batch over: per part, a single-threaded rayon pool (so
 /// dfdx's matrix products inside a part stay on that part's thread) and a device of its
@@ -40,6 +47,28 @@ impl StepThreads {
     /// Parts a batch is split into.
     pub fn parts(&self) -> usize {
         self.pools.len()
+    }
+
+    /// Whether a batch of `rows` rows is split: every part gets at least [`MIN_PART_ROWS`].
+    pub fn splits(&self, rows: usize) -> bool {
+        self.parts() > 1 && rows >= self.parts() * MIN_PART_ROWS
+    }
+
+    /// `work(rows, device)` for each part of a batch of `rows` rows, in part order: over
+    /// the threads when the batch [`splits`](Self::splits), else one part on the calling
+    /// thread with `dev`. For steps whose parts need nothing from each other until their
+    /// gradients are summed.
+    pub fn map_parts<R: Send>(
+        &self,
+        dev: &Dev,
+        rows: usize,
+        work: impl Fn(Range<usize>, &Dev) -> R + Sync,
+    ) -> Vec<R> {
+        if !self.splits(rows) {
+            return vec![work(0..rows, dev)];
+        }
+        let ranges = split_rows(rows, self.parts());
+        self.run(|i, dev| work(ranges[i].clone(), dev), || ()).1
     }
 
     /// Runs `work(part, device)` for every part at once, each on its own thread, while
@@ -75,6 +104,26 @@ pub fn split_rows(rows: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     (0..parts)
         .map(|i| rows * i / parts..rows * (i + 1) / parts)
         .collect()
+}
+
+/// The parts' results folded by `add` and their gradients summed over `model`'s
+/// parameters.
+pub fn sum_parts<L>(
+    model: &mut impl Params,
+    parts: Vec<(L, Gradients<f32, Dev>)>,
+    add: impl Fn(L, L) -> L,
+) -> Result<(L, Gradients<f32, Dev>)> {
+    let mut parts = parts.into_iter();
+    let (mut value, mut grads) = parts
+        .next()
+        .ok_or_else(|| anyhow!("a step with no parts"))?;
+    let mut others = Vec::new();
+    for (v, g) in parts {
+        value = add(value, v);
+        others.push(g);
+    }
+    sum_gradients(model, &mut grads, others)?;
+    Ok((value, grads))
 }
 
 /// Adds every parameter's gradient in `others` to `into`.

@@ -1,0 +1,111 @@
+"""PyTorch reference for `dagmm-tui bench --detector egbad`: the same EGBAD training step on
+the same shape.
+
+KDDCUP shape (120 inputs), the authors' tabular network as `EgbadConfig::default_for(120)`
+builds it: encoder 120-64-32 (leaky ReLU 0.1), generator 32-64-128-120 (ReLU), discriminator
+branches x 120-128 and z 32-128, joint 256-128, logit 128-1 (leaky ReLU 0.1, dropout 0.2 after
+each); batch 256, two Adams at 1e-4. One step: z ~ N(0, I); D's loss on (x, E(x)) real and
+(G(z), z) generated with E and G off the graph, D's update; then E and G's loss (each fooling
+D) through a frozen D (its weights take no gradient, as in dagmm-tui), their update. Synthetic
+rows as `bench` makes them. Prints samples/s per thread count: warm-up excluded, median (min,
+max) of the repeats. For comparison only; the product never runs Python.
+
+    python3 benches/torch_egbad.py [--rows 200000] [--repeats 3] [--threads 1 2] [--json]
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.nn.functional import binary_cross_entropy_with_logits as bce
+
+from torch_dagmm import kddcup_shaped
+
+
+class Egbad(nn.Module):
+    def __init__(self, d=120, hidden=64, latent=32, width=128, leak=0.1, dropout=0.2):
+        super().__init__()
+        self.latent = latent
+        self.encoder = nn.Sequential(nn.Linear(d, hidden), nn.LeakyReLU(leak), nn.Linear(hidden, latent))
+        self.generator = nn.Sequential(
+            nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, 2 * hidden), nn.ReLU(),
+            nn.Linear(2 * hidden, d))
+        self.x_branch = nn.Sequential(nn.Linear(d, width), nn.LeakyReLU(leak), nn.Dropout(dropout))
+        self.z_branch = nn.Sequential(nn.Linear(latent, width), nn.LeakyReLU(leak), nn.Dropout(dropout))
+        self.joint = nn.Sequential(nn.Linear(2 * width, width), nn.LeakyReLU(leak), nn.Dropout(dropout))
+        self.logit = nn.Linear(width, 1)
+
+    def discriminator(self):
+        return [self.x_branch, self.z_branch, self.joint, self.logit]
+
+    def discriminate(self, x, z):
+        return self.logit(self.joint(torch.cat([self.x_branch(x), self.z_branch(z)], dim=1)))
+
+
+def step(model, d_opt, ge_opt, x):
+    n = x.shape[0]
+    z = torch.randn(n, model.latent)
+    ones, zeros = torch.ones(n, 1), torch.zeros(n, 1)
+    with torch.no_grad():
+        encoded, generated = model.encoder(x), model.generator(z)
+    d_loss = bce(model.discriminate(x, encoded), ones) + bce(model.discriminate(generated, z), zeros)
+    d_opt.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_opt.step()
+    for p in d_opt.param_groups[0]["params"]:
+        p.requires_grad_(False)
+    ge_loss = (bce(model.discriminate(x, model.encoder(x)), zeros)
+               + bce(model.discriminate(model.generator(z), z), ones))
+    ge_opt.zero_grad(set_to_none=True)
+    ge_loss.backward()
+    ge_opt.step()
+    for p in d_opt.param_groups[0]["params"]:
+        p.requires_grad_(True)
+
+
+def measure(threads, data, batch, repeats):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = Egbad(d=data.shape[1])
+    model.train()
+    d_params = [p for m in model.discriminator() for p in m.parameters()]
+    ge_params = list(model.encoder.parameters()) + list(model.generator.parameters())
+    d_opt = torch.optim.Adam(d_params, lr=1e-4)
+    ge_opt = torch.optim.Adam(ge_params, lr=1e-4)
+
+    def epoch():
+        started = time.perf_counter()
+        order = torch.randperm(data.shape[0])
+        for s in range(0, data.shape[0] - batch + 1, batch):
+            step(model, d_opt, ge_opt, data[order[s:s + batch]])
+        seen = (data.shape[0] // batch) * batch
+        return seen / (time.perf_counter() - started)
+
+    epoch()  # warm-up
+    rates = sorted(epoch() for _ in range(repeats))
+    return {"threads": threads, "median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--rows", type=int, default=200_000)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args()
+    data = kddcup_shaped(a.rows, torch.Generator().manual_seed(1))
+    results = [measure(t, data, a.batch, a.repeats) for t in a.threads]
+    if a.json:
+        print(json.dumps({"torch": torch.__version__, "train_samples_per_s": results}))
+        return
+    print(f"PyTorch {torch.__version__} EGBAD, {a.rows} rows x 120, batch {a.batch}")
+    for r in results:
+        print(f"train  threads={r['threads']}  samples/s: min {r['min']:>9.0f}  median {r['median']:>9.0f}  max {r['max']:>9.0f}")
+
+
+if __name__ == "__main__":
+    main()
