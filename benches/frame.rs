@@ -30,6 +30,22 @@ impl Explain for Errors {
             .map(|f| ((f * 31 + row) % 97) as f32 / 97.0)
             .collect()
     }
+
+    fn attribution(
+        &self,
+        row: usize,
+        columns: &[std::ops::Range<usize>],
+        _: usize,
+    ) -> Option<dagmm_tui::model::Attribution> {
+        let contributions: Vec<f64> = (0..columns.len())
+            .map(|g| ((g * 13 + row) % 23) as f64 / 23.0)
+            .collect();
+        Some(dagmm_tui::model::Attribution {
+            score: contributions.iter().sum(),
+            reference_score: 0.0,
+            contributions,
+        })
+    }
 }
 
 fn main() {
@@ -50,6 +66,7 @@ fn main() {
     println!("{}: {rows} rows × {features} features", path.display());
     let loaded = Arc::new(LoadedData {
         feature_names: encoder.feature_names(),
+        feature_columns: encoder.feature_columns(),
         notes: Vec::new(),
         model: "DAGMM".into(),
         detectors: vec![DetectorKind::Dagmm],

@@ -324,6 +324,7 @@ fn json_lines_train_score_and_export_end_to_end() {
             rank: 1,
         }],
         mark: None,
+        why: Vec::new(),
     }];
     let exported = dir.path().join("top.csv");
     let safety = dagmm_tui::triage::CellSafety::Defuse;

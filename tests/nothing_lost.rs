@@ -138,6 +138,7 @@ fn data_columns_named_like_the_added_ones_are_all_kept() {
             rank: 1,
         }],
         mark: Some(dagmm_tui::triage::Mark::Anomaly),
+        why: Vec::new(),
     }];
     let export = |name: &str| {
         let out = dir.path().join(name);

@@ -215,6 +215,21 @@ fn train_inspect_mark_export_quit_and_find_the_mark_again() {
         inspect.contains("Memberships γ̂") && inspect.contains("percentile"),
         "{inspect}"
     );
+    // Why flagged: each column's contribution to the score, and (tab) the reconstruction.
+    assert!(
+        inspect.contains("why flagged: by column")
+            && inspect.contains(" score ")
+            && inspect.contains("= typical"),
+        "{inspect}"
+    );
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the reconstruction tab", 10, |s| {
+        s.contains("reconstruction error (x − x̂)² by feature")
+    });
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the contribution tab", 10, |s| {
+        s.contains("why flagged: by column")
+    });
 
     // Mark it from the table, then export.
     tmux.keys(&["q"]);
@@ -271,24 +286,48 @@ fn check_export(path: &PathBuf, row: u64, written: u64) {
     let header = reader.headers().unwrap().clone();
     let names: Vec<&str> = header.iter().collect();
     assert_eq!(names.first(), Some(&"duration"));
-    assert_eq!(
-        &names[names.len() - 4..],
-        &["attack", "score", "rank", "mark"]
-    );
+    let tail = [
+        "attack",
+        "score",
+        "rank",
+        "mark",
+        "why_1",
+        "why_1_share",
+        "why_2",
+        "why_2_share",
+        "why_3",
+        "why_3_share",
+    ];
+    assert_eq!(&names[names.len() - tail.len()..], &tail);
+    let first_why = names.len() - 6;
+    let columns: Vec<String> = {
+        let text = std::fs::read_to_string(common::sample()).unwrap();
+        let header = text.lines().next().unwrap().to_string();
+        header.split(',').map(str::to_string).collect()
+    };
     let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(records.len() as u64, written);
+    let mark = first_why - 1;
     let mut last_rank = 0;
     for r in &records {
-        let rank: u64 = r[names.len() - 2].parse().unwrap();
+        let rank: u64 = r[mark - 1].parse().unwrap();
         assert!(rank > last_rank, "rows are in rank order");
         last_rank = rank;
-        let energy: f64 = r[names.len() - 3].parse().unwrap();
+        let energy: f64 = r[mark - 2].parse().unwrap();
         assert!(energy.is_finite());
+        // Each row's three top reasons are data columns, their shares in decreasing order.
+        let shares: Vec<f64> = (0..3)
+            .map(|i| r[first_why + 2 * i + 1].parse().unwrap())
+            .collect();
+        for i in 0..3 {
+            assert!(columns.contains(&r[first_why + 2 * i].to_string()), "{r:?}");
+        }
+        // A flagged row scores above the typical row: its shares are ordered as its
+        // contributions.
+        assert!(shares[0] >= shares[1] && shares[1] >= shares[2], "{r:?}");
     }
-    let marked: Vec<&csv::StringRecord> = records
-        .iter()
-        .filter(|r| &r[names.len() - 1] == "anomaly")
-        .collect();
+    let marked: Vec<&csv::StringRecord> =
+        records.iter().filter(|r| &r[mark] == "anomaly").collect();
     assert_eq!(
         marked.len(),
         1,
@@ -297,7 +336,7 @@ fn check_export(path: &PathBuf, row: u64, written: u64) {
     // The marked record is the original text of data row `row`.
     let original = std::fs::read_to_string(common::sample()).unwrap();
     let source = original.lines().nth(row as usize).unwrap();
-    let exported: Vec<&str> = marked[0].iter().take(names.len() - 3).collect();
+    let exported: Vec<&str> = marked[0].iter().take(mark - 2).collect();
     assert_eq!(exported.join(","), source);
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dagmm_tui::data::{read_table, Encoder, LoadProgress, ReadOptions, ScaleKind};
+use dagmm_tui::model::Attribution;
 use dagmm_tui::model::{DetailGroup, RowDetail};
 use dagmm_tui::text::is_unsafe;
 use dagmm_tui::train::{
@@ -33,6 +34,23 @@ impl Explain for FixedErrors {
         (0..self.0)
             .map(|f| ((f * 31 + row * 17) % 97) as f32 / 97.0 * if f % 5 == 0 { 1.0 } else { 0.1 })
             .collect()
+    }
+
+    /// Contributions that depend only on the row and column, on top of a typical score 1.
+    fn attribution(
+        &self,
+        row: usize,
+        columns: &[std::ops::Range<usize>],
+        _: usize,
+    ) -> Option<Attribution> {
+        let contributions: Vec<f64> = (0..columns.len())
+            .map(|g| ((g * 13 + row * 7) % 23) as f64 / 23.0 - 0.2)
+            .collect();
+        Some(Attribution {
+            score: 1.0 + contributions.iter().sum::<f64>(),
+            reference_score: 1.0,
+            contributions,
+        })
     }
 }
 
@@ -68,6 +86,7 @@ fn loaded_from(path: &Path, label: &str) -> Arc<LoadedData> {
     let (encoder, notes) = Encoder::fit(&table, &all, ScaleKind::Minmax).unwrap();
     Arc::new(LoadedData {
         feature_names: encoder.feature_names(),
+        feature_columns: encoder.feature_columns(),
         notes,
         model: "DAGMM 89-60-30-10-1 K=4 est 10".into(),
         detectors: vec![DetectorKind::Dagmm],
@@ -347,9 +366,12 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
     snapshot_at_both_sizes(&app, "egbad_inspect");
     let text = screen(&app, 160, 48);
     assert!(
-        text.contains("Score parts (α = 0.9)") && text.contains("|x − G(E(x))| by feature"),
+        text.contains("Score parts (α = 0.9)") && text.contains("why flagged: by column"),
         "{text}"
     );
+    app.apply(Action::ToggleExplanation);
+    let text = screen(&app, 160, 48);
+    assert!(text.contains("|x − G(E(x))| by feature"), "{text}");
 }
 
 #[test]
@@ -451,6 +473,23 @@ fn inspect_view() {
     let mut app = trained_app(8);
     app.apply(Action::Inspect);
     snapshot_at_both_sizes(&app, "inspect");
+    // Why flagged by column: the contributions, largest first, and what they add up to.
+    let text = screen(&app, 160, 48);
+    assert!(
+        text.contains("why flagged: by column") && text.contains("= typical 1.000"),
+        "{text}"
+    );
+    // Tab: the reconstruction error by feature instead; tab again: back.
+    app.inspect_scroll = 3;
+    app.apply(Action::ToggleExplanation);
+    assert!(app.inspect_reconstruction && app.inspect_scroll == 0);
+    let text = screen(&app, 160, 48);
+    assert!(
+        text.contains("reconstruction error (x − x̂)² by feature (tab: by column)"),
+        "{text}"
+    );
+    app.apply(Action::ToggleExplanation);
+    assert!(!app.inspect_reconstruction);
 }
 
 #[test]
@@ -886,6 +925,7 @@ fn a_replaced_table_gets_the_marks_again_by_record_and_the_selection_follows_its
     let replaced = Arc::new(LoadedData {
         table: data.table.select(&kept),
         feature_names: data.feature_names.clone(),
+        feature_columns: data.feature_columns.clone(),
         notes: vec!["ranked all rows".into()],
         model: data.model.clone(),
         detectors: data.detectors.clone(),

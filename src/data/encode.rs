@@ -179,6 +179,24 @@ impl Encoder {
         names
     }
 
+    /// Each column the features come from, with the range of its encoded features, in
+    /// matrix column order (numeric columns one feature each, then each categorical
+    /// column's one-hot levels).
+    pub fn feature_columns(&self) -> Vec<(String, std::ops::Range<usize>)> {
+        let mut out: Vec<(String, std::ops::Range<usize>)> = self
+            .numeric
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.column.clone(), i..i + 1))
+            .collect();
+        let mut start = self.numeric.len();
+        for f in &self.onehot {
+            out.push((f.column.clone(), start..start + f.levels.len()));
+            start += f.levels.len();
+        }
+        out
+    }
+
     /// Encodes `rows` of `table` (which must have every column the encoder uses).
     pub fn transform(&self, table: &RawTable, rows: &[usize]) -> Encoded {
         let p = table.numeric_columns.len();

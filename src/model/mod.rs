@@ -1,6 +1,7 @@
 //! The detectors: dfdx networks, the mixture maths and losses. Nothing here knows about
 //! terminals or files (beyond weight serialisation).
 
+pub mod attribution;
 pub mod config;
 pub mod dagmm;
 pub mod dense;
@@ -12,6 +13,7 @@ pub mod iforest;
 pub mod parallel;
 pub mod roles;
 
+pub use attribution::{Attribution, ATTRIBUTION_STEPS};
 pub use config::{DagmmConfig, Preset};
 pub use dagmm::{Dagmm, Inference, StepLoss};
 pub use detector::{

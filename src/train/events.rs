@@ -102,6 +102,9 @@ pub struct LoadedData {
     pub table: RawTable,
     /// Names of the encoded features (`column` or `column=level`), for reconstruction errors.
     pub feature_names: Vec<String>,
+    /// Each data column the features come from, with its encoded features (a
+    /// categorical column's one-hot levels are adjacent): what attributions add up to.
+    pub feature_columns: Vec<(String, std::ops::Range<usize>)>,
     /// Things the user should know about the file (dropped rows, constant columns).
     pub notes: Vec<String>,
     /// One-line description of the model, e.g. `DAGMM 120-60-30-10-1 K=4` (side by side:

@@ -2,10 +2,12 @@
 //! view and the live metrics read a [`Scoring`] and never touch the model.
 
 use std::fmt;
-use std::sync::Arc;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::data::{Encoder, Matrix, RawTable, ReadOptions, Schema};
-use crate::model::{Detector, DetectorKind, Ensemble, RowDetail};
+use crate::model::attribution::{path_attribution, typical_row};
+use crate::model::{Attribution, Detector, DetectorKind, Ensemble, RowDetail, ATTRIBUTION_STEPS};
 
 /// Answers "why is this row flagged?" on demand: computing x̂ for one row takes
 /// microseconds, storing it for every row would double the memory of the data.
@@ -13,17 +15,68 @@ pub trait Explain: Send + Sync {
     /// The detector's error on each encoded feature of `row` (see
     /// [`DetectorKind::feature_error_title`]).
     fn feature_errors(&self, row: usize) -> Vec<f32>;
+
+    /// Each column's contribution to `row`'s score relative to the typical row, the
+    /// columns given as ranges of encoded features (see [`crate::model::attribution`]).
+    /// `steps`: of the staircase path ([`ATTRIBUTION_STEPS`] for the inspect view). `None`
+    /// when there are no networks to explain.
+    fn attribution(
+        &self,
+        row: usize,
+        columns: &[Range<usize>],
+        steps: usize,
+    ) -> Option<Attribution>;
 }
+
+/// What an explanation explains: the score of the ensemble the table ranks by, or, while
+/// a member trains, that member's raw score.
+enum Explained {
+    Ensemble(Ensemble),
+    Member(Box<Detector>),
+}
+
+/// Steps of the staircase behind an export's reasons (see [`Scoring::top_reasons`]).
+const EXPORT_ATTRIBUTION_STEPS: usize = 4;
 
 /// A detector frozen at scoring time, with the encoded data it scored.
 struct FrozenDetector {
+    /// The member whose reconstruction the inspect view shows.
     detector: Detector,
+    explained: Explained,
     data: Arc<Matrix>,
+    /// The typical row, computed at the first attribution (a pass over the rows).
+    typical: OnceLock<Vec<f32>>,
+    /// The last attribution asked for, by (row, steps): the inspect view redraws often.
+    last: Mutex<Option<((usize, usize), Attribution)>>,
 }
 
 impl Explain for FrozenDetector {
     fn feature_errors(&self, row: usize) -> Vec<f32> {
         self.detector.feature_errors(self.data.row(row))
+    }
+
+    fn attribution(
+        &self,
+        row: usize,
+        columns: &[Range<usize>],
+        steps: usize,
+    ) -> Option<Attribution> {
+        let mut last = self.last.lock().ok()?;
+        if let Some((seen, attribution)) = last.as_ref() {
+            if *seen == (row, steps) {
+                return Some(attribution.clone());
+            }
+        }
+        let reference = self
+            .typical
+            .get_or_init(|| typical_row(&self.data, columns));
+        let score = |m: &Matrix| match &self.explained {
+            Explained::Ensemble(e) => e.scores(m),
+            Explained::Member(d) => d.raw_scores(m),
+        };
+        let attribution = path_attribution(score, self.data.row(row), reference, columns, steps);
+        *last = Some(((row, steps), attribution.clone()));
+        Some(attribution)
     }
 }
 
@@ -33,6 +86,10 @@ pub struct NoExplanation;
 impl Explain for NoExplanation {
     fn feature_errors(&self, _: usize) -> Vec<f32> {
         Vec::new()
+    }
+
+    fn attribution(&self, _: usize, _: &[Range<usize>], _: usize) -> Option<Attribution> {
+        None
     }
 }
 
@@ -57,6 +114,9 @@ pub struct Scoring {
     /// When the rows are part of a larger file (the workbench on a sample): the scores of
     /// the file's other rows, so ranks and percentiles count every row of the file.
     pub file: Option<Arc<FileRanks>>,
+    /// Attributions explain the ensemble's score (`false`: the raw score of the member in
+    /// training, while one trains).
+    pub explains_ensemble: bool,
     explainer: Arc<dyn Explain>,
 }
 
@@ -89,12 +149,30 @@ impl Scoring {
         data: Arc<Matrix>,
         members: usize,
     ) -> Self {
+        let explained = Explained::Member(Box::new(detector.clone()));
+        Self::explained_by(epoch, scores, detail, detector, explained, data, members)
+    }
+
+    fn explained_by(
+        epoch: usize,
+        scores: Vec<f64>,
+        detail: RowDetail,
+        detector: &Detector,
+        explained: Explained,
+        data: Arc<Matrix>,
+        members: usize,
+    ) -> Self {
+        let explains_ensemble = matches!(explained, Explained::Ensemble(_));
         let explainer = Arc::new(FrozenDetector {
             detector: detector.clone(),
+            explained,
             data,
+            typical: OnceLock::new(),
+            last: Mutex::new(None),
         });
         let mut scoring = Self::from_parts(detector.kind(), epoch, scores, detail, explainer);
         scoring.members = members;
+        scoring.explains_ensemble = explains_ensemble;
         scoring
     }
 
@@ -106,7 +184,16 @@ impl Scoring {
         match ensemble.members.last() {
             Some(shown) => {
                 let detail = shown.detector.detail(&data);
-                Self::new(epoch, scores, detail, &shown.detector, data, members)
+                let explained = Explained::Ensemble(ensemble.clone());
+                Self::explained_by(
+                    epoch,
+                    scores,
+                    detail,
+                    &shown.detector,
+                    explained,
+                    data,
+                    members,
+                )
             }
             None => Self::from_parts(
                 DetectorKind::default(),
@@ -130,6 +217,7 @@ impl Scoring {
         );
         scoring.members = self.members;
         scoring.file = self.file.clone();
+        scoring.explains_ensemble = self.explains_ensemble;
         scoring
     }
 
@@ -163,6 +251,7 @@ impl Scoring {
             position,
             detail,
             file: None,
+            explains_ensemble: false,
             explainer,
         }
     }
@@ -208,6 +297,37 @@ impl Scoring {
     /// The detector's error on each encoded feature of `row`.
     pub fn feature_errors(&self, row: usize) -> Vec<f32> {
         self.explainer.feature_errors(row)
+    }
+
+    /// Each column's contribution to `row`'s score relative to the typical row (the
+    /// columns as ranges of encoded features, as `LoadedData::feature_columns` gives them).
+    pub fn why(&self, row: usize, columns: &[Range<usize>]) -> Option<Attribution> {
+        self.explainer.attribution(row, columns, ATTRIBUTION_STEPS)
+    }
+
+    /// The `count` columns that contribute most to `row`'s score, with their shares of its
+    /// difference from the typical row: the `why_1…` columns of an export. A coarser
+    /// staircase than the inspect view's (4 steps) so that exporting thousands of rows
+    /// takes seconds; the order of the top columns rarely changes with more.
+    pub fn top_reasons(
+        &self,
+        row: usize,
+        columns: &[(String, Range<usize>)],
+        count: usize,
+    ) -> Vec<(String, f64)> {
+        let ranges: Vec<_> = columns.iter().map(|(_, r)| r.clone()).collect();
+        let Some(why) = self
+            .explainer
+            .attribution(row, &ranges, EXPORT_ATTRIBUTION_STEPS)
+        else {
+            return Vec::new();
+        };
+        let shares = why.shares();
+        why.ranked()
+            .into_iter()
+            .take(count)
+            .map(|g| (columns[g].0.clone(), shares[g]))
+            .collect()
     }
 }
 

@@ -258,6 +258,7 @@ fn rank_every_row(
     let replaced = LoadedData {
         table: ranked.table,
         feature_names: loaded.feature_names.clone(),
+        feature_columns: loaded.feature_columns.clone(),
         notes,
         model: loaded.model.clone(),
         detectors: loaded.detectors.clone(),
@@ -285,6 +286,7 @@ fn send_loaded(
     let loaded = Arc::new(LoadedData {
         table,
         feature_names: context.encoder.feature_names(),
+        feature_columns: context.encoder.feature_columns(),
         notes,
         model: models.join(" + "),
         detectors,

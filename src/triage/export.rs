@@ -79,6 +79,9 @@ pub struct ExportRow {
     /// detector names.
     pub scores: Vec<RankedScore>,
     pub mark: Option<Mark>,
+    /// The columns that contribute most to the row's score, with their shares of its
+    /// difference from a typical row (`why_1`, `why_1_share`, …; empty: no such columns).
+    pub why: Vec<(String, f64)>,
 }
 
 /// A row's score under one detector and its 1-based rank by that score.
@@ -123,10 +126,12 @@ pub fn export(
 ) -> Result<Exported> {
     let wanted: BTreeSet<u64> = rows.iter().map(|r| r.record).collect();
     let (header, records) = read_records(data, format, &wanted)?;
+    let reasons = rows.iter().map(|r| r.why.len()).max().unwrap_or(0);
     let added: Vec<String> = score_columns(detectors)
         .into_iter()
         .flat_map(|(score, rank)| [score, rank])
         .chain(["mark".to_string()])
+        .chain((1..=reasons).flat_map(|i| [format!("why_{i}"), format!("why_{i}_share")]))
         .collect();
     let (added, notes) = super::added_columns(header.iter().map(String::as_str), &added);
     let found: Vec<(&ExportRow, &csv::StringRecord)> = rows
@@ -145,17 +150,24 @@ pub fn export(
 }
 
 /// The added cells of `row`, in the order of the added names: each detector's score and
-/// rank, then the mark.
-fn added_values(row: &ExportRow) -> impl Iterator<Item = serde_json::Value> + '_ {
+/// rank, the mark, then the reasons (padded to `reasons`).
+fn added_values(row: &ExportRow, reasons: usize) -> impl Iterator<Item = serde_json::Value> + '_ {
+    // JSON has no NaN/inf: a non-finite number becomes null.
+    let number =
+        |v: f64| serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into);
     row.scores
         .iter()
-        .flat_map(|s| {
-            // JSON has no NaN/inf: a non-finite score becomes null.
-            let score =
-                serde_json::Number::from_f64(s.score).map_or(serde_json::Value::Null, Into::into);
-            [score, s.rank.into()]
-        })
+        .flat_map(move |s| [number(s.score), s.rank.into()])
         .chain([row.mark.map(Mark::name).into()])
+        .chain((0..reasons).flat_map(move |i| match row.why.get(i) {
+            Some((column, share)) => [column.as_str().into(), number(rounded_share(*share))],
+            None => [serde_json::Value::Null, serde_json::Value::Null],
+        }))
+}
+
+/// A share to four decimals (what a reader needs; the full float is noise).
+fn rounded_share(share: f64) -> f64 {
+    (share * 1e4).round() / 1e4
 }
 
 fn write_csv(
@@ -172,12 +184,20 @@ fn write_csv(
         .chain(added.iter().map(|a| Cow::Borrowed(a.as_str())))
         .collect();
     w.write_record(names.iter().map(|n| n.as_bytes()))?;
+    let reasons = (added.len() - rows.first().map_or(0, |r| r.0.scores.len() * 2 + 1)) / 2;
     for (row, record) in rows {
         let extra: Vec<String> = row
             .scores
             .iter()
             .flat_map(|s| [s.score.to_string(), s.rank.to_string()])
             .chain([row.mark.map_or("", Mark::name).to_string()])
+            .chain((0..reasons).flat_map(|i| match row.why.get(i) {
+                Some((column, share)) => [
+                    safety.apply(column).into_owned(),
+                    rounded_share(*share).to_string(),
+                ],
+                None => [String::new(), String::new()],
+            }))
             .collect();
         let cells: Vec<Cow<str>> = record.iter().map(|c| safety.apply(c)).collect();
         let cells = cells.iter().map(|c| c.as_bytes());
@@ -198,7 +218,8 @@ fn write_json_lines(
         for (name, value) in header.iter().zip(record.iter()) {
             object.insert(name.clone(), value.into());
         }
-        for (name, value) in added.iter().zip(added_values(row)) {
+        let reasons = (added.len() - (row.scores.len() * 2 + 1)) / 2;
+        for (name, value) in added.iter().zip(added_values(row, reasons)) {
             object.insert(name.clone(), value);
         }
         serde_json::to_writer(&mut *out, &object)?;
@@ -227,6 +248,7 @@ mod tests {
                     rank: 1,
                 }],
                 mark: Some(Mark::Anomaly),
+                why: Vec::new(),
             },
             ExportRow {
                 record: 1,
@@ -235,6 +257,7 @@ mod tests {
                     rank: 2,
                 }],
                 mark: None,
+                why: Vec::new(),
             },
         ];
         let out = dir.path().join("out.csv");
@@ -284,6 +307,7 @@ mod tests {
                 },
             ],
             mark: None,
+            why: Vec::new(),
         }];
         let written = |name: &str| {
             let out = dir.path().join(name);
@@ -338,6 +362,7 @@ mod tests {
                 rank: 1,
             }],
             mark: None,
+            why: Vec::new(),
         }];
         let out = dir.path().join("out.csv");
         export(&data, &CSV, &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap();

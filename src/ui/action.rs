@@ -21,6 +21,8 @@ pub enum Action {
     /// Inspect the next/previous row of the table without leaving the inspect view.
     NextRow,
     PreviousRow,
+    /// Inspect view: explain by contribution to the score, or by reconstruction error.
+    ToggleExplanation,
     MarkAnomaly,
     MarkNormal,
     MarkUnsure,
@@ -62,6 +64,9 @@ impl Action {
             Action::Inspect => "inspect the selected row (why is it flagged?)",
             Action::NextRow => "inspect the next row",
             Action::PreviousRow => "inspect the previous row",
+            Action::ToggleExplanation => {
+                "why flagged: contribution to the score ↔ reconstruction error"
+            }
             Action::MarkAnomaly => "mark the row as an anomaly",
             Action::MarkNormal => "mark the row as normal",
             Action::MarkUnsure => "mark the row as unsure",
@@ -107,6 +112,7 @@ impl Action {
             Action::SaveCheckpoint => "save",
             Action::Rescore => "refit",
             Action::NextRow => "next row",
+            Action::ToggleExplanation => "why: score / reconstruction",
             Action::CycleRanking => "rank by",
             Action::CyclePanes => "panes",
             _ => "",

@@ -2,6 +2,7 @@
 //! export results) come in, state changes, and [`Effect`]s for the outside world come out.
 //! Nothing here draws or blocks, which is what makes it testable without a terminal.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -75,6 +76,9 @@ pub enum Effect {
         path: PathBuf,
         detectors: Vec<&'static str>,
         rows: Vec<ExportRow>,
+        /// How to fill each row's `why` off the UI thread (attributions take a few
+        /// milliseconds a row).
+        reasons: Option<Reasons>,
     },
     Quit,
 }
@@ -223,6 +227,9 @@ pub struct App {
     pub marks: Marks,
     journal: Option<Journal>,
     pub inspect_scroll: usize,
+    /// The inspect view explains by reconstruction error instead of by contribution to
+    /// the score (`tab` switches).
+    pub inspect_reconstruction: bool,
     pub help_scroll: usize,
     pub chart: ChartOptions,
     pub mode: Mode,
@@ -263,6 +270,7 @@ impl App {
             marks,
             journal,
             inspect_scroll: 0,
+            inspect_reconstruction: false,
             help_scroll: 0,
             chart: ChartOptions {
                 shown: [true; 4],
@@ -439,6 +447,10 @@ impl App {
             }
             Action::Down if in_help => self.help_scroll += 1,
             Action::Up if in_help => self.help_scroll = self.help_scroll.saturating_sub(1),
+            Action::ToggleExplanation => {
+                self.inspect_reconstruction = !self.inspect_reconstruction;
+                self.inspect_scroll = 0;
+            }
             Action::Down if in_inspect => self.inspect_scroll += 1,
             Action::Up if in_inspect => self.inspect_scroll = self.inspect_scroll.saturating_sub(1),
             Action::Down | Action::NextRow => self.move_selection(1),
@@ -1057,10 +1069,32 @@ impl App {
                         })
                         .collect(),
                     mark,
+                    why: Vec::new(),
                 })
             })
             .collect();
         (detectors, rows)
+    }
+
+    /// What the export thread needs to explain `rows` by the ranking detector's score.
+    fn reasons(&self, rows: &[ExportRow]) -> Option<Reasons> {
+        let (shown, data) = (self.table.shown()?, self.data.as_ref()?);
+        let by_record: HashMap<u64, usize> = data
+            .loaded
+            .table
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.number, i))
+            .collect();
+        Some(Reasons {
+            scoring: shown.scoring.clone(),
+            columns: data.loaded.feature_columns.clone(),
+            rows: rows
+                .iter()
+                .map(|r| by_record.get(&r.record).copied())
+                .collect::<Option<Vec<_>>>()?,
+        })
     }
 
     fn export_to(&mut self, path: PathBuf) -> Vec<Effect> {
@@ -1073,10 +1107,12 @@ impl App {
             Level::Info,
             format!("exporting {} rows…", thousands(rows.len())),
         );
+        let reasons = self.reasons(&rows);
         vec![Effect::Export {
             path,
             detectors,
             rows,
+            reasons,
         }]
     }
 
@@ -1190,6 +1226,39 @@ impl App {
             "table unfrozen"
         };
         self.say(Level::Info, text.into());
+    }
+}
+
+/// The rows of an export to explain, and what explains them.
+#[derive(Clone)]
+pub struct Reasons {
+    pub scoring: Arc<Scoring>,
+    pub columns: Vec<(String, std::ops::Range<usize>)>,
+    /// The table row of each exported row, in the export's order.
+    pub rows: Vec<usize>,
+}
+
+impl std::fmt::Debug for Reasons {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reasons for {} rows", self.rows.len())
+    }
+}
+
+/// The same rows explained by the same scoring.
+impl PartialEq for Reasons {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.scoring, &other.scoring)
+            && self.rows == other.rows
+            && self.columns == other.columns
+    }
+}
+
+impl Reasons {
+    /// Fills each row's top three reasons.
+    pub fn fill(&self, rows: &mut [ExportRow]) {
+        for (row, &index) in rows.iter_mut().zip(&self.rows) {
+            row.why = self.scoring.top_reasons(index, &self.columns, 3);
+        }
     }
 }
 

@@ -403,7 +403,8 @@ fn main_loop(
                         path,
                         detectors,
                         rows,
-                    } => spawn_export(app, source, path, (detectors, rows), tx.clone()),
+                        reasons,
+                    } => spawn_export(app, source, path, (detectors, rows, reasons), tx.clone()),
                     Effect::Quit => quit = Some(None),
                 }
             }
@@ -492,7 +493,11 @@ fn spawn_export(
     app: &App,
     source: &ExportSource,
     path: PathBuf,
-    (detectors, rows): (Vec<&'static str>, Vec<crate::triage::ExportRow>),
+    (detectors, mut rows, reasons): (
+        Vec<&'static str>,
+        Vec<crate::triage::ExportRow>,
+        Option<crate::ui::app::Reasons>,
+    ),
     tx: Sender<Event>,
 ) {
     let format = app
@@ -505,6 +510,9 @@ fn spawn_export(
     std::thread::Builder::new()
         .name("export".into())
         .spawn(move || {
+            if let Some(reasons) = reasons {
+                reasons.fill(&mut rows);
+            }
             let result = export(&data, &format, &detectors, &rows, &path, safety)
                 .map(|n| (path, n))
                 .map_err(|e| format!("{e:#}"));

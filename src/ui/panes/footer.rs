@@ -28,9 +28,10 @@ const NORMAL_HINTS: [Action; 11] = [
     Action::Help,
     Action::Quit,
 ];
-const INSPECT_HINTS: [Action; 6] = [
+const INSPECT_HINTS: [Action; 7] = [
     Action::Back,
     Action::NextRow,
+    Action::ToggleExplanation,
     Action::MarkAnomaly,
     Action::MarkNormal,
     Action::MarkUnsure,

@@ -1,6 +1,7 @@
 //! The inspect view: why is this row flagged? Its original values, its score and
 //! percentile, the detector's per-row detail (DAGMM: memberships γ̂ and z; EGBAD: the two
-//! parts of its score), and its error per feature, largest first.
+//! parts of its score), and why it is flagged: each column's contribution to its score
+//! relative to a typical row, or (tab) the detector's error per feature.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
@@ -151,9 +152,34 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             }
         }
     }
+    if app.inspect_reconstruction {
+        reconstruction_lines(&mut lines, app, row, w, look);
+    } else {
+        contribution_lines(&mut lines, app, row, w, look);
+    }
+    frame.render_widget(Paragraph::new(lines), right);
+}
+
+/// A section title, naming the member it describes when there are several.
+fn member_title(what: &str, members: usize) -> String {
+    if members > 1 {
+        format!("{what} (model {members} of {members})")
+    } else {
+        what.to_string()
+    }
+}
+
+/// "Why flagged" as the detector's error on each encoded feature, largest first.
+fn reconstruction_lines(lines: &mut Vec<Line>, app: &App, row: usize, w: usize, look: &Look) {
+    let t = &look.theme;
+    let (Some(shown), Some(data)) = (app.table.shown(), &app.data) else {
+        return;
+    };
+    let scoring = &shown.scoring;
+    let scroll = app.inspect_scroll;
     lines.push(Line::styled(
         format!(
-            "why flagged: {} by feature",
+            "why flagged: {} by feature (tab: by column)",
             scoring.detector.feature_error_title()
         ),
         t.title,
@@ -195,14 +221,62 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
             ),
         ]));
     }
-    frame.render_widget(Paragraph::new(lines), right);
 }
 
-/// A section title, naming the member it describes when there are several.
-fn member_title(what: &str, members: usize) -> String {
-    if members > 1 {
-        format!("{what} (model {members} of {members})")
+/// "Why flagged" as each column's contribution to the row's score relative to the typical
+/// row (they add up to the difference of the two scores), largest first.
+fn contribution_lines(lines: &mut Vec<Line>, app: &App, row: usize, w: usize, look: &Look) {
+    let t = &look.theme;
+    let (Some(shown), Some(data)) = (app.table.shown(), &app.data) else {
+        return;
+    };
+    let scoring = &shown.scoring;
+    let columns = &data.loaded.feature_columns;
+    let ranges: Vec<_> = columns.iter().map(|(_, r)| r.clone()).collect();
+    let Some(why) = scoring.why(row, &ranges) else {
+        return;
+    };
+    // While a member trains, the explanation is of its own raw score.
+    let what = if scoring.explains_ensemble {
+        " score "
     } else {
-        what.to_string()
+        " raw score "
+    };
+    lines.push(Line::styled(
+        "why flagged: by column (tab: reconstruction)",
+        t.title,
+    ));
+    lines.push(Line::from(vec![
+        Span::styled(what, t.muted),
+        Span::styled(number(why.score, 4), t.text),
+        Span::styled(" = typical ", t.muted),
+        Span::styled(number(why.reference_score, 4), t.text),
+        Span::styled(" + Σ below", t.muted),
+    ]));
+    let shares = why.shares();
+    let top = why
+        .contributions
+        .iter()
+        .fold(0f64, |m, c| m.max(c.abs()))
+        .max(f64::MIN_POSITIVE);
+    let column_w = (w / 3).clamp(8, 28);
+    let bar_w = w.saturating_sub(column_w + 20).max(4);
+    for &g in why.ranked().iter().skip(app.inspect_scroll) {
+        let c = why.contributions[g];
+        let name = visible(&columns[g].0).into_owned();
+        lines.push(Line::from(vec![
+            Span::styled(
+                format!(" {:<column_w$} ", truncate(&name, column_w)),
+                t.text,
+            ),
+            Span::styled(
+                format!("{:<bar_w$}", bar(c.abs() / top, bar_w)),
+                if c >= 0.0 { t.flagged } else { t.muted },
+            ),
+            Span::styled(
+                format!(" {:>9} {:>4.0}%", number(c, 3), 100.0 * shares[g]),
+                t.muted,
+            ),
+        ]));
     }
 }
