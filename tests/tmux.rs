@@ -490,10 +490,16 @@ fn hostile_file_shows_escapes_and_drives_nothing() {
     tmux.keys(&["Space"]);
     tmux.wait_for("pause", 30, |s| s.contains("‖ paused"));
     let mut seen = tmux.screen();
-    // Inspect the top rows: between them they hold every protocol value.
+    // Inspect the top rows, by column and (tab) by feature: the features name every
+    // protocol value.
     for _ in 0..6 {
         tmux.keys(&["Enter"]);
         seen += &tmux.wait_for("the inspect view", 10, |s| s.contains("why flagged"));
+        tmux.keys(&["Tab"]);
+        seen += &tmux.wait_for("the reconstruction tab", 10, |s| s.contains("by feature"));
+        // The tab stays chosen for the next row until switched back.
+        tmux.keys(&["Tab"]);
+        tmux.wait_for("the contribution tab", 10, |s| s.contains("by column"));
         tmux.keys(&["Escape"]);
         tmux.wait_for("the table again", 10, |s| !s.contains("why flagged"));
         tmux.keys(&["j"]);
@@ -583,7 +589,20 @@ fn side_by_side_trains_both_switches_ranking_and_panes_and_exports_both() {
     let path = dir.path().join("kddcup99_sample-triage.csv");
     let mut reader = csv::Reader::from_path(&path).expect("the export exists");
     let header = reader.headers().unwrap().clone();
-    let names: Vec<&str> = header.iter().collect();
+    let all: Vec<&str> = header.iter().collect();
+    // The reasons (why_1, why_1_share, …) come last.
+    assert_eq!(
+        all[all.len() - 6..],
+        [
+            "why_1",
+            "why_1_share",
+            "why_2",
+            "why_2_share",
+            "why_3",
+            "why_3_share"
+        ]
+    );
+    let names = &all[..all.len() - 6];
     assert_eq!(
         &names[names.len() - 5..],
         &[

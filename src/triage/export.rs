@@ -290,6 +290,43 @@ mod tests {
     }
 
     #[test]
+    fn reasons_follow_the_mark_with_their_shares_and_pad_rows_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("d.csv");
+        fs::write(&data, "a,b\n1,x\n2,y\n").unwrap();
+        let row = |record, why: Vec<(String, f64)>| ExportRow {
+            record,
+            scores: vec![RankedScore {
+                score: 1.0,
+                rank: record as usize,
+            }],
+            mark: None,
+            why,
+        };
+        let rows = vec![
+            row(1, vec![("b".into(), 0.723_456), ("a".into(), 0.276_544)]),
+            row(2, Vec::new()),
+        ];
+        let out = dir.path().join("out.csv");
+        export(&data, &CSV, &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap();
+        assert_eq!(
+            fs::read_to_string(&out).unwrap(),
+            "a,b,score,rank,mark,why_1,why_1_share,why_2,why_2_share\n\
+             1,x,1,1,,b,0.7235,a,0.2765\n2,y,1,2,,,,,\n"
+        );
+        let out = dir.path().join("out.jsonl");
+        export(&data, &CSV, &["dagmm"], &rows, &out, CellSafety::Defuse).unwrap();
+        let lines: Vec<serde_json::Value> = fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["why_1"], "b");
+        assert_eq!(lines[0]["why_2_share"], 0.2765);
+        assert!(lines[1]["why_1"].is_null());
+    }
+
+    #[test]
     fn side_by_side_exports_carry_each_detectors_score_and_rank() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("d.csv");

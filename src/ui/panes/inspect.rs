@@ -193,7 +193,7 @@ fn reconstruction_lines(lines: &mut Vec<Line>, app: &App, row: usize, w: usize, 
         .cloned()
         .fold(0f32, f32::max)
         .max(f32::MIN_POSITIVE);
-    let feature_w = (w / 3).clamp(8, 28);
+    let feature_w = (w / 2).clamp(8, 28);
     let err_bar_w = w.saturating_sub(feature_w + 18).max(4);
     for &f in order.iter().skip(scroll) {
         let name = data
@@ -259,7 +259,7 @@ fn contribution_lines(lines: &mut Vec<Line>, app: &App, row: usize, w: usize, lo
         .iter()
         .fold(0f64, |m, c| m.max(c.abs()))
         .max(f64::MIN_POSITIVE);
-    let column_w = (w / 3).clamp(8, 28);
+    let column_w = (w / 2).clamp(8, 28);
     let bar_w = w.saturating_sub(column_w + 20).max(4);
     for &g in why.ranked().iter().skip(app.inspect_scroll) {
         let c = why.contributions[g];
