@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail, Result};
 use dfdx::prelude::*;
 use dfdx::tensor::Gradients;
-use rand::{rngs::SmallRng, rngs::StdRng, Rng, RngCore, SeedableRng};
+use rand::{rngs::SmallRng, rngs::StdRng, Rng, SeedableRng};
 
 /// The device every tensor lives on: the CPU.
 pub type Dev = Cpu;
@@ -201,19 +201,18 @@ impl Dropout {
 
     /// The factor of each of `len` outputs: 0 where dropped, 1 / (1 − prob) where kept.
     fn scales(self, len: usize) -> Vec<f32> {
-        // Four 16-bit draws per random number (p resolved to 1/65,536).
+        // One 16-bit draw per output (p resolved to 1/65,536), drawn in bulk so that the
+        // comparison below vectorises.
         let mut rng = SmallRng::seed_from_u64(self.seed);
-        let threshold = (self.prob.clamp(0.0, 1.0) * 65_536.0).round() as u64;
+        let threshold = (self.prob.clamp(0.0, 1.0) * 65_536.0).round().min(65_536.0) as u32;
         let kept = (1.0 / (1.0 - self.prob)) as f32;
-        let mut out = vec![0f32; len.next_multiple_of(4)];
-        for four in out.chunks_exact_mut(4) {
-            let bits = rng.next_u64();
-            for (i, v) in four.iter_mut().enumerate() {
-                let draw = (bits >> (16 * i)) & 0xffff;
-                *v = kept * f32::from(u8::from(draw >= threshold));
-            }
+        let mut draws = vec![0u16; len];
+        rng.fill(&mut draws[..]);
+        let threshold = threshold.min(u32::from(u16::MAX) + 1);
+        let mut out = vec![0f32; len];
+        for (v, &d) in out.iter_mut().zip(&draws) {
+            *v = if u32::from(d) >= threshold { kept } else { 0.0 };
         }
-        out.truncate(len);
         out
     }
 }
@@ -656,9 +655,22 @@ pub fn snapshot(model: &mut impl Params) -> Vec<(String, Vec<usize>, Vec<f32>)> 
 
 /// `true` when every parameter value is finite (used to detect a diverged step).
 pub fn all_finite(model: &mut impl Params) -> bool {
-    snapshot(model)
-        .iter()
-        .all(|(_, _, v)| v.iter().all(|x| x.is_finite()))
+    // Runs after every step: read the values in place (no names, no index-by-index copy).
+    let mut finite = true;
+    let mut buffer = Vec::new();
+    model.visit_params("", &mut |_, param| {
+        let len = match &param {
+            ParamMut::Matrix(t) => t.shape().0 * t.shape().1,
+            ParamMut::Vector(t) => t.shape().0,
+        };
+        buffer.resize(len, 0f32);
+        match param {
+            ParamMut::Matrix(t) => t.copy_into(&mut buffer),
+            ParamMut::Vector(t) => t.copy_into(&mut buffer),
+        }
+        finite &= buffer.iter().all(|x| x.is_finite());
+    });
+    finite
 }
 
 /// All parameters in the safetensors format (the caller writes and fingerprints them).
