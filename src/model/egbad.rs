@@ -12,6 +12,7 @@ use dfdx::prelude::*;
 use dfdx::tensor::Gradients;
 use rand::{rngs::SmallRng, rngs::StdRng, Rng, SeedableRng};
 use rand_distr::StandardNormal;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dense::{concat, Activation, Backprop, Dense, Dev, Dropout, Mat, Mlp, ParamMut, Params};
@@ -288,19 +289,22 @@ impl Egbad {
         sum_parts(&mut self.clone().generator_encoder(), parts, |a, b| a + b)
     }
 
-    /// The score parts of every row of `x` (evaluation mode: no dropout, no tape).
+    /// The score parts of every row of `x` (evaluation mode: no dropout, no tape), chunks
+    /// of rows in parallel over the current rayon pool.
     pub fn score_parts(&self, dev: &Dev, x: &Matrix) -> ScoreParts {
+        let chunks: Vec<(Vec<f64>, Vec<f64>)> = x
+            .data
+            .par_chunks(INFER_CHUNK * x.cols.max(1))
+            .map(|rows| {
+                let n = rows.len() / x.cols.max(1);
+                self.chunk_parts(dev.tensor_from_vec(rows.to_vec(), (n, x.cols)))
+            })
+            .collect();
         let mut out = ScoreParts {
             reconstruction: Vec::with_capacity(x.rows),
             discriminator: Vec::with_capacity(x.rows),
         };
-        for start in (0..x.rows).step_by(INFER_CHUNK) {
-            let end = (start + INFER_CHUNK).min(x.rows);
-            let chunk: Mat = dev.tensor_from_vec(
-                x.data[start * x.cols..end * x.cols].to_vec(),
-                (end - start, x.cols),
-            );
-            let (reconstruction, discriminator) = self.chunk_parts(chunk);
+        for (reconstruction, discriminator) in chunks {
             out.reconstruction.extend(reconstruction);
             out.discriminator.extend(discriminator);
         }
