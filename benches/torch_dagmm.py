@@ -68,20 +68,15 @@ def loss_of(model, x, lambda1=0.1, lambda2=0.005, eps=1e-6):
     return recon + lambda1 * energy + lambda2 * penalty
 
 
-def measure(threads, data, batch, repeats):
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    model = Dagmm()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+def rates_of(step, threads, data, batch, repeats):
+    """Samples/s of `step(x)` over epochs of `data` in batches: a warm-up epoch, then the
+    spread of `repeats` timed ones (shared with torch_egbad.py)."""
 
     def epoch():
         started = time.perf_counter()
         order = torch.randperm(data.shape[0])
         for s in range(0, data.shape[0] - batch + 1, batch):
-            x = data[order[s:s + batch]]
-            opt.zero_grad(set_to_none=True)
-            loss_of(model, x).backward()
-            opt.step()
+            step(data[order[s:s + batch]])
         seen = (data.shape[0] // batch) * batch
         return seen / (time.perf_counter() - started)
 
@@ -90,10 +85,25 @@ def measure(threads, data, batch, repeats):
     return {"threads": threads, "median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
 
 
-def main():
+def measure(threads, data, batch, repeats):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = Dagmm()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step(x):
+        opt.zero_grad(set_to_none=True)
+        loss_of(model, x).backward()
+        opt.step()
+
+    return rates_of(step, threads, data, batch, repeats)
+
+
+def run(measure, name, rows, batch):
+    """The command line both references share: measure at each thread count, print text or JSON."""
     p = argparse.ArgumentParser()
-    p.add_argument("--rows", type=int, default=100_000)
-    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--rows", type=int, default=rows)
+    p.add_argument("--batch", type=int, default=batch)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--json", action="store_true")
@@ -103,10 +113,10 @@ def main():
     if a.json:
         print(json.dumps({"torch": torch.__version__, "train_samples_per_s": results}))
         return
-    print(f"PyTorch {torch.__version__}, {a.rows} rows x 120, batch {a.batch}")
+    print(f"PyTorch {torch.__version__} {name}, {a.rows} rows x 120, batch {a.batch}")
     for r in results:
         print(f"train  threads={r['threads']}  samples/s: min {r['min']:>9.0f}  median {r['median']:>9.0f}  max {r['max']:>9.0f}")
 
 
 if __name__ == "__main__":
-    main()
+    run(measure, "DAGMM", 100_000, 1024)

@@ -13,16 +13,11 @@ max) of the repeats. For comparison only; the product never runs Python.
     python3 benches/torch_egbad.py [--rows 200000] [--repeats 3] [--threads 1 2] [--json]
 """
 
-import argparse
-import json
-import statistics
-import time
-
 import torch
 from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits as bce
 
-from torch_dagmm import kddcup_shaped
+from torch_dagmm import rates_of, run
 
 
 class Egbad(nn.Module):
@@ -75,37 +70,8 @@ def measure(threads, data, batch, repeats):
     ge_params = list(model.encoder.parameters()) + list(model.generator.parameters())
     d_opt = torch.optim.Adam(d_params, lr=1e-4)
     ge_opt = torch.optim.Adam(ge_params, lr=1e-4)
-
-    def epoch():
-        started = time.perf_counter()
-        order = torch.randperm(data.shape[0])
-        for s in range(0, data.shape[0] - batch + 1, batch):
-            step(model, d_opt, ge_opt, data[order[s:s + batch]])
-        seen = (data.shape[0] // batch) * batch
-        return seen / (time.perf_counter() - started)
-
-    epoch()  # warm-up
-    rates = sorted(epoch() for _ in range(repeats))
-    return {"threads": threads, "median": statistics.median(rates), "min": rates[0], "max": rates[-1]}
-
-
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--rows", type=int, default=200_000)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--json", action="store_true")
-    a = p.parse_args()
-    data = kddcup_shaped(a.rows, torch.Generator().manual_seed(1))
-    results = [measure(t, data, a.batch, a.repeats) for t in a.threads]
-    if a.json:
-        print(json.dumps({"torch": torch.__version__, "train_samples_per_s": results}))
-        return
-    print(f"PyTorch {torch.__version__} EGBAD, {a.rows} rows x 120, batch {a.batch}")
-    for r in results:
-        print(f"train  threads={r['threads']}  samples/s: min {r['min']:>9.0f}  median {r['median']:>9.0f}  max {r['max']:>9.0f}")
+    return rates_of(lambda x: step(model, d_opt, ge_opt, x), threads, data, batch, repeats)
 
 
 if __name__ == "__main__":
-    main()
+    run(measure, "EGBAD", 200_000, 256)
