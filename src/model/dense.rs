@@ -295,7 +295,7 @@ fn matmul_into(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_>) {
 
 /// The elements of a contiguous matrix (every tensor a layer sees), copied as they lie in
 /// memory: dfdx's `as_vec` walks them one index at a time.
-pub fn values(t: &Mat) -> Vec<f32> {
+fn values(t: &Mat) -> Vec<f32> {
     let mut out = vec![0f32; t.shape().0 * t.shape().1];
     t.copy_into(&mut out);
     out

@@ -28,21 +28,16 @@ pub trait Explain: Send + Sync {
     ) -> Option<Attribution>;
 }
 
-/// What an explanation explains: the score of the ensemble the table ranks by, or, while
-/// a member trains, that member's raw score.
-enum Explained {
-    Ensemble(Ensemble),
-    Member(Box<Detector>),
-}
-
 /// Steps of the staircase behind an export's reasons (see [`Scoring::top_reasons`]).
 const EXPORT_ATTRIBUTION_STEPS: usize = 4;
 
 /// A detector frozen at scoring time, with the encoded data it scored.
 struct FrozenDetector {
-    /// The member whose reconstruction the inspect view shows.
+    /// The member whose reconstruction the inspect view shows; while it trains, also the
+    /// score attributions explain.
     detector: Detector,
-    explained: Explained,
+    /// The ensemble whose score (the table's) attributions explain, once there is one.
+    ensemble: Option<Ensemble>,
     data: Arc<Matrix>,
     /// The typical row, computed at the first attribution (a pass over the rows).
     typical: OnceLock<Vec<f32>>,
@@ -70,9 +65,9 @@ impl Explain for FrozenDetector {
         let reference = self
             .typical
             .get_or_init(|| typical_row(&self.data, columns));
-        let score = |m: &Matrix| match &self.explained {
-            Explained::Ensemble(e) => e.scores(m),
-            Explained::Member(d) => d.raw_scores(m),
+        let score = |m: &Matrix| match &self.ensemble {
+            Some(e) => e.scores(m),
+            None => self.detector.raw_scores(m),
         };
         let attribution = path_attribution(score, self.data.row(row), reference, columns, steps);
         *last = Some(((row, steps), attribution.clone()));
@@ -149,8 +144,7 @@ impl Scoring {
         data: Arc<Matrix>,
         members: usize,
     ) -> Self {
-        let explained = Explained::Member(Box::new(detector.clone()));
-        Self::explained_by(epoch, scores, detail, detector, explained, data, members)
+        Self::explained_by(epoch, scores, detail, detector, None, data, members)
     }
 
     fn explained_by(
@@ -158,14 +152,14 @@ impl Scoring {
         scores: Vec<f64>,
         detail: RowDetail,
         detector: &Detector,
-        explained: Explained,
+        ensemble: Option<Ensemble>,
         data: Arc<Matrix>,
         members: usize,
     ) -> Self {
-        let explains_ensemble = matches!(explained, Explained::Ensemble(_));
+        let explains_ensemble = ensemble.is_some();
         let explainer = Arc::new(FrozenDetector {
             detector: detector.clone(),
-            explained,
+            ensemble,
             data,
             typical: OnceLock::new(),
             last: Mutex::new(None),
@@ -184,13 +178,12 @@ impl Scoring {
         match ensemble.members.last() {
             Some(shown) => {
                 let detail = shown.detector.detail(&data);
-                let explained = Explained::Ensemble(ensemble.clone());
                 Self::explained_by(
                     epoch,
                     scores,
                     detail,
                     &shown.detector,
-                    explained,
+                    Some(ensemble.clone()),
                     data,
                     members,
                 )
