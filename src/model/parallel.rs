@@ -5,7 +5,6 @@
 //! for the whole step.
 
 use std::ops::Range;
-use std::sync::Mutex;
 
 use anyhow::{anyhow, Result};
 use dfdx::prelude::*;
@@ -74,52 +73,28 @@ impl StepThreads {
 
     /// Runs `work(part, device)` for every part at once, each on its own thread, while
     /// `meanwhile` runs on the calling thread (it may talk to the parts); returns what
-    /// `meanwhile` returned and the parts' results in part order. The parts are tasks of
-    /// the threads' pools, which live as long as this value: no thread is started per step.
+    /// `meanwhile` returned and the parts' results in part order.
     pub fn run<R: Send, C>(
         &self,
         work: impl Fn(usize, &Dev) -> R + Sync,
         meanwhile: impl FnOnce() -> C,
     ) -> (C, Vec<R>) {
-        let slots: Vec<Mutex<Option<R>>> = self.pools.iter().map(|_| Mutex::new(None)).collect();
-        let mut meanwhile = Some(meanwhile);
-        let mut between = None;
-        self.spawn_from(0, &work, &slots, &mut || {
-            between = meanwhile.take().map(|f| f());
-        });
-        let results = slots
-            .into_iter()
-            .map(|slot| {
-                slot.into_inner()
-                    .ok()
-                    .flatten()
-                    .expect("every part ran to its end")
-            })
-            .collect();
-        (between.expect("meanwhile ran"), results)
-    }
-
-    /// Spawns part `i` on its pool, then the parts after it, then runs `inner`; returns
-    /// when all of them have finished (a part's panic is raised here).
-    fn spawn_from<R: Send>(
-        &self,
-        i: usize,
-        work: &(dyn Fn(usize, &Dev) -> R + Sync),
-        slots: &[Mutex<Option<R>>],
-        inner: &mut dyn FnMut(),
-    ) {
-        let Some(pool) = self.pools.get(i) else {
-            inner();
-            return;
-        };
-        let dev = &self.devs[i];
-        pool.in_place_scope(|scope| {
-            scope.spawn(move |_| {
-                let result = work(i, dev);
-                *slots[i].lock().expect("a part's slot") = Some(result);
-            });
-            self.spawn_from(i + 1, work, slots, inner);
-        });
+        let work = &work;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .pools
+                .iter()
+                .zip(&self.devs)
+                .enumerate()
+                .map(|(i, (pool, dev))| scope.spawn(move || pool.install(|| work(i, dev))))
+                .collect();
+            let between = meanwhile();
+            let results = handles
+                .into_iter()
+                .map(|h| h.join().expect("a step thread panicked"))
+                .collect();
+            (between, results)
+        })
     }
 }
 
