@@ -397,6 +397,8 @@ impl SettingsArgs {
                     .or(self.preset.unwrap_or_default().egbad_alpha())
                     .unwrap_or(c.alpha);
                 c.score = self.score.unwrap_or(c.score);
+                // An α the user gives is the score they asked for.
+                c.choose_by_tail &= self.alpha.is_none();
                 DetectorConfig::Egbad(c)
             }
         }
@@ -864,6 +866,7 @@ fn report_progress(event: &TrainEvent, kind: DetectorKind, json: bool) {
         }
         TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => tell!("warning: {w}"),
         TrainEvent::Diverged(divergence) => tell!("warning: {divergence}"),
+        TrainEvent::ScoreChosen { member, note } => tell!("member {member}: {note}"),
         TrainEvent::Failed(e) => tell!("error: {e}"),
         _ => {}
     }
@@ -904,6 +907,9 @@ fn event_json(event: &TrainEvent, kind: DetectorKind) -> Option<serde_json::Valu
             let mut value = json!(divergence);
             value["event"] = "diverged".into();
             value
+        }
+        TrainEvent::ScoreChosen { member, note } => {
+            json!({"event": "score_chosen", "member": member, "message": note})
         }
         TrainEvent::Failed(e) => json!({"event": "failed", "message": e}),
         TrainEvent::Finished {

@@ -362,6 +362,20 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
         status.contains("training diverged"),
         "the footer says why: {status}"
     );
+    // A member whose fit chose L_D alone is counted in the status line, and the log says why.
+    let mut chosen = egbad_app(6);
+    chosen.update(Msg::Train(TrainEvent::ScoreChosen {
+        member: 1,
+        note: "scored by L_D alone: its right tail is longer than the combined score's (skewness 6.89 against -0.41)".into(),
+    }));
+    assert_eq!(chosen.progress().by_discriminator, vec![1]);
+    let status = screen(&chosen, 160, 48);
+    let first = status.lines().next().unwrap();
+    assert!(first.contains("1 of 1 scored by L_D"), "{status}");
+    assert!(
+        status.contains("member 1: scored by L_D alone"),
+        "the footer says why: {status}"
+    );
     app.apply(Action::Inspect);
     snapshot_at_both_sizes(&app, "egbad_inspect");
     let text = screen(&app, 160, 48);

@@ -96,6 +96,9 @@ pub struct RunReport {
     pub samples_per_sec: f64,
     /// Mean training loss over the last epoch (what an unsupervised user can see).
     pub final_loss: f64,
+    /// Trained members that score by L_D alone although configured with α > 0 (EGBAD: a
+    /// lost game or their fit's choice by the scores' tails); 0 for DAGMM.
+    pub scored_by_discriminator: usize,
 }
 
 /// What a simulated analyst's marks did: the top rows were marked by their true label,
@@ -313,9 +316,12 @@ pub fn run_protocol(
         let mut trained = Ensemble::default();
         let started = Instant::now();
         let (mut samples, mut final_loss) = (0usize, 0f64);
-        for member in 0..members {
-            let mut trainer =
-                Trainer::new(model_config.clone(), config.member(member), train_x.rows);
+        for member_index in 0..members {
+            let mut trainer = Trainer::new(
+                model_config.clone(),
+                config.member(member_index),
+                train_x.rows,
+            );
             untrained_scores.push(scored(&trainer)?.1);
             let mut last = 0f64;
             for epoch in 1..=config.epochs {
@@ -342,7 +348,7 @@ pub fn run_protocol(
                     "run {}/{} seed {seed} model {}/{members} epoch {epoch}/{} {}{kept}{diverged} {:.0} samples/s",
                     run + 1,
                     opts.runs,
-                    member + 1,
+                    member_index + 1,
                     config.epochs,
                     losses.join(", "),
                     summary.samples as f64 / summary.seconds.max(1e-9)
@@ -350,6 +356,14 @@ pub fn run_protocol(
             }
             final_loss += last / members as f64;
             let (member, scores) = scored(&trainer)?;
+            if let Some(note) = member.detector.score_note() {
+                progress(&format!(
+                    "run {}/{} seed {seed} model {}/{members}: {note}",
+                    run + 1,
+                    opts.runs,
+                    member_index + 1
+                ));
+            }
             trained.members.push(member);
             trained_scores.push(scores);
         }
@@ -406,6 +420,14 @@ pub fn run_protocol(
             train_seconds,
             samples_per_sec: samples as f64 / train_seconds.max(1e-9),
             final_loss,
+            scored_by_discriminator: trained
+                .members
+                .iter()
+                .filter(|m| {
+                    matches!((&model_config, m.detector.config()),
+                        (DetectorConfig::Egbad(asked), DetectorConfig::Egbad(used)) if asked.alpha > 0.0 && used.alpha == 0.0)
+                })
+                .count(),
         };
         progress(&format!(
             "run {} seed {seed}: F1 {:.4} AUROC {:.4} (untrained F1 {:.4} AUROC {:.4}; IsolationForest F1 {:.4} AUROC {:.4}), anomaly ratio {:.4}, {:.1} s",

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::config::DagmmConfig;
 use super::dagmm::{Dagmm, Inference};
 use super::dense::{all_finite, Adam, Dev, ParamMut, Params};
-use super::egbad::{standard_normal, Egbad, EgbadConfig, EgbadScore, ScoreParts};
+use super::egbad::{standard_normal, Egbad, EgbadConfig, EgbadScore, ScoreParts, TailChoice};
 use super::ensemble::FittedDagmm;
 use super::gmm::GmmParams;
 use super::parallel::StepThreads;
@@ -385,7 +385,7 @@ impl Network {
 
     /// The trained networks fitted over the rows of `x` that `keep` allows (all when
     /// `None`: rows an analyst marked anomalous are left out): DAGMM fits its mixture,
-    /// EGBAD needs nothing. Returns the detector, every row's raw score and per-row detail.
+    /// EGBAD chooses its score ([`Egbad::choose_score`]). Returns the detector, every row's raw score and per-row detail.
     pub fn fit(&self, dev: &Dev, x: &Matrix, keep: Option<&[bool]>) -> Result<Fit, String> {
         match self {
             Network::Dagmm { model, .. } => fit_dagmm(model.clone(), dev.clone(), x, keep),
@@ -393,8 +393,10 @@ impl Network {
                 FittedEgbad {
                     model: model.clone(),
                     dev: dev.clone(),
+                    choice: None,
                 },
                 x,
+                keep,
             )),
         }
     }
@@ -445,8 +447,11 @@ fn dagmm_detail(c: &DagmmConfig, inference: Inference) -> RowDetail {
 }
 
 /// Scores every row of `x` with a trained EGBAD (it fits nothing after training).
-fn fit_egbad(fitted: FittedEgbad, x: &Matrix) -> Fit {
+fn fit_egbad(mut fitted: FittedEgbad, x: &Matrix, keep: Option<&[bool]>) -> Fit {
     let parts = fitted.model.score_parts(&fitted.dev, x);
+    if let Some(choice) = fitted.model.choose_score(&parts, keep) {
+        fitted.choice = Some(choice);
+    }
     let raw = fitted.model.combine(&parts);
     let detail = egbad_detail(&fitted.model.config, &parts);
     Fit {
@@ -492,6 +497,8 @@ impl Params for Network {
 pub struct FittedEgbad {
     pub model: Egbad,
     pub dev: Dev,
+    /// Why the member scores by L_D alone, when its fit chose so ([`Egbad::choose_score`]).
+    pub choice: Option<TailChoice>,
 }
 
 /// A fitted detector: ready to score rows and explain one.
@@ -594,12 +601,22 @@ impl Detector {
         }
     }
 
+    /// Why this member's score is not the one its configuration names (EGBAD: L_D alone,
+    /// chosen at its fit), for the log; `None` when it is.
+    pub fn score_note(&self) -> Option<String> {
+        match self {
+            Detector::Dagmm(_) => None,
+            Detector::Egbad(d) => d.choice.map(|c| c.to_string()),
+        }
+    }
+
     /// Refits what the detector fits after training over the rows of `x` that `keep`
-    /// allows (DAGMM: the mixture; EGBAD: nothing) and scores every row.
+    /// allows (DAGMM: the mixture; EGBAD: the choice of score, [`Egbad::choose_score`]) and
+    /// scores every row.
     pub fn refit(&self, x: &Matrix, keep: Option<&[bool]>) -> Result<Fit, String> {
         match self {
             Detector::Dagmm(d) => fit_dagmm(d.model.clone(), d.dev.clone(), x, keep),
-            Detector::Egbad(d) => Ok(fit_egbad(d.clone(), x)),
+            Detector::Egbad(d) => Ok(fit_egbad(d.clone(), x, keep)),
         }
     }
 
@@ -656,6 +673,7 @@ impl Detector {
             FittedMeta::Egbad { model } => Detector::Egbad(FittedEgbad {
                 model: Egbad::new(&dev, model.clone(), seed),
                 dev,
+                choice: None,
             }),
         })
     }
@@ -675,7 +693,10 @@ mod tests {
     use super::*;
 
     fn egbad() -> Network {
-        let config = DetectorConfig::Egbad(EgbadConfig::default_for(6));
+        let config = DetectorConfig::Egbad(EgbadConfig {
+            choose_by_tail: false,
+            ..EgbadConfig::default_for(6)
+        });
         Network::new(&config, &Dev::default(), 0, 1e-4)
     }
 

@@ -51,6 +51,11 @@ pub struct EgbadConfig {
     /// Weight α of the reconstruction term in the score (1 − α on the discriminator term).
     pub alpha: f64,
     pub score: EgbadScore,
+    /// When set, each member chooses at fit between the score `α·L_G + (1 − α)·L_D` and
+    /// L_D alone: whichever has the longer right tail over the fitted rows (see
+    /// [`tail_choice`]). Off when `--alpha` is given; absent (off) in older checkpoints.
+    #[serde(default)]
+    pub choose_by_tail: bool,
 }
 
 impl EgbadConfig {
@@ -74,6 +79,7 @@ impl EgbadConfig {
             leak: 0.1,
             alpha: 0.9,
             score: EgbadScore::Xent,
+            choose_by_tail: true,
         }
     }
 
@@ -115,6 +121,44 @@ impl EgbadConfig {
         }
         Ok(())
     }
+}
+
+/// Why a member scores by L_D alone: anomalies are few and far, so a score that ranks
+/// them puts a few rows far above the bulk (a long right tail). When the generator never
+/// learnt to reconstruct the rows, ‖x − G(E(x))‖₁ is only a distance from G's near-constant
+/// output, and on data whose bulk is far from that point (KDDCUP: the attack traffic) it has
+/// no right tail while L_D has a long one. The skewness of each score over the fitted rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TailChoice {
+    pub combined: f64,
+    pub discriminator: f64,
+}
+
+impl std::fmt::Display for TailChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "scored by L_D alone: its right tail is longer than the combined score's (skewness {:.2} against {:.2})",
+            self.discriminator, self.combined
+        )
+    }
+}
+
+/// The sample skewness (third standardised moment) of `v`; `None` for fewer than three
+/// values or no spread.
+pub fn skewness(v: &[f64]) -> Option<f64> {
+    if v.len() < 3 {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let (m2, m3) = v.iter().fold((0.0, 0.0), |(m2, m3), x| {
+        let d = x - mean;
+        (m2 + d * d, m3 + d * d * d)
+    });
+    let (m2, m3) = (m2 / n, m3 / n);
+    let skew = m3 / m2.powf(1.5);
+    (m2 > 0.0 && skew.is_finite()).then_some(skew)
 }
 
 /// The discriminator D(x, z): an x branch and a z branch, joined.
@@ -350,6 +394,40 @@ impl Egbad {
             .collect()
     }
 
+    /// Chooses, without labels, the score this member uses over the rows `parts` were
+    /// measured on (those `keep` allows; all when `None`), when [`EgbadConfig::choose_by_tail`]
+    /// is set: α = 0 (L_D alone) when L_D has the longer right tail than the combined score.
+    /// Returns the choice when it changed α.
+    pub fn choose_score(
+        &mut self,
+        parts: &ScoreParts,
+        keep: Option<&[bool]>,
+    ) -> Option<TailChoice> {
+        if !self.config.choose_by_tail || self.config.alpha == 0.0 {
+            return None;
+        }
+        let kept = |v: Vec<f64>| -> Vec<f64> {
+            match keep {
+                Some(keep) => v
+                    .into_iter()
+                    .zip(keep)
+                    .filter(|(_, k)| **k)
+                    .map(|(v, _)| v)
+                    .collect(),
+                None => v,
+            }
+        };
+        let combined = skewness(&kept(self.combine(parts)))?;
+        let discriminator = skewness(&kept(parts.discriminator.clone()))?;
+        (discriminator > combined).then(|| {
+            self.config.alpha = 0.0;
+            TailChoice {
+                combined,
+                discriminator,
+            }
+        })
+    }
+
     /// G(E(x)) for one encoded row: the inspect view compares it feature by feature.
     pub fn reconstruct(&self, dev: &Dev, row: &[f32]) -> Vec<f32> {
         let x: Mat = dev.tensor_from_vec(row.to_vec(), (1, row.len()));
@@ -522,6 +600,94 @@ mod tests {
             &ge_whole_grads,
             &ge_split_grads,
         );
+    }
+
+    #[test]
+    fn skewness_is_zero_for_a_symmetric_sample_and_positive_for_a_right_tail() {
+        assert_eq!(skewness(&[1.0, 2.0, 3.0]), Some(0.0));
+        assert!(skewness(&[0.0, 0.0, 0.0, 0.0, 10.0]).unwrap() > 1.0);
+        assert!(skewness(&[10.0, 10.0, 10.0, 10.0, 0.0]).unwrap() < -1.0);
+        assert_eq!(skewness(&[2.0, 2.0, 2.0]), None, "no spread");
+        assert_eq!(skewness(&[1.0, 2.0]), None, "too few");
+    }
+
+    #[test]
+    fn a_member_scores_by_l_d_alone_when_its_tail_is_the_longer_one() {
+        let dev = Dev::seed_from_u64(0);
+        let model = Egbad::new(&dev, EgbadConfig::default_for(4), 1);
+        // KDDCUP's shape: the reconstruction has a long left tail (most rows far from
+        // G's output, a few near it), L_D a long right one.
+        let n = 100;
+        let far = |i: usize| {
+            if i < 5 {
+                1.0
+            } else {
+                10.0 + (i % 7) as f64 * 0.1
+            }
+        };
+        let tail = |i: usize| {
+            if i >= 95 {
+                8.0
+            } else {
+                0.5 + (i % 5) as f64 * 0.1
+            }
+        };
+        let kdd = ScoreParts {
+            reconstruction: (0..n).map(far).collect(),
+            discriminator: (0..n).map(tail).collect(),
+        };
+        let mut chosen = model.clone();
+        let choice = chosen
+            .choose_score(&kdd, None)
+            .expect("L_D's tail is longer");
+        assert_eq!(chosen.config.alpha, 0.0);
+        assert!(
+            choice.discriminator > 0.0 && choice.combined < 0.0,
+            "{choice:?}"
+        );
+        assert!(choice.to_string().contains("scored by L_D alone"));
+        assert_eq!(
+            chosen.choose_score(&kdd, None),
+            None,
+            "once chosen, it stays"
+        );
+        // The dev sets' shape: both parts have right tails, the combined score the longer.
+        let outliers = ScoreParts {
+            reconstruction: (0..n).map(|i| 20.0 - far(i)).collect(),
+            discriminator: (0..n).map(|i| 1.0 + (i % 9) as f64 * 0.1).collect(),
+        };
+        let mut kept = model.clone();
+        assert_eq!(kept.choose_score(&outliers, None), None);
+        assert_eq!(kept.config.alpha, 0.9);
+        // Only the kept rows count: L_D's tail is five rows an analyst marked anomalous;
+        // without them it has none, and the combined score keeps its own.
+        let marked_tail = ScoreParts {
+            reconstruction: (0..n)
+                .map(|i| {
+                    if (90..95).contains(&i) {
+                        12.0
+                    } else {
+                        (i % 10) as f64
+                    }
+                })
+                .collect(),
+            discriminator: (0..n).map(tail).collect(),
+        };
+        let keep: Vec<bool> = (0..n).map(|i| i < 95).collect();
+        assert!(model.clone().choose_score(&marked_tail, None).is_some());
+        let mut marked = model.clone();
+        assert_eq!(marked.choose_score(&marked_tail, Some(&keep)), None);
+        // Off (an α the user gave): never chosen.
+        let mut asked = Egbad::new(
+            &dev,
+            EgbadConfig {
+                choose_by_tail: false,
+                ..EgbadConfig::default_for(4)
+            },
+            1,
+        );
+        assert_eq!(asked.choose_score(&kdd, None), None);
+        assert_eq!(asked.config.alpha, 0.9);
     }
 
     #[test]

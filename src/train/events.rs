@@ -175,6 +175,12 @@ pub enum TrainEvent {
     /// training goes on, and the member keeps the state of `kept_epoch`, chosen by a
     /// label-free criterion on held-out rows.
     Diverged(Divergence),
+    /// Member `member` (1-based) joined the ensemble scoring otherwise than its configuration
+    /// says (EGBAD: by L_D alone, chosen by its fit); `note` says why.
+    ScoreChosen {
+        member: usize,
+        note: String,
+    },
     Paused,
     Resumed,
     CheckpointSaved(PathBuf),

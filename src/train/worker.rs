@@ -682,6 +682,12 @@ impl Scorer<'_> {
     /// Returns every row's detail under that member, for the inspect view.
     fn finish(&mut self, trainer: &Trainer) -> Result<RowDetail> {
         let (member, calibrated, detail) = member_of(trainer, self.data, self.keep.as_deref())?;
+        if let Some(note) = member.detector.score_note() {
+            let _ = self.events.send(TrainEvent::ScoreChosen {
+                member: self.finished.members.len() + 1,
+                note,
+            });
+        }
         self.finished_sum
             .iter_mut()
             .zip(&calibrated)

@@ -112,6 +112,8 @@ pub struct Progress {
     pub rescore_every: Option<usize>,
     /// The epoch the member in training keeps after its training diverged (`None`: it did not).
     pub diverged_keeping: Option<usize>,
+    /// Members (1-based) that score by L_D alone (EGBAD: a lost game or their fit's choice).
+    pub by_discriminator: Vec<usize>,
 }
 
 impl Progress {
@@ -646,6 +648,7 @@ impl App {
                 // The panes follow the detector that starts training.
                 self.viewed = self.training;
                 let p = &mut self.runs[self.training].progress;
+                p.by_discriminator.clear();
                 p.members = members;
                 p.epochs = epochs;
                 p.steps_per_epoch = steps_per_epoch;
@@ -691,8 +694,19 @@ impl App {
             }
             TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => self.say(Level::Warning, w),
             TrainEvent::Diverged(divergence) => {
-                self.runs[self.training].progress.diverged_keeping = Some(divergence.kept_epoch);
+                let progress = &mut self.runs[self.training].progress;
+                progress.diverged_keeping = Some(divergence.kept_epoch);
+                if !progress.by_discriminator.contains(&divergence.member) {
+                    progress.by_discriminator.push(divergence.member);
+                }
                 self.say(Level::Warning, divergence.to_string());
+            }
+            TrainEvent::ScoreChosen { member, note } => {
+                let progress = &mut self.runs[self.training].progress;
+                if !progress.by_discriminator.contains(&member) {
+                    progress.by_discriminator.push(member);
+                }
+                self.say(Level::Info, format!("member {member}: {note}"));
             }
             TrainEvent::Paused => self.phase = Phase::Paused,
             TrainEvent::Resumed => self.phase = Phase::Training,

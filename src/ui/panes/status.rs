@@ -117,6 +117,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, look: &Look) {
                 ),
             ));
         }
+        if !p.by_discriminator.is_empty() && p.diverged_keeping.is_none() {
+            parts.push((
+                6,
+                Span::styled(
+                    format!(
+                        "  {} of {} scored by L_D",
+                        p.by_discriminator.len(),
+                        p.members.max(p.member)
+                    ),
+                    t.muted,
+                ),
+            ));
+        }
         let filled = (fraction * 10.0).round() as usize;
         parts.push((
             4,
