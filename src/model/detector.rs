@@ -385,7 +385,8 @@ impl Network {
 
     /// The trained networks fitted over the rows of `x` that `keep` allows (all when
     /// `None`: rows an analyst marked anomalous are left out): DAGMM fits its mixture,
-    /// EGBAD chooses its score ([`Egbad::choose_score`]). Returns the detector, every row's raw score and per-row detail.
+    /// EGBAD chooses its score ([`Egbad::choose_score`]). Returns the detector, every row's
+    /// raw score and per-row detail.
     pub fn fit(&self, dev: &Dev, x: &Matrix, keep: Option<&[bool]>) -> Result<Fit, String> {
         match self {
             Network::Dagmm { model, .. } => fit_dagmm(model.clone(), dev.clone(), x, keep),

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dense::{concat, Activation, Backprop, Dense, Dev, Dropout, Mat, Mlp, ParamMut, Params};
+use super::ensemble::kept_rows;
 use super::parallel::{sum_parts, StepThreads};
 use crate::data::Matrix;
 
@@ -53,7 +54,7 @@ pub struct EgbadConfig {
     pub score: EgbadScore,
     /// When set, each member chooses at fit between the score `α·L_G + (1 − α)·L_D` and
     /// L_D alone: whichever has the longer right tail over the fitted rows (see
-    /// [`tail_choice`]). Off when `--alpha` is given; absent (off) in older checkpoints.
+    /// [`Egbad::choose_score`]). Off when `--alpha` is given; absent (off) in older checkpoints.
     #[serde(default)]
     pub choose_by_tail: bool,
 }
@@ -406,19 +407,8 @@ impl Egbad {
         if !self.config.choose_by_tail || self.config.alpha == 0.0 {
             return None;
         }
-        let kept = |v: Vec<f64>| -> Vec<f64> {
-            match keep {
-                Some(keep) => v
-                    .into_iter()
-                    .zip(keep)
-                    .filter(|(_, k)| **k)
-                    .map(|(v, _)| v)
-                    .collect(),
-                None => v,
-            }
-        };
-        let combined = skewness(&kept(self.combine(parts)))?;
-        let discriminator = skewness(&kept(parts.discriminator.clone()))?;
+        let combined = skewness(&kept_rows(&self.combine(parts), 1, keep))?;
+        let discriminator = skewness(&kept_rows(&parts.discriminator, 1, keep))?;
         (discriminator > combined).then(|| {
             self.config.alpha = 0.0;
             TailChoice {

@@ -123,6 +123,14 @@ impl Progress {
         (self.epochs_before() + self.epochs_done as f64 + within) / total.max(1.0)
     }
 
+    /// Counts `member` (1-based) among those that score by L_D alone (once, whichever rule
+    /// switched it).
+    pub fn scores_by_discriminator(&mut self, member: usize) {
+        if !self.by_discriminator.contains(&member) {
+            self.by_discriminator.push(member);
+        }
+    }
+
     /// Epochs completed by the members before the current one.
     pub fn epochs_before(&self) -> f64 {
         (self.member.max(1) - 1) as f64 * self.epochs as f64
@@ -696,16 +704,13 @@ impl App {
             TrainEvent::Diverged(divergence) => {
                 let progress = &mut self.runs[self.training].progress;
                 progress.diverged_keeping = Some(divergence.kept_epoch);
-                if !progress.by_discriminator.contains(&divergence.member) {
-                    progress.by_discriminator.push(divergence.member);
-                }
+                progress.scores_by_discriminator(divergence.member);
                 self.say(Level::Warning, divergence.to_string());
             }
             TrainEvent::ScoreChosen { member, note } => {
-                let progress = &mut self.runs[self.training].progress;
-                if !progress.by_discriminator.contains(&member) {
-                    progress.by_discriminator.push(member);
-                }
+                self.runs[self.training]
+                    .progress
+                    .scores_by_discriminator(member);
                 self.say(Level::Info, format!("member {member}: {note}"));
             }
             TrainEvent::Paused => self.phase = Phase::Paused,
