@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::config::DagmmConfig;
 use super::dagmm::{Dagmm, Inference};
 use super::dense::{all_finite, Adam, Dev, ParamMut, Params};
-use super::egbad::{standard_normal, Egbad, EgbadConfig, EgbadScore, ScoreParts, TailChoice};
+use super::egbad::{Egbad, EgbadConfig, EgbadScore, ScoreParts, TailChoice};
 use super::ensemble::FittedDagmm;
 use super::gmm::GmmParams;
 use super::parallel::StepThreads;
@@ -294,19 +294,11 @@ impl Network {
             } => {
                 // The roles EGBAD can use: marked anomalies stay out of its game.
                 let batch = without_marked_anomalies(batch, roles);
-                let z = standard_normal(dev, batch.rows, model.config.latent);
-                let (mut losses, mut grads) = model.discriminator_step(threads, dev, &batch, &z)?;
-                if !losses.discriminator.is_finite() {
-                    return Ok(None);
-                }
-                discriminator.update(&mut model.discriminator, &mut grads)?;
-                let (ge, mut grads) = model.generator_encoder_step(threads, dev, &batch, &z)?;
-                if !ge.is_finite() {
+                let optimisers = (discriminator, generator_encoder);
+                let Some(losses) = model.train_step(optimisers, threads, dev, &batch)? else {
                     *self = previous;
                     return Ok(None);
-                }
-                generator_encoder.update(&mut model.generator_encoder(), &mut grads)?;
-                losses.generator_encoder = ge;
+                };
                 StepReport {
                     losses: vec![
                         losses.discriminator,

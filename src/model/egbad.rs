@@ -15,7 +15,9 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::dense::{concat, Activation, Backprop, Dense, Dev, Dropout, Mat, Mlp, ParamMut, Params};
+use super::dense::{
+    concat, Activation, Adam, Backprop, Dense, Dev, Dropout, Mat, Mlp, ParamMut, Params,
+};
 use super::ensemble::kept_rows;
 use super::parallel::{sum_parts, StepThreads};
 use crate::data::Matrix;
@@ -254,6 +256,36 @@ impl Egbad {
         let features = d.joint.layer(joined, leaky, drop(), top);
         let plain = features.retaped::<NoneTape>();
         (d.logit.layer(features, None, None, top), plain)
+    }
+
+    /// One round of the game on `x`: D's update on real pairs and on generated ones (`z`
+    /// drawn from `dev`), then E and G's through the updated D. It runs on the threads'
+    /// lead ([`StepThreads::lead`]), so the two players' rounds of parts follow each other
+    /// without a thread going to sleep in between. `None` when a loss was not finite; the
+    /// caller then restores the weights (D's may have changed).
+    pub fn train_step(
+        &mut self,
+        optimisers: (&mut Adam, &mut Adam),
+        threads: &StepThreads,
+        dev: &Dev,
+        x: &Matrix,
+    ) -> Result<Option<GanLosses>> {
+        let (discriminator, generator_encoder) = optimisers;
+        threads.lead(x.rows, || {
+            let z = standard_normal(dev, x.rows, self.config.latent);
+            let (mut losses, mut grads) = self.discriminator_step(threads, dev, x, &z)?;
+            if !losses.discriminator.is_finite() {
+                return Ok(None);
+            }
+            discriminator.update(&mut self.discriminator, &mut grads)?;
+            let (ge, mut grads) = self.generator_encoder_step(threads, dev, x, &z)?;
+            if !ge.is_finite() {
+                return Ok(None);
+            }
+            generator_encoder.update(&mut self.generator_encoder(), &mut grads)?;
+            losses.generator_encoder = ge;
+            Ok(Some(losses))
+        })
     }
 
     /// The discriminator's step on a batch: real pairs (x, E(x)) and generated pairs
@@ -567,6 +599,22 @@ mod tests {
         assert!(two.splits(rows) && !one.splits(rows));
         let (whole, whole_grads) = model.discriminator_step(&one, &dev, &x, &z).unwrap();
         let (split, split_grads) = model.discriminator_step(&two, &dev, &x, &z).unwrap();
+        // Led from the first part thread (as every training step is), bit for bit the same.
+        let (led, led_grads) = two
+            .lead(rows, || model.discriminator_step(&two, &dev, &x, &z))
+            .unwrap();
+        assert_eq!(led, split);
+        let same = |model: &mut dyn Params, a: &Gradients<f32, Dev>, b: &Gradients<f32, Dev>| {
+            model.visit_params("", &mut |name, p| match p {
+                ParamMut::Matrix(t) => {
+                    assert_eq!(a.get(&*t).as_vec(), b.get(&*t).as_vec(), "{name}")
+                }
+                ParamMut::Vector(t) => {
+                    assert_eq!(a.get(&*t).as_vec(), b.get(&*t).as_vec(), "{name}")
+                }
+            });
+        };
+        same(&mut model.discriminator.clone(), &split_grads, &led_grads);
         assert!((whole.discriminator - split.discriminator).abs() < 1e-5);
         assert_eq!(whole.real_accuracy, split.real_accuracy);
         assert_eq!(whole.fake_accuracy, split.fake_accuracy);
