@@ -866,7 +866,7 @@ fn report_progress(event: &TrainEvent, kind: DetectorKind, json: bool) {
         }
         TrainEvent::Warning(w) | TrainEvent::CheckpointFailed(w) => tell!("warning: {w}"),
         TrainEvent::Diverged(divergence) => tell!("warning: {divergence}"),
-        TrainEvent::ScoreChosen { member, note } => tell!("member {member}: {note}"),
+        TrainEvent::ScoreChosen { member, note, .. } => tell!("member {member}: {note}"),
         TrainEvent::Failed(e) => tell!("error: {e}"),
         _ => {}
     }
@@ -908,8 +908,12 @@ fn event_json(event: &TrainEvent, kind: DetectorKind) -> Option<serde_json::Valu
             value["event"] = "diverged".into();
             value
         }
-        TrainEvent::ScoreChosen { member, note } => {
-            json!({"event": "score_chosen", "member": member, "message": note})
+        TrainEvent::ScoreChosen {
+            detector,
+            member,
+            note,
+        } => {
+            json!({"event": "score_chosen", "detector": detector, "member": member, "message": note})
         }
         TrainEvent::Failed(e) => json!({"event": "failed", "message": e}),
         TrainEvent::Finished {

@@ -365,6 +365,7 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
     // A member whose fit chose L_D alone is counted in the status line, and the log says why.
     let mut chosen = egbad_app(6);
     chosen.update(Msg::Train(TrainEvent::ScoreChosen {
+        detector: DetectorKind::Egbad,
         member: 1,
         note: "scored by L_D alone: its right tail is longer than the combined score's (skewness 6.89 against -0.41)".into(),
     }));
@@ -376,6 +377,20 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
         status.contains("member 1: scored by L_D alone"),
         "the footer says why: {status}"
     );
+    // Scores say which members they were fitted with on L_D alone (a refit after marks, a
+    // checkpoint): the count follows them, whatever events came before.
+    let rows = chosen.table.shown().map_or(0, |s| s.scoring.len());
+    let mut refitted = Scoring::from_parts(
+        DetectorKind::Egbad,
+        6,
+        (0..rows).map(|i| i as f64).collect(),
+        RowDetail::default(),
+        Arc::new(FixedErrors(4)),
+    );
+    refitted.members = 3;
+    refitted.by_discriminator = vec![1, 3];
+    chosen.update(Msg::Train(TrainEvent::Scored(Arc::new(refitted))));
+    assert_eq!(chosen.progress().by_discriminator, vec![1, 3]);
     app.apply(Action::Inspect);
     snapshot_at_both_sizes(&app, "egbad_inspect");
     let text = screen(&app, 160, 48);

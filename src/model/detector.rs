@@ -594,6 +594,12 @@ impl Detector {
         }
     }
 
+    /// Whether this member scores by L_D alone (EGBAD with α = 0: a lost game, its fit's
+    /// choice or `--preset kddcup`), which the status line counts.
+    pub fn scores_by_discriminator(&self) -> bool {
+        matches!(self, Detector::Egbad(d) if d.model.config.alpha == 0.0)
+    }
+
     /// Why this member's score is not the one its configuration names (EGBAD: L_D alone,
     /// chosen at its fit), for the log; `None` when it is.
     pub fn score_note(&self) -> Option<String> {

@@ -222,6 +222,13 @@ impl Ensemble {
             .unwrap_or(0)
     }
 
+    /// The members (1-based) that score by L_D alone ([`Detector::scores_by_discriminator`]).
+    pub fn by_discriminator(&self) -> Vec<usize> {
+        (1..=self.members.len())
+            .filter(|&m| self.members[m - 1].detector.scores_by_discriminator())
+            .collect()
+    }
+
     /// The members' detector (`None` when empty).
     pub fn kind(&self) -> Option<DetectorKind> {
         self.members.first().map(|m| m.detector.kind())

@@ -175,9 +175,11 @@ pub enum TrainEvent {
     /// training goes on, and the member keeps the state of `kept_epoch`, chosen by a
     /// label-free criterion on held-out rows.
     Diverged(Divergence),
-    /// Member `member` (1-based) joined the ensemble scoring otherwise than its configuration
-    /// says (EGBAD: by L_D alone, chosen by its fit); `note` says why.
+    /// Member `member` (1-based) of `detector`'s ensemble scores otherwise than its
+    /// configuration says (EGBAD: by L_D alone, chosen by its fit when it joined the
+    /// ensemble or at a refit after marks); `note` says why.
     ScoreChosen {
+        detector: DetectorKind,
         member: usize,
         note: String,
     },

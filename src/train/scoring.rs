@@ -100,6 +100,9 @@ pub struct Scoring {
     pub scores: Vec<f64>,
     /// Members in the ensemble that scored; the detail below is that of the last of them.
     pub members: usize,
+    /// The members (1-based) among them that score by L_D alone (EGBAD), as fitted for
+    /// these scores: the status line counts them, refits and checkpoints included.
+    pub by_discriminator: Vec<usize>,
     /// Row indices, most anomalous first (ties keep file order).
     pub order: Vec<u32>,
     /// 0-based position of each row in `order`.
@@ -178,7 +181,7 @@ impl Scoring {
         match ensemble.members.last() {
             Some(shown) => {
                 let detail = shown.detector.detail(&data);
-                Self::explained_by(
+                let mut scoring = Self::explained_by(
                     epoch,
                     scores,
                     detail,
@@ -186,7 +189,9 @@ impl Scoring {
                     Some(ensemble.clone()),
                     data,
                     members,
-                )
+                );
+                scoring.by_discriminator = ensemble.by_discriminator();
+                scoring
             }
             None => Self::from_parts(
                 DetectorKind::default(),
@@ -209,6 +214,7 @@ impl Scoring {
             self.explainer.clone(),
         );
         scoring.members = self.members;
+        scoring.by_discriminator = self.by_discriminator.clone();
         scoring.file = self.file.clone();
         scoring.explains_ensemble = self.explains_ensemble;
         scoring
@@ -240,6 +246,7 @@ impl Scoring {
             epoch,
             scores,
             members: 1,
+            by_discriminator: Vec::new(),
             order,
             position,
             detail,

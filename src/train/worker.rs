@@ -576,7 +576,7 @@ fn rescore_trained(
     data: &Arc<Matrix>,
     events: &Sender<TrainEvent>,
 ) -> Option<Arc<Scoring>> {
-    match trained.ensemble.refit(data, keep) {
+    match refit_and_tell(&mut trained.ensemble, data, keep, events) {
         Ok(scores) => {
             trained.scores = scores;
             // A feedback layer learns its marks again on top of the refitted scores.
@@ -594,6 +594,32 @@ fn rescore_trained(
             None
         }
     }
+}
+
+/// Refits `ensemble` over the rows `keep` allows ([`Ensemble::refit`]) and tells which
+/// members newly score by L_D alone: a refit can switch one, its fit choosing over the rows
+/// the marks left.
+fn refit_and_tell(
+    ensemble: &mut Ensemble,
+    data: &Matrix,
+    keep: Option<&[bool]>,
+    events: &Sender<TrainEvent>,
+) -> Result<Vec<f64>, String> {
+    let before = ensemble.by_discriminator();
+    let scores = ensemble.refit(data, keep)?;
+    for (i, member) in ensemble.members.iter().enumerate() {
+        if before.contains(&(i + 1)) {
+            continue;
+        }
+        if let Some(note) = member.detector.score_note() {
+            let _ = events.send(TrainEvent::ScoreChosen {
+                detector: member.detector.kind(),
+                member: i + 1,
+                note,
+            });
+        }
+    }
+    Ok(scores)
 }
 
 /// Each trained ensemble with its training settings, as checkpoints record them.
@@ -665,7 +691,12 @@ impl Scorer<'_> {
         if self.finished.members.is_empty() {
             return;
         }
-        match self.finished.refit(self.data, self.keep.as_deref()) {
+        match refit_and_tell(
+            &mut self.finished,
+            self.data,
+            self.keep.as_deref(),
+            self.events,
+        ) {
             Ok(scores) => {
                 let n = self.finished.members.len() as f64;
                 self.finished_sum = scores.into_iter().map(|s| s * n).collect();
@@ -684,6 +715,7 @@ impl Scorer<'_> {
         let (member, calibrated, detail) = member_of(trainer, self.data, self.keep.as_deref())?;
         if let Some(note) = member.detector.score_note() {
             let _ = self.events.send(TrainEvent::ScoreChosen {
+                detector: member.detector.kind(),
                 member: self.finished.members.len() + 1,
                 note,
             });
@@ -781,7 +813,7 @@ impl Scorer<'_> {
         let Some(shown) = current.or(self.finished.members.last().map(|m| &m.detector)) else {
             return;
         };
-        let scoring = Scoring::new(
+        let mut scoring = Scoring::new(
             view.epochs_done,
             scores,
             detail,
@@ -789,6 +821,10 @@ impl Scorer<'_> {
             self.data.clone(),
             finished + usize::from(current.is_some()),
         );
+        scoring.by_discriminator = self.finished.by_discriminator();
+        if current.is_some_and(Detector::scores_by_discriminator) {
+            scoring.by_discriminator.push(finished + 1);
+        }
         let _ = self.events.send(TrainEvent::Scored(Arc::new(scoring)));
     }
 }

@@ -707,11 +707,20 @@ impl App {
                 progress.scores_by_discriminator(divergence.member);
                 self.say(Level::Warning, divergence.to_string());
             }
-            TrainEvent::ScoreChosen { member, note } => {
-                self.runs[self.training]
-                    .progress
-                    .scores_by_discriminator(member);
-                self.say(Level::Info, format!("member {member}: {note}"));
+            TrainEvent::ScoreChosen {
+                detector,
+                member,
+                note,
+            } => {
+                if let Some(run) = self.runs.iter_mut().find(|r| r.detector == detector) {
+                    run.progress.scores_by_discriminator(member);
+                }
+                let who = if self.runs.len() > 1 {
+                    format!("{detector} ")
+                } else {
+                    String::new()
+                };
+                self.say(Level::Info, format!("{who}member {member}: {note}"));
             }
             TrainEvent::Paused => self.phase = Phase::Paused,
             TrainEvent::Resumed => self.phase = Phase::Training,
@@ -881,6 +890,11 @@ impl App {
     fn scored(&mut self, scoring: Arc<Scoring>) {
         let now = self.now;
         let detector = scoring.detector;
+        // The scores say which members use L_D alone as fitted for them (refits and
+        // checkpoints included).
+        if let Some(run) = self.runs.iter_mut().find(|r| r.detector == detector) {
+            run.progress.by_discriminator = scoring.by_discriminator.clone();
+        }
         if self.with_table(|t, facts| t.receive(scoring, now, facts)) == Arrival::HeldBack {
             self.say(
                 Level::Info,
