@@ -7,6 +7,9 @@
 //! features of (x, E(x)) and (G(E(x)), E(x)) ("feature matching"). The architecture
 //! follows the authors' tabular (KDDCUP) network; see [`EgbadConfig::default_for`].
 
+use std::ops::Range;
+use std::sync::{Mutex, PoisonError};
+
 use anyhow::Result;
 use dfdx::prelude::*;
 use dfdx::tensor::Gradients;
@@ -19,7 +22,7 @@ use super::dense::{
     concat, Activation, Adam, Backprop, Dense, Dev, Dropout, Mat, Mlp, ParamMut, Params,
 };
 use super::ensemble::kept_rows;
-use super::parallel::{sum_parts, StepThreads};
+use super::parallel::{sum_parts, Seat, StepThreads};
 use crate::data::Matrix;
 
 /// Rows per forward pass when scoring.
@@ -196,6 +199,29 @@ pub struct GanLosses {
     pub fake_accuracy: f64,
 }
 
+/// D's half of a part's step: its loss and how many real and generated pairs it judged
+/// right (what the parts hand in at their meeting).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct DiscriminatorLoss {
+    value: f64,
+    real: usize,
+    fake: usize,
+}
+
+impl DiscriminatorLoss {
+    fn add(self, other: Self) -> Self {
+        Self {
+            value: self.value + other.value,
+            real: self.real + other.real,
+            fake: self.fake + other.fake,
+        }
+    }
+}
+
+/// What the parts' meeting gives their second half: D's summed loss and D updated, or
+/// `None` when the loss was not finite (the step is dropped).
+type DiscriminatorHalf = Result<Option<(DiscriminatorLoss, Discriminator)>>;
+
 /// Per-row parts of the anomaly score.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ScoreParts {
@@ -237,12 +263,12 @@ impl Egbad {
     /// it sets dropout (training only) and which gradients D's layers compute.
     fn discriminate<T: Tape<f32, Dev>>(
         &self,
+        d: &Discriminator,
         dev: &Dev,
         x: Mat<T>,
         z: Mat<T>,
         pass: Pass,
     ) -> (Mat<T>, Mat) {
-        let d = &self.discriminator;
         let leaky = Some(Activation::Leaky(self.config.leak as f32));
         let (branches, top) = match pass {
             Pass::Score | Pass::Discriminator => (Backprop::PARAMS, Backprop::ALL),
@@ -258,11 +284,16 @@ impl Egbad {
         (d.logit.layer(features, None, None, top), plain)
     }
 
-    /// One round of the game on `x`: D's update on real pairs and on generated ones (`z`
-    /// drawn from `dev`), then E and G's through the updated D. It runs on the threads'
-    /// lead ([`StepThreads::lead`]), so the two players' rounds of parts follow each other
-    /// without a thread going to sleep in between. `None` when a loss was not finite; the
-    /// caller then restores the weights (D's may have changed).
+    /// One round of the game on `x`: D's update on real pairs (x, E(x)) and generated ones
+    /// (G(z), z), `z` drawn from N(0, I) on `dev` (row for row with `x`); then E and G's
+    /// update, each rewarded when the updated D takes its side for the other (G(z) called
+    /// real, E(x) called generated). Each player's gradients reach its own networks only.
+    ///
+    /// The batch is split over `threads` as [`StepThreads::map_parts_meeting`] decides; a
+    /// part computes E(x) and G(z) once for both players' halves (E and G do not change in
+    /// between), and the parts meet to sum D's gradients and update D. The step runs on the
+    /// threads' lead ([`StepThreads::lead`]). `None` when a loss was not finite; the caller
+    /// then restores the weights.
     pub fn train_step(
         &mut self,
         optimisers: (&mut Adam, &mut Adam),
@@ -271,99 +302,106 @@ impl Egbad {
         x: &Matrix,
     ) -> Result<Option<GanLosses>> {
         let (discriminator, generator_encoder) = optimisers;
-        threads.lead(x.rows, || {
-            let z = standard_normal(dev, x.rows, self.config.latent);
-            let (mut losses, mut grads) = self.discriminator_step(threads, dev, x, &z)?;
-            if !losses.discriminator.is_finite() {
+        let n = x.rows;
+        threads.lead(n, || {
+            let z = standard_normal(dev, n, self.config.latent);
+            let model = &*self;
+            let optimiser = Mutex::new(discriminator);
+            // Halfway: D's gradients summed over the parts and D updated, which E and G's
+            // half then plays against (`None` when D's loss was not finite).
+            let join = |parts: Vec<(DiscriminatorLoss, Gradients<f32, Dev>)>| {
+                let (loss, mut grads) = sum_parts(
+                    &mut model.discriminator.clone(),
+                    parts,
+                    DiscriminatorLoss::add,
+                )?;
+                if !loss.value.is_finite() {
+                    return Ok(None);
+                }
+                let mut updated = model.discriminator.clone();
+                optimiser
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .update(&mut updated, &mut grads)?;
+                Ok(Some((loss, updated)))
+            };
+            let (joined, parts) = threads.map_parts_meeting(dev, n, join, |rows, dev, seat| {
+                model.part_step(dev, (x, &z), rows, seat)
+            });
+            let Some((loss, updated)) = joined.transpose()?.flatten() else {
                 return Ok(None);
-            }
-            discriminator.update(&mut self.discriminator, &mut grads)?;
-            let (ge, mut grads) = self.generator_encoder_step(threads, dev, x, &z)?;
+            };
+            let parts: Option<Vec<_>> = parts.into_iter().collect();
+            let Some(parts) = parts else {
+                return Ok(None);
+            };
+            self.discriminator = updated;
+            let (ge, mut grads) =
+                sum_parts(&mut self.clone().generator_encoder(), parts, |a, b| a + b)?;
             if !ge.is_finite() {
                 return Ok(None);
             }
             generator_encoder.update(&mut self.generator_encoder(), &mut grads)?;
-            losses.generator_encoder = ge;
-            Ok(Some(losses))
+            Ok(Some(GanLosses {
+                discriminator: loss.value,
+                generator_encoder: ge,
+                real_accuracy: loss.real as f64 / n as f64,
+                fake_accuracy: loss.fake as f64 / n as f64,
+            }))
         })
     }
 
-    /// The discriminator's step on a batch: real pairs (x, E(x)) and generated pairs
-    /// (G(z), z), `z` drawn from N(0, I) (row for row with `x`); gradients reach D only.
-    /// The batch is split over `threads` as [`StepThreads::map_parts`] decides.
-    pub fn discriminator_step(
+    /// One part's share of [`train_step`](Self::train_step): D's half, the meeting, then E
+    /// and G's half against the updated D. Losses are summed over the part's pairs and
+    /// divided by the whole batch's rows, so the parts add up to the authors' sum of the
+    /// two means over the batch. `None` when the step stops at the meeting.
+    fn part_step(
         &self,
-        threads: &StepThreads,
         dev: &Dev,
-        x: &Matrix,
-        z: &Matrix,
-    ) -> Result<(GanLosses, Gradients<f32, Dev>)> {
-        let n = x.rows;
-        let parts = threads.map_parts(dev, n, |rows, dev| {
-            let (x, z) = (part_of(dev, x, &rows), part_of(dev, z, &rows));
-            let m = rows.len();
-            let encoded = self.encoder.forward(x.clone(), None);
-            let generated = self.generator.forward(z.clone(), None);
-            let inputs = concat(x, generated, true);
-            let codes = concat(encoded, z, true);
-            let (logits, _) = self.discriminate(
-                dev,
-                inputs.retaped::<OwnedTape<f32, Dev>>(),
-                codes.retaped(),
-                Pass::Discriminator,
-            );
-            let values = logits.as_vec();
-            let real = values[..m].iter().filter(|&&l| l > 0.0).count();
-            let fake = values[m..].iter().filter(|&&l| l < 0.0).count();
-            // Summed over the part's 2m pairs, over n: the parts add up to the authors' sum
-            // of the two means over the batch.
-            let loss = logits
-                .bce_with_logits(targets(dev, m, true))
-                .sum::<Rank0, _>()
-                * (1.0 / n as f32);
-            let value = loss.array() as f64;
-            ((value, real, fake), loss.backward())
-        });
-        let ((loss, real, fake), grads) =
-            sum_parts(&mut self.discriminator.clone(), parts, |a, b| {
-                (a.0 + b.0, a.1 + b.1, a.2 + b.2)
-            })?;
-        let losses = GanLosses {
-            discriminator: loss,
-            real_accuracy: real as f64 / n as f64,
-            fake_accuracy: fake as f64 / n as f64,
-            ..GanLosses::default()
-        };
-        Ok((losses, grads))
-    }
+        (x, z): (&Matrix, &Matrix),
+        rows: Range<usize>,
+        seat: &Seat<'_, (DiscriminatorLoss, Gradients<f32, Dev>), DiscriminatorHalf>,
+    ) -> Option<(f64, Gradients<f32, Dev>)> {
+        let scale = 1.0 / x.rows as f32;
+        let (x, z) = (part_of(dev, x, &rows), part_of(dev, z, &rows));
+        let m = rows.len();
+        let encoded = self.encoder.forward_data::<OwnedTape<f32, Dev>>(&x, None);
+        let generated = self.generator.forward_data::<OwnedTape<f32, Dev>>(&z, None);
 
-    /// The generator's and encoder's step on the same batch: each is rewarded when D takes
-    /// its side for the other (G(z) called real, E(x) called generated); gradients reach
-    /// E and G only (D's layers pass gradients through without computing their own).
-    pub fn generator_encoder_step(
-        &self,
-        threads: &StepThreads,
-        dev: &Dev,
-        x: &Matrix,
-        z: &Matrix,
-    ) -> Result<(f64, Gradients<f32, Dev>)> {
-        let n = x.rows;
-        let parts = threads.map_parts(dev, n, |rows, dev| {
-            let (x, z) = (part_of(dev, x, &rows), part_of(dev, z, &rows));
-            let m = rows.len();
-            let encoded = self.encoder.forward_data::<OwnedTape<f32, Dev>>(&x, None);
-            let generated = self.generator.forward_data::<OwnedTape<f32, Dev>>(&z, None);
-            let inputs = concat(x.retaped::<OwnedTape<f32, Dev>>(), generated, true);
-            let codes = concat(encoded, z.retaped::<OwnedTape<f32, Dev>>(), true);
-            let (logits, _) = self.discriminate(dev, inputs, codes, Pass::GeneratorEncoder);
-            let loss = logits
-                .bce_with_logits(targets(dev, m, false))
-                .sum::<Rank0, _>()
-                * (1.0 / n as f32);
-            let value = loss.array() as f64;
-            (value, loss.backward())
-        });
-        sum_parts(&mut self.clone().generator_encoder(), parts, |a, b| a + b)
+        // D's half: E(x) and G(z) as values, so gradients reach D only.
+        let inputs = concat(x.clone(), generated.retaped::<NoneTape>(), true);
+        let codes = concat(encoded.retaped::<NoneTape>(), z.clone(), true);
+        let (logits, _) = self.discriminate(
+            &self.discriminator,
+            dev,
+            inputs.retaped::<OwnedTape<f32, Dev>>(),
+            codes.retaped(),
+            Pass::Discriminator,
+        );
+        let values = logits.as_vec();
+        let loss = logits
+            .bce_with_logits(targets(dev, m, true))
+            .sum::<Rank0, _>()
+            * scale;
+        let handed = DiscriminatorLoss {
+            value: loss.array() as f64,
+            real: values[..m].iter().filter(|&&l| l > 0.0).count(),
+            fake: values[m..].iter().filter(|&&l| l < 0.0).count(),
+        };
+        let Ok(Some((_, updated))) = seat.meet((handed, loss.backward()))? else {
+            return None;
+        };
+
+        // E and G's half, through the updated D (its layers pass gradients through without
+        // computing their own).
+        let inputs = concat(x.retaped::<OwnedTape<f32, Dev>>(), generated, true);
+        let codes = concat(encoded, z.retaped::<OwnedTape<f32, Dev>>(), true);
+        let (logits, _) = self.discriminate(updated, dev, inputs, codes, Pass::GeneratorEncoder);
+        let loss = logits
+            .bce_with_logits(targets(dev, m, false))
+            .sum::<Rank0, _>()
+            * scale;
+        Some((loss.array() as f64, loss.backward()))
     }
 
     /// The score parts of every row of `x` (evaluation mode: no dropout, no tape), chunks
@@ -400,13 +438,15 @@ impl Egbad {
             .as_vec();
         let discriminator = match self.config.score {
             EgbadScore::Xent => {
-                let (logits, _) = self.discriminate(dev, x, code, Pass::Score);
+                let (logits, _) = self.discriminate(&self.discriminator, dev, x, code, Pass::Score);
                 let ones: Mat = logits.device().ones_like(&(n, 1usize));
                 logits.bce_with_logits(ones).as_vec()
             }
             EgbadScore::Fm => {
-                let (_, real) = self.discriminate(dev, x, code.clone(), Pass::Score);
-                let (_, fake) = self.discriminate(dev, rebuilt, code, Pass::Score);
+                let (_, real) =
+                    self.discriminate(&self.discriminator, dev, x, code.clone(), Pass::Score);
+                let (_, fake) =
+                    self.discriminate(&self.discriminator, dev, rebuilt, code, Pass::Score);
                 (real - fake).abs().sum::<(usize,), Axis<1>>().as_vec()
             }
         };
@@ -543,101 +583,101 @@ mod tests {
         assert!(small.validate().is_ok());
     }
 
+    /// Every parameter's values, by name.
+    fn weights(model: &mut Egbad) -> Vec<(String, Vec<f32>)> {
+        let mut out = Vec::new();
+        model.visit_params("", &mut |name, p| {
+            let values = match p {
+                ParamMut::Matrix(t) => t.as_vec(),
+                ParamMut::Vector(t) => t.as_vec(),
+            };
+            out.push((name, values));
+        });
+        out
+    }
+
+    fn rows_of(rows: usize, cols: usize) -> Matrix {
+        Matrix {
+            rows,
+            cols,
+            data: (0..rows * cols)
+                .map(|i| ((i * 7919) % 101) as f32 / 101.0)
+                .collect(),
+        }
+    }
+
     #[test]
-    fn every_network_gets_its_own_gradients() {
+    fn a_training_step_moves_every_network() {
         let dev = Dev::seed_from_u64(0);
         let mut model = Egbad::new(&dev, EgbadConfig::default_for(5), 1);
-        let x = Matrix {
-            rows: 8,
-            cols: 5,
-            data: (0..40).map(|i| (i % 7) as f32 / 7.0).collect(),
-        };
-        let z = standard_normal(&dev, 8, model.config.latent);
+        let before = weights(&mut model);
+        let (mut d, mut ge) = (Adam::new(1e-2), Adam::new(1e-2));
         let threads = StepThreads::new(1, 0).unwrap();
-        let (losses, d_grads) = model.discriminator_step(&threads, &dev, &x, &z).unwrap();
-        assert!(losses.discriminator > 0.0 && losses.discriminator.is_finite());
-        let (ge, ge_grads) = model
-            .generator_encoder_step(&threads, &dev, &x, &z)
-            .unwrap();
-        assert!(ge.is_finite());
-        let nonzero = |model: &mut dyn Params, grads: &Gradients<f32, Dev>| {
-            let mut all = true;
-            model.visit_params("", &mut |name, p| {
-                let g = match p {
-                    ParamMut::Matrix(t) => grads.get(&*t).as_vec(),
-                    ParamMut::Vector(t) => grads.get(&*t).as_vec(),
-                };
-                all &= g.iter().any(|v| *v != 0.0) || name.contains("bias");
-            });
-            all
-        };
-        assert!(nonzero(&mut model.discriminator.clone(), &d_grads));
-        assert!(nonzero(&mut model.generator_encoder(), &ge_grads));
+        let losses = model
+            .train_step((&mut d, &mut ge), &threads, &dev, &rows_of(8, 5))
+            .unwrap()
+            .expect("a finite step");
+        assert!(losses.discriminator > 0.0 && losses.generator_encoder.is_finite());
+        for ((name, old), (_, new)) in before.iter().zip(weights(&mut model)) {
+            assert!(old != &new || name.contains("bias"), "{name} did not move");
+        }
     }
 
     #[test]
     fn a_step_split_over_two_threads_equals_the_step_in_one_part() {
-        let dev = Dev::seed_from_u64(0);
         let config = EgbadConfig {
             dropout: 0.0,
             ..EgbadConfig::default_for(6)
         };
-        let mut model = Egbad::new(&dev, config, 3);
         let rows = 2 * crate::model::parallel::MIN_PART_ROWS;
-        let x = Matrix {
-            rows,
-            cols: 6,
-            data: (0..rows * 6)
-                .map(|i| ((i * 7919) % 101) as f32 / 101.0)
-                .collect(),
-        };
-        let z = standard_normal(&dev, rows, model.config.latent);
+        let x = rows_of(rows, 6);
         let (one, two) = (
             StepThreads::new(1, 0).unwrap(),
             StepThreads::new(2, 0).unwrap(),
         );
         assert!(two.splits(rows) && !one.splits(rows));
-        let (whole, whole_grads) = model.discriminator_step(&one, &dev, &x, &z).unwrap();
-        let (split, split_grads) = model.discriminator_step(&two, &dev, &x, &z).unwrap();
-        // Led from the first part thread (as every training step is), bit for bit the same.
-        let (led, led_grads) = two
-            .lead(rows, || model.discriminator_step(&two, &dev, &x, &z))
-            .unwrap();
-        assert_eq!(led, split);
-        let same = |model: &mut dyn Params, a: &Gradients<f32, Dev>, b: &Gradients<f32, Dev>| {
-            model.visit_params("", &mut |name, p| match p {
-                ParamMut::Matrix(t) => {
-                    assert_eq!(a.get(&*t).as_vec(), b.get(&*t).as_vec(), "{name}")
-                }
-                ParamMut::Vector(t) => {
-                    assert_eq!(a.get(&*t).as_vec(), b.get(&*t).as_vec(), "{name}")
-                }
-            });
+        let run = |threads: &StepThreads| {
+            let dev = Dev::seed_from_u64(0);
+            let mut model = Egbad::new(&dev, config.clone(), 3);
+            let (mut d, mut ge) = (Adam::new(1e-3), Adam::new(1e-3));
+            let losses: Vec<GanLosses> = (0..3)
+                .map(|_| {
+                    model
+                        .train_step((&mut d, &mut ge), threads, &dev, &x)
+                        .unwrap()
+                        .expect("a finite step")
+                })
+                .collect();
+            (losses, weights(&mut model))
         };
-        same(&mut model.discriminator.clone(), &split_grads, &led_grads);
-        assert!((whole.discriminator - split.discriminator).abs() < 1e-5);
-        assert_eq!(whole.real_accuracy, split.real_accuracy);
-        assert_eq!(whole.fake_accuracy, split.fake_accuracy);
-        let (ge_whole, ge_whole_grads) = model.generator_encoder_step(&one, &dev, &x, &z).unwrap();
-        let (ge_split, ge_split_grads) = model.generator_encoder_step(&two, &dev, &x, &z).unwrap();
-        assert!((ge_whole - ge_split).abs() < 1e-5);
-        let compare = |model: &mut dyn Params, a: &Gradients<f32, Dev>, b: &Gradients<f32, Dev>| {
-            model.visit_params("", &mut |name, p| {
-                let (a, b) = match p {
-                    ParamMut::Matrix(t) => (a.get(&*t).as_vec(), b.get(&*t).as_vec()),
-                    ParamMut::Vector(t) => (a.get(&*t).as_vec(), b.get(&*t).as_vec()),
-                };
-                for (a, b) in a.iter().zip(&b) {
-                    assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "{name}: {a} vs {b}");
-                }
-            });
-        };
-        compare(&mut model.discriminator.clone(), &whole_grads, &split_grads);
-        compare(
-            &mut model.generator_encoder(),
-            &ge_whole_grads,
-            &ge_split_grads,
-        );
+        let (whole, whole_weights) = run(&one);
+        let (split, split_weights) = run(&two);
+        for (a, b) in whole.iter().zip(&split) {
+            assert!(
+                (a.discriminator - b.discriminator).abs() < 1e-4,
+                "{a:?} vs {b:?}"
+            );
+            assert!(
+                (a.generator_encoder - b.generator_encoder).abs() < 1e-4,
+                "{a:?} vs {b:?}"
+            );
+            assert_eq!(
+                (a.real_accuracy, a.fake_accuracy),
+                (b.real_accuracy, b.fake_accuracy)
+            );
+        }
+        // Adam moves a weight by about its learning rate whatever the gradient's size, so
+        // a gradient near zero whose sign the summation order flips moves apart by twice
+        // that; every other weight agrees to rounding.
+        let (mut agree, mut all) = (0, 0);
+        for ((name, a), (_, b)) in whole_weights.iter().zip(&split_weights) {
+            for (a, b) in a.iter().zip(b) {
+                assert!((a - b).abs() < 7e-3, "{name}: {a} vs {b}");
+                agree += usize::from((a - b).abs() < 1e-5);
+                all += 1;
+            }
+        }
+        assert!(agree as f64 >= 0.99 * all as f64, "{agree} of {all} agree");
     }
 
     #[test]

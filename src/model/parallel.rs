@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
@@ -194,6 +194,85 @@ fn spin_until(ready: impl Fn() -> bool) {
     }
 }
 
+/// Where the parts of a step meet halfway ([`StepThreads::map_parts_meeting`]).
+struct Meeting<'j, A, S> {
+    handed: Mutex<Vec<Option<A>>>,
+    /// The joined value, or `None` when a part failed before it could be joined; set once.
+    joined: OnceLock<Option<S>>,
+    settled: AtomicBool,
+    lock: Mutex<()>,
+    ready: Condvar,
+    join: &'j (dyn Fn(Vec<A>) -> S + Sync),
+}
+
+impl<'j, A, S> Meeting<'j, A, S> {
+    fn new(parts: usize, join: &'j (dyn Fn(Vec<A>) -> S + Sync)) -> Self {
+        Self {
+            handed: Mutex::new((0..parts).map(|_| None).collect()),
+            joined: OnceLock::new(),
+            settled: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            ready: Condvar::new(),
+            join,
+        }
+    }
+
+    /// Sets the outcome, unless one is set already, and wakes every part waiting for it.
+    fn settle(&self, outcome: Option<S>) {
+        if self.joined.set(outcome).is_ok() {
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.settled.store(true, Ordering::Release);
+            self.ready.notify_all();
+        }
+    }
+}
+
+/// A part's place at a [`Meeting`].
+pub struct Seat<'m, A, S> {
+    meeting: &'m Meeting<'m, A, S>,
+    part: usize,
+}
+
+impl<'m, A, S> Seat<'m, A, S> {
+    /// Hands in this part's `handed` and waits for the other parts; the joined value, or
+    /// `None` when another part failed (the step raises its panic).
+    pub fn meet(&self, handed: A) -> Option<&'m S> {
+        let meeting = self.meeting;
+        let all = {
+            let mut slots = meeting
+                .handed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            slots[self.part] = Some(handed);
+            slots.iter().all(Option::is_some).then(|| {
+                slots
+                    .iter_mut()
+                    .filter_map(Option::take)
+                    .collect::<Vec<A>>()
+            })
+        };
+        if let Some(all) = all {
+            match panic::catch_unwind(AssertUnwindSafe(|| (meeting.join)(all))) {
+                Ok(joined) => meeting.settle(Some(joined)),
+                Err(payload) => {
+                    meeting.settle(None);
+                    panic::resume_unwind(payload);
+                }
+            }
+        }
+        spin_until(|| meeting.settled.load(Ordering::Acquire));
+        let mut guard = meeting.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while !meeting.settled.load(Ordering::Acquire) {
+            guard = meeting
+                .ready
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        drop(guard);
+        meeting.joined.get().and_then(Option::as_ref)
+    }
+}
+
 thread_local! {
     /// The [`StepThreads`] whose lead this thread is running a step for (its address), so
     /// that the step's parts know to run the first part here.
@@ -256,11 +335,51 @@ impl StepThreads {
             return vec![work(0..rows, dev)];
         }
         let ranges = split_rows(rows, self.parts());
-        let part = |i: usize, dev: &Dev| work(ranges[i].clone(), dev);
+        self.each_part(|i, dev| work(ranges[i].clone(), dev))
+    }
+
+    /// As [`map_parts`](Self::map_parts), for steps whose parts meet halfway: each part's
+    /// `work` hands what its first half produced to its [`Seat`], the last part to arrive
+    /// joins them all (in part order) with `join`, and every part's second half reads the
+    /// joined value. Returns it (`None` when a part failed) with the parts' results.
+    pub fn map_parts_meeting<A: Send, S: Send + Sync, R: Send>(
+        &self,
+        dev: &Dev,
+        rows: usize,
+        join: impl Fn(Vec<A>) -> S + Sync,
+        work: impl Fn(Range<usize>, &Dev, &Seat<'_, A, S>) -> R + Sync,
+    ) -> (Option<S>, Vec<R>) {
+        let ranges = if self.splits(rows) {
+            split_rows(rows, self.parts())
+        } else {
+            std::iter::once(0..rows).collect()
+        };
+        let meeting = Meeting::new(ranges.len(), &join);
+        let part = |i: usize, dev: &Dev| {
+            let seat = Seat {
+                meeting: &meeting,
+                part: i,
+            };
+            let result =
+                panic::catch_unwind(AssertUnwindSafe(|| work(ranges[i].clone(), dev, &seat)));
+            // A part that ends without meeting (it failed) releases the others waiting for it.
+            meeting.settle(None);
+            result.unwrap_or_else(|payload| panic::resume_unwind(payload))
+        };
+        let results = if ranges.len() == 1 {
+            vec![part(0, dev)]
+        } else {
+            self.each_part(part)
+        };
+        (meeting.joined.into_inner().flatten(), results)
+    }
+
+    /// `part(i, device)` for every part: on the lead, the first here and the others handed
+    /// over; elsewhere, all on their threads ([`run`](Self::run)).
+    fn each_part<R: Send>(&self, part: impl Fn(usize, &Dev) -> R + Sync) -> Vec<R> {
         if !self.is_leading() {
             return self.run(part, || ()).1;
         }
-        // On the lead: the other parts are handed over, the first runs here.
         let others = self.post_parts(1, &part);
         let first = panic::catch_unwind(AssertUnwindSafe(|| part(0, &self.devs[0])));
         let others = others.wait(true);
@@ -443,6 +562,64 @@ mod tests {
             small,
             vec![(0..10, thread_name(), rayon::current_num_threads())]
         );
+    }
+
+    #[test]
+    fn parts_meet_halfway_and_each_reads_what_all_handed_in() {
+        let threads = StepThreads::new(2, 0).unwrap();
+        let dev = Dev::seed_from_u64(1);
+        let join = |handed: Vec<usize>| handed.iter().map(|h| h * 10).collect::<Vec<_>>();
+        let work = |rows: Range<usize>, _: &Dev, seat: &Seat<'_, usize, Vec<usize>>| {
+            let joined = seat.meet(rows.len()).expect("no part failed");
+            (rows.start, joined.clone())
+        };
+        let rows = 2 * MIN_PART_ROWS + 3;
+        for led in [false, true] {
+            let (joined, parts) = if led {
+                threads.lead(rows, || threads.map_parts_meeting(&dev, rows, join, work))
+            } else {
+                threads.map_parts_meeting(&dev, rows, join, work)
+            };
+            let sizes = vec![1290, 1300];
+            assert_eq!(joined, Some(sizes.clone()));
+            assert_eq!(parts, vec![(0, sizes.clone()), (MIN_PART_ROWS + 1, sizes)]);
+        }
+        // A batch that does not split meets alone.
+        let (joined, parts) = threads.map_parts_meeting(&dev, 10, join, work);
+        assert_eq!((joined, parts), (Some(vec![100]), vec![(0, vec![100])]));
+    }
+
+    #[test]
+    fn a_part_that_fails_before_the_meeting_releases_the_others() {
+        let threads = StepThreads::new(2, 0).unwrap();
+        let dev = Dev::seed_from_u64(1);
+        let rows = 2 * MIN_PART_ROWS;
+        let released = AtomicUsize::new(0);
+        for failing in 0..2 {
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                threads.lead(rows, || {
+                    threads.map_parts_meeting(
+                        &dev,
+                        rows,
+                        |handed: Vec<usize>| handed.len(),
+                        |range, _, seat| {
+                            if range.start == failing * MIN_PART_ROWS {
+                                std::thread::sleep(Duration::from_millis(20));
+                                panic!("part {failing} fails");
+                            }
+                            assert_eq!(seat.meet(range.len()), None, "nothing was joined");
+                            released.fetch_add(1, Ordering::SeqCst);
+                        },
+                    )
+                })
+            }));
+            let message = outcome.unwrap_err();
+            assert_eq!(
+                message.downcast_ref::<String>().map(String::as_str),
+                Some(format!("part {failing} fails").as_str())
+            );
+            assert_eq!(released.load(Ordering::SeqCst), failing + 1);
+        }
     }
 
     #[test]
