@@ -158,17 +158,9 @@ impl<R> Results<R> {
     /// Waits for every job (checking for a while first when `spin`), then returns their
     /// results in order, raising a job's panic here.
     fn wait(&self, spin: bool) -> Vec<R> {
-        if spin {
-            spin_until(|| self.remaining.load(Ordering::Acquire) == 0);
-        }
-        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        while self.remaining.load(Ordering::Acquire) > 0 {
-            guard = self
-                .done
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        drop(guard);
+        wait_until(&self.lock, &self.done, spin, || {
+            self.remaining.load(Ordering::Acquire) == 0
+        });
         self.slots
             .iter()
             .map(|slot| {
@@ -183,6 +175,18 @@ impl<R> Results<R> {
                 }
             })
             .collect()
+    }
+}
+
+/// Returns once `ready` holds: checking it first for up to [`SPIN`] when `spin`, then
+/// sleeping on `wake` (whoever makes `ready` hold notifies it while holding `lock`).
+fn wait_until(lock: &Mutex<()>, wake: &Condvar, spin: bool, ready: impl Fn() -> bool) {
+    if spin {
+        spin_until(&ready);
+    }
+    let mut guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    while !ready() {
+        guard = wake.wait(guard).unwrap_or_else(PoisonError::into_inner);
     }
 }
 
@@ -260,15 +264,9 @@ impl<'m, A, S> Seat<'m, A, S> {
                 }
             }
         }
-        spin_until(|| meeting.settled.load(Ordering::Acquire));
-        let mut guard = meeting.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        while !meeting.settled.load(Ordering::Acquire) {
-            guard = meeting
-                .ready
-                .wait(guard)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        drop(guard);
+        wait_until(&meeting.lock, &meeting.ready, true, || {
+            meeting.settled.load(Ordering::Acquire)
+        });
         meeting.joined.get().and_then(Option::as_ref)
     }
 }
