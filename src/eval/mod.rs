@@ -420,14 +420,12 @@ pub fn run_protocol(
             train_seconds,
             samples_per_sec: samples as f64 / train_seconds.max(1e-9),
             final_loss,
-            scored_by_discriminator: trained
-                .members
-                .iter()
-                .filter(|m| {
-                    matches!((&model_config, m.detector.config()),
-                        (DetectorConfig::Egbad(asked), DetectorConfig::Egbad(used)) if asked.alpha > 0.0 && used.alpha == 0.0)
-                })
-                .count(),
+            scored_by_discriminator: match &model_config {
+                DetectorConfig::Egbad(asked) if asked.alpha > 0.0 => {
+                    trained.by_discriminator().len()
+                }
+                _ => 0,
+            },
         };
         progress(&format!(
             "run {} seed {seed}: F1 {:.4} AUROC {:.4} (untrained F1 {:.4} AUROC {:.4}; IsolationForest F1 {:.4} AUROC {:.4}), anomaly ratio {:.4}, {:.1} s",

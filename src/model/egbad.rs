@@ -572,6 +572,7 @@ impl Params for Egbad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::dense::snapshot;
 
     #[test]
     fn default_rule_gives_the_authors_kddcup_network() {
@@ -581,19 +582,6 @@ mod tests {
         let small = EgbadConfig::default_for(6);
         assert_eq!((small.hidden, small.latent), (16, 3));
         assert!(small.validate().is_ok());
-    }
-
-    /// Every parameter's values, by name.
-    fn weights(model: &mut Egbad) -> Vec<(String, Vec<f32>)> {
-        let mut out = Vec::new();
-        model.visit_params("", &mut |name, p| {
-            let values = match p {
-                ParamMut::Matrix(t) => t.as_vec(),
-                ParamMut::Vector(t) => t.as_vec(),
-            };
-            out.push((name, values));
-        });
-        out
     }
 
     fn rows_of(rows: usize, cols: usize) -> Matrix {
@@ -610,7 +598,7 @@ mod tests {
     fn a_training_step_moves_every_network() {
         let dev = Dev::seed_from_u64(0);
         let mut model = Egbad::new(&dev, EgbadConfig::default_for(5), 1);
-        let before = weights(&mut model);
+        let before = snapshot(&mut model);
         let (mut d, mut ge) = (Adam::new(1e-2), Adam::new(1e-2));
         let threads = StepThreads::new(1, 0).unwrap();
         let losses = model
@@ -618,7 +606,7 @@ mod tests {
             .unwrap()
             .expect("a finite step");
         assert!(losses.discriminator > 0.0 && losses.generator_encoder.is_finite());
-        for ((name, old), (_, new)) in before.iter().zip(weights(&mut model)) {
+        for ((name, _, old), (_, _, new)) in before.iter().zip(snapshot(&mut model)) {
             assert!(old != &new || name.contains("bias"), "{name} did not move");
         }
     }
@@ -648,7 +636,7 @@ mod tests {
                         .expect("a finite step")
                 })
                 .collect();
-            (losses, weights(&mut model))
+            (losses, snapshot(&mut model))
         };
         let (whole, whole_weights) = run(&one);
         let (split, split_weights) = run(&two);
@@ -670,7 +658,7 @@ mod tests {
         // a gradient near zero whose sign the summation order flips moves apart by twice
         // that; every other weight agrees to rounding.
         let (mut agree, mut all) = (0, 0);
-        for ((name, a), (_, b)) in whole_weights.iter().zip(&split_weights) {
+        for ((name, _, a), (_, _, b)) in whole_weights.iter().zip(&split_weights) {
             for (a, b) in a.iter().zip(b) {
                 assert!((a - b).abs() < 7e-3, "{name}: {a} vs {b}");
                 agree += usize::from((a - b).abs() < 1e-5);

@@ -299,9 +299,9 @@ impl StepThreads {
     }
 
     /// Runs `step` on the first part thread, the lead, and returns its result. Inside it,
-    /// [`map_parts`](Self::map_parts) runs the first part on the lead itself and hands the
-    /// others over without either side sleeping in between, so a step with several
-    /// rounds of parts pays for one sleep and wake-up, not one per round. A step that
+    /// [`map_parts_meeting`](Self::map_parts_meeting) runs the first part on the lead itself
+    /// and hands the others over without either side sleeping in between, so a step pays
+    /// for one sleep and wake-up (handing the step over and back), not one per part. A step that
     /// does not split (one thread, a small batch) runs on the calling thread.
     pub fn lead<R: Send>(&self, rows: usize, step: impl FnOnce() -> R + Send) -> R {
         if !self.splits(rows) || self.is_leading() {
@@ -319,27 +319,12 @@ impl StepThreads {
         results.wait(false).pop().expect("the lead's result")
     }
 
-    /// `work(rows, device)` for each part of a batch of `rows` rows, in part order: over
-    /// the threads when the batch [`splits`](Self::splits), else one part on the calling
-    /// thread with `dev`. For steps whose parts need nothing from each other until their
-    /// gradients are summed.
-    pub fn map_parts<R: Send>(
-        &self,
-        dev: &Dev,
-        rows: usize,
-        work: impl Fn(Range<usize>, &Dev) -> R + Sync,
-    ) -> Vec<R> {
-        if !self.splits(rows) {
-            return vec![work(0..rows, dev)];
-        }
-        let ranges = split_rows(rows, self.parts());
-        self.each_part(|i, dev| work(ranges[i].clone(), dev))
-    }
-
-    /// As [`map_parts`](Self::map_parts), for steps whose parts meet halfway: each part's
-    /// `work` hands what its first half produced to its [`Seat`], the last part to arrive
-    /// joins them all (in part order) with `join`, and every part's second half reads the
-    /// joined value. Returns it (`None` when a part failed) with the parts' results.
+    /// `work(rows, device, seat)` for each part of a batch of `rows` rows, in part order:
+    /// over the threads when the batch [`splits`](Self::splits), else one part on the
+    /// calling thread with `dev`. The parts meet halfway: each hands what its first half
+    /// produced to its [`Seat`], the last to arrive joins them all (in part order) with
+    /// `join`, and every part's second half reads the joined value. Returns that value
+    /// (`None` when a part ended without meeting) with the parts' results.
     pub fn map_parts_meeting<A: Send, S: Send + Sync, R: Send>(
         &self,
         dev: &Dev,
@@ -514,6 +499,19 @@ fn add_one<S: Shape>(
 mod tests {
     use super::*;
 
+    /// Parts that never meet: each runs `work` alone.
+    fn map_parts<R: Send>(
+        threads: &StepThreads,
+        dev: &Dev,
+        rows: usize,
+        work: impl Fn(Range<usize>, &Dev) -> R + Sync,
+    ) -> Vec<R> {
+        let join = |_: Vec<()>| ();
+        threads
+            .map_parts_meeting(dev, rows, join, |rows, dev, _| work(rows, dev))
+            .1
+    }
+
     #[test]
     fn rows_split_into_contiguous_near_equal_parts() {
         assert_eq!(split_rows(10, 2), [0..5, 5..10]);
@@ -542,7 +540,7 @@ mod tests {
             |rows: Range<usize>, _: &Dev| (rows, thread_name(), rayon::current_num_threads());
         for _ in 0..50 {
             let (lead, parts) = threads.lead(rows, || {
-                (thread_name(), threads.map_parts(&dev, rows, part))
+                (thread_name(), map_parts(&threads, &dev, rows, part))
             });
             assert_eq!(lead, "dagmm-step-0");
             assert_eq!(
@@ -554,8 +552,8 @@ mod tests {
             );
         }
         // Outside a led step, and for a batch too small to split, the same answers.
-        assert_eq!(threads.map_parts(&dev, rows, part).len(), 2);
-        let small = threads.lead(10, || threads.map_parts(&dev, 10, part));
+        assert_eq!(map_parts(&threads, &dev, rows, part).len(), 2);
+        let small = threads.lead(10, || map_parts(&threads, &dev, 10, part));
         assert_eq!(
             small,
             vec![(0..10, thread_name(), rayon::current_num_threads())]
@@ -629,7 +627,7 @@ mod tests {
         for failing in 0..2 {
             let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
                 threads.lead(rows, || {
-                    threads.map_parts(&dev, rows, |range, _| {
+                    map_parts(&threads, &dev, rows, |range, _| {
                         if range.start == failing * MIN_PART_ROWS {
                             panic!("part {failing} fails");
                         }
@@ -652,7 +650,7 @@ mod tests {
         let (_, seen) = threads.run(|i, _| i, || ());
         assert_eq!(seen, vec![0, 1]);
         assert_eq!(
-            threads.lead(rows, || threads.map_parts(&dev, rows, |r, _| r.len())),
+            threads.lead(rows, || map_parts(&threads, &dev, rows, |r, _| r.len())),
             vec![MIN_PART_ROWS; 2]
         );
     }

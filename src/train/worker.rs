@@ -608,18 +608,23 @@ fn refit_and_tell(
     let before = ensemble.by_discriminator();
     let scores = ensemble.refit(data, keep)?;
     for (i, member) in ensemble.members.iter().enumerate() {
-        if before.contains(&(i + 1)) {
-            continue;
-        }
-        if let Some(note) = member.detector.score_note() {
-            let _ = events.send(TrainEvent::ScoreChosen {
-                detector: member.detector.kind(),
-                member: i + 1,
-                note,
-            });
+        if !before.contains(&(i + 1)) {
+            tell_score_chosen(&member.detector, i + 1, events);
         }
     }
     Ok(scores)
+}
+
+/// Tells which score member `number` (1-based) uses, when its fit chose one its
+/// configuration does not name ([`Detector::score_note`]).
+fn tell_score_chosen(detector: &Detector, number: usize, events: &Sender<TrainEvent>) {
+    if let Some(note) = detector.score_note() {
+        let _ = events.send(TrainEvent::ScoreChosen {
+            detector: detector.kind(),
+            member: number,
+            note,
+        });
+    }
 }
 
 /// Each trained ensemble with its training settings, as checkpoints record them.
@@ -713,13 +718,11 @@ impl Scorer<'_> {
     /// Returns every row's detail under that member, for the inspect view.
     fn finish(&mut self, trainer: &Trainer) -> Result<RowDetail> {
         let (member, calibrated, detail) = member_of(trainer, self.data, self.keep.as_deref())?;
-        if let Some(note) = member.detector.score_note() {
-            let _ = self.events.send(TrainEvent::ScoreChosen {
-                detector: member.detector.kind(),
-                member: self.finished.members.len() + 1,
-                note,
-            });
-        }
+        tell_score_chosen(
+            &member.detector,
+            self.finished.members.len() + 1,
+            self.events,
+        );
         self.finished_sum
             .iter_mut()
             .zip(&calibrated)
