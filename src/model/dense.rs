@@ -61,80 +61,27 @@ impl Dense {
         x: &Mat,
         activation: Option<Activation>,
     ) -> Mat<T> {
-        self.layer(x.clone().retaped::<T>(), activation, None, Backprop::PARAMS)
-    }
-
-    /// `dropout(activation(x·W + b))` as one operation whose backward pass computes only
-    /// the gradients `backprop` asks for: a GAN player's step runs the other player's
-    /// layers without their weight gradients, and a layer fed by data needs no ∂/∂x. The
-    /// dropout mask comes from a fast generator seeded by `dropout.seed` (dfdx's own draws
-    /// a ChaCha number per element, twice: a fifth of an EGBAD step).
-    pub fn layer<T: Tape<f32, Dev>>(
-        &self,
-        x: Mat<T>,
-        activation: Option<Activation>,
-        dropout: Option<Dropout>,
-        backprop: Backprop,
-    ) -> Mat<T> {
-        let (x, mut tape) = x.split_tape();
-        let (rows, inputs) = *x.shape();
-        let outputs = self.outputs();
-        let x_values = values(&x);
+        let (rows, outputs) = (x.shape().0, self.outputs());
+        let x_values = values(x);
         let weight = values(&self.weight);
-        let mut y = vec![0f32; rows * outputs];
-        let (xs, ws) = (View::rows(&x_values, inputs), View::rows(&weight, outputs));
-        matmul_into(&mut y, false, xs, ws);
-        let bias = self.bias.as_vec();
-        let keep = dropout.map(|d| d.scales(y.len()));
-        let needs_derivative = T::OWNS_TAPE && (activation.is_some() || keep.is_some());
-        let mut derivative = vec![1f32; if needs_derivative { y.len() } else { 0 }];
-        for (r, row) in y.chunks_exact_mut(outputs).enumerate() {
-            row.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
-            if let Some(act) = activation {
-                row.iter_mut().for_each(|v| *v = act.value(*v));
-                if needs_derivative {
-                    let d = &mut derivative[r * outputs..(r + 1) * outputs];
-                    d.iter_mut()
-                        .zip(row.iter())
-                        .for_each(|(d, &v)| *d = act.derivative(v));
-                }
-            }
-            if let Some(keep) = &keep {
-                let k = &keep[r * outputs..(r + 1) * outputs];
-                row.iter_mut().zip(k).for_each(|(v, k)| *v *= k);
-                if needs_derivative {
-                    let d = &mut derivative[r * outputs..(r + 1) * outputs];
-                    d.iter_mut().zip(k).for_each(|(d, k)| *d *= k);
-                }
-            }
-        }
-        let out: Mat = x.device().tensor_from_vec(y, (rows, outputs));
+        let layer = layer_values(
+            &[(&x_values, &weight)],
+            &self.bias.as_vec(),
+            activation,
+            None,
+            T::OWNS_TAPE,
+        );
+        let out: Mat = x.device().tensor_from_vec(layer.out, (rows, outputs));
+        let mut tape = T::default();
         if T::OWNS_TAPE {
-            let (x_id, w_id, b_id, out_id) = (
-                x.ghost(),
-                self.weight.ghost(),
-                self.bias.ghost(),
-                out.ghost(),
-            );
+            let derivative = layer.derivative;
+            let (w_id, b_id, out_id) = (self.weight.ghost(), self.bias.ghost(), out.ghost());
             tape.add_backward_op(move |grads| {
                 // The output's gradient is read by this operation only (it made the output).
                 let mut g: Vec<f32> = std::mem::take(grads.get_or_alloc_mut(&out_id)?);
-                if needs_derivative {
-                    g.iter_mut().zip(&derivative).for_each(|(g, d)| *g *= d);
-                }
-                let gs = View::rows(&g, outputs);
-                if backprop.params {
-                    let xs = View::rows(&x_values, inputs);
-                    matmul_into(grads.get_or_alloc_mut(&w_id)?, true, xs.t(), gs);
-                    let into_b = grads.get_or_alloc_mut(&b_id)?;
-                    for row in g.chunks_exact(outputs) {
-                        add_into(into_b, row);
-                    }
-                }
-                if backprop.input {
-                    let ws = View::rows(&weight, outputs);
-                    matmul_into(grads.get_or_alloc_mut(&x_id)?, true, gs, ws.t());
-                }
+                times(&mut g, &derivative);
+                add_weight_grad(grads.get_or_alloc_mut(&w_id)?, &x_values, &g, outputs);
+                add_bias_grad(grads.get_or_alloc_mut(&b_id)?, &g);
                 Ok(())
             });
         }
@@ -155,33 +102,6 @@ impl Dense {
     }
 }
 
-/// Which gradients a layer's backward pass computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backprop {
-    /// ∂/∂x, for the layers before it.
-    pub input: bool,
-    /// ∂/∂W and ∂/∂b, for the layer's own optimiser.
-    pub params: bool,
-}
-
-impl Backprop {
-    /// A layer being trained whose input is data.
-    pub const PARAMS: Backprop = Backprop {
-        input: false,
-        params: true,
-    };
-    /// A layer being trained inside a network.
-    pub const ALL: Backprop = Backprop {
-        input: true,
-        params: true,
-    };
-    /// A layer another player is trained through (its weights stay fixed).
-    pub const INPUT: Backprop = Backprop {
-        input: true,
-        params: false,
-    };
-}
-
 /// Dropout drawn inside a layer's pass: each output is zeroed with probability `prob`,
 /// the others scaled by 1 / (1 − prob); the same seed gives the same mask.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -200,7 +120,7 @@ impl Dropout {
     }
 
     /// The factor of each of `len` outputs: 0 where dropped, 1 / (1 − prob) where kept.
-    fn scales(self, len: usize) -> Vec<f32> {
+    pub(super) fn scales(self, len: usize) -> Vec<f32> {
         // One 16-bit draw per output (p resolved to 1/65,536), drawn in bulk so that the
         // comparison below vectorises.
         let mut rng = SmallRng::seed_from_u64(self.seed);
@@ -209,12 +129,102 @@ impl Dropout {
         let mut draws = vec![0u16; len];
         rng.fill(&mut draws[..]);
         let threshold = threshold.min(u32::from(u16::MAX) + 1);
-        let mut out = vec![0f32; len];
-        for (v, &d) in out.iter_mut().zip(&draws) {
-            *v = if u32::from(d) >= threshold { kept } else { 0.0 };
-        }
-        out
+        draws
+            .iter()
+            .map(|&d| if u32::from(d) >= threshold { kept } else { 0.0 })
+            .collect()
     }
+}
+
+/// One layer's forward values, kept for its backward pass.
+pub(super) struct LayerValues {
+    /// The output, rows × outputs, row-major.
+    pub out: Vec<f32>,
+    /// What the backward pass multiplies the output's gradient by: the activation's
+    /// derivative times the dropout mask; empty when that is 1 or no backward pass follows.
+    pub derivative: Vec<f32>,
+}
+
+/// `dropout(activation(Σᵢ xᵢ·Wᵢ + b))` on plain values, each xᵢ `rows × kᵢ` and Wᵢ
+/// `kᵢ × outputs` (row-major): a layer whose input comes in column blocks (D's joint layer
+/// over its two branches) multiplies each block by its rows of W instead of concatenating.
+/// `with_derivative`: keep what the backward pass needs (see [`LayerValues::derivative`]).
+pub(super) fn layer_values(
+    products: &[(&[f32], &[f32])],
+    bias: &[f32],
+    activation: Option<Activation>,
+    dropout: Option<Dropout>,
+    with_derivative: bool,
+) -> LayerValues {
+    let outputs = bias.len();
+    let rows = products.first().map_or(0, |(x, w)| {
+        let k = w.len() / outputs.max(1);
+        x.len() / k.max(1)
+    });
+    let mut y = vec![0f32; rows * outputs];
+    for (i, (x, w)) in products.iter().enumerate() {
+        let k = w.len() / outputs.max(1);
+        matmul_into(&mut y, i > 0, View::rows(x, k), View::rows(w, outputs));
+    }
+    let keep = dropout.map(|d| d.scales(y.len()));
+    let needs_derivative = with_derivative && (activation.is_some() || keep.is_some());
+    let mut derivative = vec![1f32; if needs_derivative { y.len() } else { 0 }];
+    for (r, row) in y.chunks_exact_mut(outputs.max(1)).enumerate() {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+        let span = r * outputs..(r + 1) * outputs;
+        if let Some(act) = activation {
+            row.iter_mut().for_each(|v| *v = act.value(*v));
+            if needs_derivative {
+                derivative[span.clone()]
+                    .iter_mut()
+                    .zip(row.iter())
+                    .for_each(|(d, &v)| *d = act.derivative(v));
+            }
+        }
+        if let Some(keep) = &keep {
+            let k = &keep[span.clone()];
+            row.iter_mut().zip(k).for_each(|(v, k)| *v *= k);
+            if needs_derivative {
+                derivative[span]
+                    .iter_mut()
+                    .zip(k)
+                    .for_each(|(d, k)| *d *= k);
+            }
+        }
+    }
+    LayerValues { out: y, derivative }
+}
+
+/// `g ⊙= derivative`: an output's gradient taken back through the activation and the
+/// dropout mask (an empty `derivative` is the identity).
+pub(super) fn times(g: &mut [f32], derivative: &[f32]) {
+    if !derivative.is_empty() {
+        g.iter_mut().zip(derivative).for_each(|(g, d)| *g *= d);
+    }
+}
+
+/// `into_w += xᵀ·g`: the weight gradient of a layer with input `x` (rows × k) whose
+/// pre-activation has the gradient `g` (rows × outputs).
+pub(super) fn add_weight_grad(into_w: &mut [f32], x: &[f32], g: &[f32], outputs: usize) {
+    let k = into_w.len() / outputs.max(1);
+    matmul_into(into_w, true, View::rows(x, k).t(), View::rows(g, outputs));
+}
+
+/// `into_b += Σ_rows g`: the bias gradient.
+pub(super) fn add_bias_grad(into_b: &mut [f32], g: &[f32]) {
+    for row in g.chunks_exact(into_b.len().max(1)) {
+        add_into(into_b, row);
+    }
+}
+
+/// `into_x += g·Wᵀ`: the gradient of a layer's input, for the layers before it.
+pub(super) fn add_input_grad(into_x: &mut [f32], g: &[f32], w: &[f32], outputs: usize) {
+    matmul_into(
+        into_x,
+        true,
+        View::rows(g, outputs),
+        View::rows(w, outputs).t(),
+    );
 }
 
 /// A row-major matrix borrowed as a slice, possibly read transposed.
@@ -295,63 +305,10 @@ fn matmul_into(dst: &mut [f32], accumulate: bool, a: View<'_>, b: View<'_>) {
 
 /// The elements of a contiguous matrix (every tensor a layer sees), copied as they lie in
 /// memory: dfdx's `as_vec` walks them one index at a time.
-fn values(t: &Mat) -> Vec<f32> {
+pub(super) fn values(t: &Mat) -> Vec<f32> {
     let mut out = vec![0f32; t.shape().0 * t.shape().1];
     t.copy_into(&mut out);
     out
-}
-
-/// `[a; b]` (`rows`: b's rows below a's) or `[a b]` (b's columns beside a's), with its
-/// backward pass: dfdx's concatenation walks elements one index at a time.
-pub fn concat<T: Tape<f32, Dev> + Merge<T>>(a: Mat<T>, b: Mat<T>, rows: bool) -> Mat<T> {
-    let (a, ta) = a.split_tape();
-    let (b, tb) = b.split_tape();
-    let mut tape = ta.merge(tb);
-    let ((ar, ac), (br, bc)) = (*a.shape(), *b.shape());
-    let (av, bv) = (values(&a), values(&b));
-    let (out_shape, data) = if rows {
-        assert_eq!(ac, bc, "concatenating rows of different widths");
-        let mut data = av;
-        data.extend_from_slice(&bv);
-        ((ar + br, ac), data)
-    } else {
-        assert_eq!(ar, br, "concatenating columns of different heights");
-        let mut data = Vec::with_capacity(ar * (ac + bc));
-        for (x, y) in av.chunks_exact(ac.max(1)).zip(bv.chunks_exact(bc.max(1))) {
-            data.extend_from_slice(x);
-            data.extend_from_slice(y);
-        }
-        ((ar, ac + bc), data)
-    };
-    let out: Mat = a.device().tensor_from_vec(data, out_shape);
-    if T::OWNS_TAPE {
-        let (a_id, b_id, out_id) = (a.ghost(), b.ghost(), out.ghost());
-        tape.add_backward_op(move |grads| {
-            let g: Vec<f32> = std::mem::take(grads.get_or_alloc_mut(&out_id)?);
-            if rows {
-                add_into(grads.get_or_alloc_mut(&a_id)?, &g[..ar * ac]);
-                add_into(grads.get_or_alloc_mut(&b_id)?, &g[ar * ac..]);
-            } else {
-                let width = ac + bc;
-                let into_a = grads.get_or_alloc_mut(&a_id)?;
-                for (into, row) in into_a
-                    .chunks_exact_mut(ac.max(1))
-                    .zip(g.chunks_exact(width))
-                {
-                    add_into(into, &row[..ac]);
-                }
-                let into_b = grads.get_or_alloc_mut(&b_id)?;
-                for (into, row) in into_b
-                    .chunks_exact_mut(bc.max(1))
-                    .zip(g.chunks_exact(width))
-                {
-                    add_into(into, &row[ac..]);
-                }
-            }
-            Ok(())
-        });
-    }
-    out.put_tape(tape)
 }
 
 /// `into += values`, element by element.
@@ -807,20 +764,29 @@ mod tanh_tests {
         }
     }
 
-    /// `layer` (with and without dropout, in every backprop mode) against dfdx's own
-    /// traced ops with the same mask, and against central finite differences.
+    /// `layer_values` over two column blocks of the input (with and without dropout)
+    /// against dfdx's own traced ops on the whole input with the same mask, and the
+    /// gradient helpers against dfdx's backward pass.
     #[test]
-    fn a_layers_own_backward_pass_matches_dfdx_and_finite_differences() {
+    fn a_layer_on_values_and_its_gradients_match_dfdx() {
         let dev = Dev::default();
         let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(9);
         let layer = Dense::new(&dev, 5, 6, &mut rng);
         let xv: Vec<f32> = (0..20).map(|i| (i as f32 * 0.61).sin()).collect();
         let x: Mat = dev.tensor_from_vec(xv.clone(), (4, 5));
-        let r: Mat = dev.tensor_from_vec((0..24).map(|i| (i as f32 * 0.3).cos()).collect(), (4, 6));
+        let rv: Vec<f32> = (0..24).map(|i| (i as f32 * 0.3).cos()).collect();
+        let r: Mat = dev.tensor_from_vec(rv.clone(), (4, 6));
         let dropout = Dropout { prob: 0.3, seed: 5 };
         let keep = dropout.scales(24);
         assert!(keep.contains(&0.0) && keep.iter().any(|&k| k > 1.0));
         let mask: Mat = dev.tensor_from_vec(keep, (4, 6));
+        // The input's first 2 columns and its last 3, with their rows of W.
+        let (left, right): (Vec<f32>, Vec<f32>) = (
+            xv.chunks(5).flat_map(|row| row[..2].to_vec()).collect(),
+            xv.chunks(5).flat_map(|row| row[2..].to_vec()).collect(),
+        );
+        let w = values(&layer.weight);
+        let (w_left, w_right) = w.split_at(2 * 6);
         for act in [None, Some(Activation::Tanh), Some(Activation::Leaky(0.1))] {
             for drop in [None, Some(dropout)] {
                 let traced = match act {
@@ -832,88 +798,34 @@ mod tanh_tests {
                 } else {
                     traced
                 };
+                let expected_y = traced.as_vec();
                 let expected = (traced * r.clone()).sum::<Rank0, _>().backward();
-                for backprop in [Backprop::ALL, Backprop::PARAMS, Backprop::INPUT] {
-                    let y = layer.layer(x.leaky_trace(), act, drop, backprop);
-                    let got = (y * r.clone()).sum::<Rank0, _>().backward();
-                    let check = |a: Vec<f32>, b: Vec<f32>, what: &str| {
-                        for (a, b) in a.iter().zip(&b) {
-                            assert!(
-                                (a - b).abs() < 1e-5,
-                                "{act:?} {drop:?} {backprop:?} {what}: {a} vs {b}"
-                            );
-                        }
-                    };
-                    // A gradient not asked for is never allocated (reading it would panic).
-                    if backprop.params {
-                        check(
-                            got.get(&layer.weight).as_vec(),
-                            expected.get(&layer.weight).as_vec(),
-                            "∂W",
-                        );
-                        check(
-                            got.get(&layer.bias).as_vec(),
-                            expected.get(&layer.bias).as_vec(),
-                            "∂b",
-                        );
+                let bias = layer.bias.as_vec();
+                let got = layer_values(
+                    &[(&left, w_left), (&right, w_right)],
+                    &bias,
+                    act,
+                    drop,
+                    true,
+                );
+                let close = |a: &[f32], b: &[f32], what: &str| {
+                    assert_eq!(a.len(), b.len(), "{what}");
+                    for (a, b) in a.iter().zip(b) {
+                        assert!((a - b).abs() < 1e-5, "{act:?} {drop:?} {what}: {a} vs {b}");
                     }
-                    if backprop.input {
-                        check(got.get(&x).as_vec(), expected.get(&x).as_vec(), "∂x");
-                    }
-                }
+                };
+                close(&got.out, &expected_y, "y");
+                let mut g = rv.clone();
+                times(&mut g, &got.derivative);
+                let (mut gw, mut gb, mut gx) = (vec![0f32; 30], vec![0f32; 6], vec![0f32; 20]);
+                add_weight_grad(&mut gw, &xv, &g, 6);
+                add_bias_grad(&mut gb, &g);
+                add_input_grad(&mut gx, &g, &w, 6);
+                close(&gw, &expected.get(&layer.weight).as_vec(), "∂W");
+                close(&gb, &expected.get(&layer.bias).as_vec(), "∂b");
+                close(&gx, &expected.get(&x).as_vec(), "∂x");
             }
         }
-        // Central differences of Σ r ⊙ layer(x) in x (tanh, with the dropout mask).
-        let loss = |xv: &[f32]| -> f64 {
-            let x: Mat = dev.tensor_from_vec(xv.to_vec(), (4, 5));
-            let y = layer.layer(x, Some(Activation::Tanh), Some(dropout), Backprop::ALL);
-            (y * r.clone()).sum::<Rank0, _>().array() as f64
-        };
-        let y = layer.layer(
-            x.leaky_trace(),
-            Some(Activation::Tanh),
-            Some(dropout),
-            Backprop::ALL,
-        );
-        let gx = (y * r.clone())
-            .sum::<Rank0, _>()
-            .backward()
-            .get(&x)
-            .as_vec();
-        for i in 0..xv.len() {
-            let h = 1e-2f32;
-            let (mut up, mut down) = (xv.clone(), xv.clone());
-            up[i] += h;
-            down[i] -= h;
-            let numeric = (loss(&up) - loss(&down)) / (2.0 * h as f64);
-            assert!(
-                (numeric - gx[i] as f64).abs() < 2e-3,
-                "x[{i}]: {numeric} vs {}",
-                gx[i]
-            );
-        }
-    }
-
-    #[test]
-    fn concatenation_passes_each_part_its_own_gradient() {
-        let dev = Dev::default();
-        let a: Mat = dev.tensor_from_vec((0..6).map(|i| i as f32).collect(), (2, 3));
-        let b: Mat = dev.tensor_from_vec((0..4).map(|i| 10.0 + i as f32).collect(), (2, 2));
-        let c: Mat = dev.tensor_from_vec((0..9).map(|i| 20.0 + i as f32).collect(), (3, 3));
-        let cols = concat(a.leaky_trace(), b.retaped(), false);
-        assert_eq!(*cols.shape(), (2, 5));
-        assert_eq!(
-            cols.as_vec(),
-            [0.0, 1.0, 2.0, 10.0, 11.0, 3.0, 4.0, 5.0, 12.0, 13.0]
-        );
-        let weights: Mat = dev.tensor_from_vec((0..10).map(|i| i as f32).collect(), (2, 5));
-        let grads = (cols * weights).sum::<Rank0, _>().backward();
-        assert_eq!(grads.get(&a).as_vec(), [0.0, 1.0, 2.0, 5.0, 6.0, 7.0]);
-        let rows = concat(a.leaky_trace(), c.retaped(), true);
-        assert_eq!(*rows.shape(), (5, 3));
-        let weights: Mat = dev.tensor_from_vec((0..15).map(|i| i as f32).collect(), (5, 3));
-        let grads = (rows * weights).sum::<Rank0, _>().backward();
-        assert_eq!(grads.get(&a).as_vec(), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
     }
 
     #[test]

@@ -18,9 +18,8 @@ use rand_distr::StandardNormal;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::dense::{
-    concat, Activation, Adam, Backprop, Dense, Dev, Dropout, Mat, Mlp, ParamMut, Params,
-};
+use super::dense::{values, Activation, Adam, Dense, Dev, Mat, Mlp, ParamMut, Params};
+use super::discriminator::{Discriminator, Judging, Player};
 use super::ensemble::kept_rows;
 use super::parallel::{sum_parts, Seat, StepThreads};
 use crate::data::Matrix;
@@ -167,16 +166,6 @@ pub fn skewness(v: &[f64]) -> Option<f64> {
     (m2 > 0.0 && skew.is_finite()).then_some(skew)
 }
 
-/// The discriminator D(x, z): an x branch and a z branch, joined.
-#[derive(Debug, Clone)]
-pub struct Discriminator {
-    pub x_branch: Dense,
-    pub z_branch: Dense,
-    /// Its output (after the activation) is f_D, the features feature matching compares.
-    pub joint: Dense,
-    pub logit: Dense,
-}
-
 /// An EGBAD: its configuration and three networks.
 #[derive(Debug, Clone)]
 pub struct Egbad {
@@ -258,30 +247,12 @@ impl Egbad {
         }
     }
 
-    /// D's logits for the pairs (x, z) row by row, and its joint features (off the tape:
-    /// only scoring reads them). `pass` says which player, if any, learns from this pass:
-    /// it sets dropout (training only) and which gradients D's layers compute.
-    fn discriminate<T: Tape<f32, Dev>>(
-        &self,
-        d: &Discriminator,
-        dev: &Dev,
-        x: Mat<T>,
-        z: Mat<T>,
-        pass: Pass,
-    ) -> (Mat<T>, Mat) {
-        let leaky = Some(Activation::Leaky(self.config.leak as f32));
-        let (branches, top) = match pass {
-            Pass::Score | Pass::Discriminator => (Backprop::PARAMS, Backprop::ALL),
-            Pass::GeneratorEncoder => (Backprop::INPUT, Backprop::INPUT),
-        };
-        let p = self.config.dropout;
-        let drop = || (pass != Pass::Score && p > 0.0).then(|| Dropout::drawn(dev, p));
-        let hx = d.x_branch.layer(x, leaky, drop(), branches);
-        let hz = d.z_branch.layer(z, leaky, drop(), branches);
-        let joined = concat(hx, hz, false);
-        let features = d.joint.layer(joined, leaky, drop(), top);
-        let plain = features.retaped::<NoneTape>();
-        (d.logit.layer(features, None, None, top), plain)
+    /// How D's layers run in a training pass.
+    fn judging(&self) -> Judging {
+        Judging {
+            leak: self.config.leak as f32,
+            dropout: self.config.dropout,
+        }
     }
 
     /// One round of the game on `x`: D's update on real pairs (x, E(x)) and generated ones
@@ -363,40 +334,46 @@ impl Egbad {
         seat: &Seat<'_, (DiscriminatorLoss, Gradients<f32, Dev>), DiscriminatorHalf>,
     ) -> Option<(f64, Gradients<f32, Dev>)> {
         let scale = 1.0 / x.rows as f32;
-        let (x, z) = (part_of(dev, x, &rows), part_of(dev, z, &rows));
         let m = rows.len();
-        let encoded = self.encoder.forward_data::<OwnedTape<f32, Dev>>(&x, None);
-        let generated = self.generator.forward_data::<OwnedTape<f32, Dev>>(&z, None);
-
-        // D's half: E(x) and G(z) as values, so gradients reach D only.
-        let inputs = concat(x.clone(), generated.retaped::<NoneTape>(), true);
-        let codes = concat(encoded.retaped::<NoneTape>(), z.clone(), true);
-        let (logits, _) = self.discriminate(
-            &self.discriminator,
-            dev,
-            inputs.retaped::<OwnedTape<f32, Dev>>(),
-            codes.retaped(),
-            Pass::Discriminator,
+        let encoded =
+            (self.encoder).forward_data::<OwnedTape<f32, Dev>>(&part_of(dev, x, &rows), None);
+        let generated =
+            (self.generator).forward_data::<OwnedTape<f32, Dev>>(&part_of(dev, z, &rows), None);
+        let (x, z) = (
+            &x.data[rows.start * x.cols..rows.end * x.cols],
+            &z.data[rows.start * z.cols..rows.end * z.cols],
         );
-        let values = logits.as_vec();
+
+        // D's half: E(x) and G(z) on fresh tapes, so gradients reach D only.
+        let logits = self.discriminator.play(
+            dev,
+            (x, encoded.retaped::<OwnedTape<f32, Dev>>()),
+            (generated.retaped(), z),
+            self.judging(),
+            Player::Discriminator,
+        );
+        let judged = logits.as_vec();
         let loss = logits
             .bce_with_logits(targets(dev, m, true))
             .sum::<Rank0, _>()
             * scale;
         let handed = DiscriminatorLoss {
             value: loss.array() as f64,
-            real: values[..m].iter().filter(|&&l| l > 0.0).count(),
-            fake: values[m..].iter().filter(|&&l| l < 0.0).count(),
+            real: judged[..m].iter().filter(|&&l| l > 0.0).count(),
+            fake: judged[m..].iter().filter(|&&l| l < 0.0).count(),
         };
         let Ok(Some((_, updated))) = seat.meet((handed, loss.backward()))? else {
             return None;
         };
 
-        // E and G's half, through the updated D (its layers pass gradients through without
-        // computing their own).
-        let inputs = concat(x.retaped::<OwnedTape<f32, Dev>>(), generated, true);
-        let codes = concat(encoded, z.retaped::<OwnedTape<f32, Dev>>(), true);
-        let (logits, _) = self.discriminate(updated, dev, inputs, codes, Pass::GeneratorEncoder);
+        // E and G's half, through the updated D.
+        let logits = updated.play(
+            dev,
+            (x, encoded),
+            (generated, z),
+            self.judging(),
+            Player::GeneratorEncoder,
+        );
         let loss = logits
             .bce_with_logits(targets(dev, m, false))
             .sum::<Rank0, _>()
@@ -436,18 +413,23 @@ impl Egbad {
             .abs()
             .sum::<(usize,), Axis<1>>()
             .as_vec();
+        let leak = self.config.leak as f32;
+        let (x, code) = (values(&x), values(&code));
         let discriminator = match self.config.score {
             EgbadScore::Xent => {
-                let (logits, _) = self.discriminate(&self.discriminator, dev, x, code, Pass::Score);
-                let ones: Mat = logits.device().ones_like(&(n, 1usize));
+                let (logits, _) = self.discriminator.judge(x, code, leak);
+                let logits: Mat = dev.tensor_from_vec(logits, (n, 1));
+                let ones: Mat = dev.ones_like(&(n, 1usize));
                 logits.bce_with_logits(ones).as_vec()
             }
             EgbadScore::Fm => {
-                let (_, real) =
-                    self.discriminate(&self.discriminator, dev, x, code.clone(), Pass::Score);
-                let (_, fake) =
-                    self.discriminate(&self.discriminator, dev, rebuilt, code, Pass::Score);
-                (real - fake).abs().sum::<(usize,), Axis<1>>().as_vec()
+                let (_, real) = self.discriminator.judge(x, code.clone(), leak);
+                let (_, fake) = self.discriminator.judge(values(&rebuilt), code, leak);
+                let width = real.len() / n.max(1);
+                real.chunks_exact(width.max(1))
+                    .zip(fake.chunks_exact(width.max(1)))
+                    .map(|(r, f)| r.iter().zip(f).map(|(r, f)| (r - f).abs()).sum())
+                    .collect()
             }
         };
         (
@@ -513,14 +495,6 @@ pub fn standard_normal(dev: &Dev, rows: usize, cols: usize) -> Matrix {
     Matrix { rows, cols, data }
 }
 
-/// Which player a pass through D trains, if any.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Pass {
-    Score,
-    Discriminator,
-    GeneratorEncoder,
-}
-
 /// Rows `rows` of `m` as a tensor on `dev`.
 fn part_of(dev: &Dev, m: &Matrix, rows: &std::ops::Range<usize>) -> Mat {
     let values = m.data[rows.start * m.cols..rows.end * m.cols].to_vec();
@@ -538,15 +512,6 @@ fn targets(dev: &Dev, n: usize, discriminator: bool) -> Mat {
     let mut values = vec![first; n];
     values.resize(2 * n, second);
     dev.tensor_from_vec(values, (2 * n, 1))
-}
-
-impl Params for Discriminator {
-    fn visit_params(&mut self, prefix: &str, f: &mut dyn FnMut(String, ParamMut<'_>)) {
-        self.x_branch.visit_params(&format!("{prefix}.x"), f);
-        self.z_branch.visit_params(&format!("{prefix}.z"), f);
-        self.joint.visit_params(&format!("{prefix}.joint"), f);
-        self.logit.visit_params(&format!("{prefix}.logit"), f);
-    }
 }
 
 /// The encoder and generator of an EGBAD, seen as one parameter set.

@@ -6,6 +6,7 @@ pub mod config;
 pub mod dagmm;
 pub mod dense;
 pub mod detector;
+pub mod discriminator;
 pub mod egbad;
 pub mod ensemble;
 pub mod gmm;
