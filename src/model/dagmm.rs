@@ -123,7 +123,7 @@ impl Dagmm {
         training: bool,
         recon: ReconWeights,
     ) -> (Mat<T>, Mat<T>, Vec<f32>) {
-        let z_c: Mat<T> = self.encoder.forward_data(x, None);
+        let z_c: Mat<T> = self.encoder.forward_data(x);
         let x_hat = self.decoder.forward(z_c.with_empty_tape(), None);
         let (z, sq_err) = compression_features(z_c, x_hat, x_values, recon);
         let dropout = training.then_some(self.config.dropout).filter(|&p| p > 0.0);

@@ -53,41 +53,6 @@ impl Dense {
         bias_activation(x.matmul(self.weight.retaped::<T>()), &self.bias, None)
     }
 
-    /// `activation(x·W + b)` for rows of data `x`, which need no gradient: the tape `T`
-    /// starts here and records W and b only. Tracing `x` instead would make dfdx compute
-    /// ∂/∂x, a product as large as the layer's forward one, that nobody reads.
-    pub fn forward_data<T: Tape<f32, Dev>>(
-        &self,
-        x: &Mat,
-        activation: Option<Activation>,
-    ) -> Mat<T> {
-        let (rows, outputs) = (x.shape().0, self.outputs());
-        let x_values = values(x);
-        let weight = values(&self.weight);
-        let layer = layer_values(
-            &[(&x_values, &weight)],
-            &self.bias.as_vec(),
-            activation,
-            None,
-            T::OWNS_TAPE,
-        );
-        let out: Mat = x.device().tensor_from_vec(layer.out, (rows, outputs));
-        let mut tape = T::default();
-        if T::OWNS_TAPE {
-            let derivative = layer.derivative;
-            let (w_id, b_id, out_id) = (self.weight.ghost(), self.bias.ghost(), out.ghost());
-            tape.add_backward_op(move |grads| {
-                // The output's gradient is read by this operation only (it made the output).
-                let mut g: Vec<f32> = std::mem::take(grads.get_or_alloc_mut(&out_id)?);
-                times(&mut g, &derivative);
-                add_weight_grad(grads.get_or_alloc_mut(&w_id)?, &x_values, &g, outputs);
-                add_bias_grad(grads.get_or_alloc_mut(&b_id)?, &g);
-                Ok(())
-            });
-        }
-        out.put_tape(tape)
-    }
-
     /// `activation(x·W + b)`, the bias and the activation in one pass.
     pub fn forward_activated<T: Tape<f32, Dev>>(
         &self,
@@ -460,39 +425,68 @@ impl Mlp {
         }
     }
 
+    /// Forward pass of rows of data, which need no gradient, as one operation on plain
+    /// values: the tape `T` records the layers' weights and biases only (tracing `x` would
+    /// make dfdx compute ∂/∂x, a product as large as the first layer's, that nobody reads),
+    /// and no layer's output is copied into a dfdx tensor and out again.
+    pub fn forward_data<T: Tape<f32, Dev>>(&self, x: &Mat) -> Mat<T> {
+        let last = self.layers.len() - 1;
+        let weights: Vec<Vec<f32>> = self.layers.iter().map(|l| values(&l.weight)).collect();
+        let mut inputs = vec![values(x)];
+        let mut passes: Vec<LayerValues> = Vec::with_capacity(self.layers.len());
+        for (i, (layer, w)) in self.layers.iter().zip(&weights).enumerate() {
+            let activation = (i < last).then_some(self.activation);
+            let input = inputs
+                .last()
+                .expect("the data, then each hidden layer's output");
+            let mut pass = layer_values(
+                &[(input, w)],
+                &layer.bias.as_vec(),
+                activation,
+                None,
+                T::OWNS_TAPE,
+            );
+            if i < last {
+                inputs.push(std::mem::take(&mut pass.out));
+            }
+            passes.push(pass);
+        }
+        let out = std::mem::take(&mut passes[last].out);
+        let (rows, outputs) = (x.shape().0, self.layers[last].outputs());
+        let out: Mat = x.device().tensor_from_vec(out, (rows, outputs));
+        let mut tape = T::default();
+        if T::OWNS_TAPE {
+            let ids: Vec<_> = (self.layers.iter())
+                .map(|l| (l.weight.ghost(), l.bias.ghost(), l.outputs()))
+                .collect();
+            let out_id = out.ghost();
+            tape.add_backward_op(move |grads| {
+                // The output's gradient is read by this operation only (it made the output).
+                let mut g: Vec<f32> = std::mem::take(grads.get_or_alloc_mut(&out_id)?);
+                for (i, (w_id, b_id, outputs)) in ids.iter().enumerate().rev() {
+                    times(&mut g, &passes[i].derivative);
+                    add_weight_grad(grads.get_or_alloc_mut(w_id)?, &inputs[i], &g, *outputs);
+                    add_bias_grad(grads.get_or_alloc_mut(b_id)?, &g);
+                    if i > 0 {
+                        let mut below = vec![0f32; inputs[i].len()];
+                        add_input_grad(&mut below, &g, &weights[i], *outputs);
+                        g = below;
+                    }
+                }
+                Ok(())
+            });
+        }
+        out.put_tape(tape)
+    }
+
     /// Forward pass; `dropout_after_hidden` applies dropout (training only) after each hidden activation.
     pub fn forward<T: Tape<f32, Dev>>(
         &self,
-        x: Mat<T>,
-        dropout_after_hidden: Option<f64>,
-    ) -> Mat<T> {
-        self.forward_from(x, 0, dropout_after_hidden)
-    }
-
-    /// Forward pass of rows of data, which need no gradient: the tape `T` starts at the
-    /// first layer (see [`Dense::forward_data`]).
-    pub fn forward_data<T: Tape<f32, Dev>>(
-        &self,
-        x: &Mat,
-        dropout_after_hidden: Option<f64>,
-    ) -> Mat<T> {
-        let hidden = self.layers.len() > 1;
-        let first = self.layers[0].forward_data(x, hidden.then_some(self.activation));
-        match dropout_after_hidden.filter(|_| hidden) {
-            Some(p) => self.forward_from(first.dropout(p), 1, dropout_after_hidden),
-            None => self.forward_from(first, 1, dropout_after_hidden),
-        }
-    }
-
-    /// Layers `start..` applied to `x`.
-    fn forward_from<T: Tape<f32, Dev>>(
-        &self,
         mut x: Mat<T>,
-        start: usize,
         dropout_after_hidden: Option<f64>,
     ) -> Mat<T> {
         let last = self.layers.len() - 1;
-        for (i, layer) in self.layers.iter().enumerate().skip(start) {
+        for (i, layer) in self.layers.iter().enumerate() {
             if i < last {
                 x = layer.forward_activated(x, self.activation);
                 if let Some(p) = dropout_after_hidden {
@@ -731,35 +725,42 @@ mod tanh_tests {
         assert!(tanh_f32(f32::NAN).is_nan());
     }
 
+    /// `Mlp::forward_data` (one operation on values) against the same network traced
+    /// layer by layer through dfdx: the output and every weight's and bias's gradient.
     #[test]
-    fn a_first_layer_on_data_gives_the_traced_layers_weight_gradients() {
+    fn a_network_on_data_gives_the_traced_networks_output_and_gradients() {
         let dev = Dev::default();
         let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(4);
-        let layer = Dense::new(&dev, 5, 3, &mut rng);
         let x: Mat =
             dev.tensor_from_vec((0..20).map(|i| (i as f32 * 0.37).sin()).collect(), (4, 5));
-        let w: Mat = dev.tensor_from_vec((0..12).map(|i| 0.3 - 0.05 * i as f32).collect(), (4, 3));
-        for act in [None, Some(Activation::Tanh), Some(Activation::Leaky(0.1))] {
-            let traced = match act {
-                Some(a) => layer.forward_activated(x.leaky_trace(), a),
-                None => layer.forward(x.leaky_trace()),
-            };
-            let expected = (traced * w.clone()).sum::<Rank0, _>().backward();
-            let from_data: Mat<OwnedTape<f32, Dev>> = layer.forward_data(&x, act);
-            let got = (from_data * w.clone()).sum::<Rank0, _>().backward();
-            for (a, b) in [
-                (
-                    got.get(&layer.weight).as_vec(),
-                    expected.get(&layer.weight).as_vec(),
-                ),
-                (
-                    got.get(&layer.bias).as_vec(),
-                    expected.get(&layer.bias).as_vec(),
-                ),
-            ] {
-                for (a, b) in a.iter().zip(&b) {
-                    assert!((a - b).abs() < 1e-5, "{act:?}: {a} vs {b}");
-                }
+        let r: Mat = dev.tensor_from_vec((0..8).map(|i| 0.3 - 0.05 * i as f32).collect(), (4, 2));
+        for act in [Activation::Tanh, Activation::Relu, Activation::Leaky(0.1)] {
+            for widths in [&[5, 2][..], &[5, 4, 3, 2][..]] {
+                let mut net = Mlp::with_activation(&dev, widths, act, &mut rng);
+                let traced = net.forward(x.leaky_trace(), None);
+                let expected_y = traced.as_vec();
+                let expected = (traced * r.clone()).sum::<Rank0, _>().backward();
+                let from_data: Mat<OwnedTape<f32, Dev>> = net.forward_data(&x);
+                let got_y = from_data.as_vec();
+                let got = (from_data * r.clone()).sum::<Rank0, _>().backward();
+                let close = |a: &[f32], b: &[f32], what: &str| {
+                    assert_eq!(a.len(), b.len());
+                    for (a, b) in a.iter().zip(b) {
+                        assert!(
+                            (a - b).abs() < 1e-5,
+                            "{act:?} {widths:?} {what}: {a} vs {b}"
+                        );
+                    }
+                };
+                close(&got_y, &expected_y, "y");
+                net.visit_params("", &mut |name, param| match param {
+                    ParamMut::Matrix(t) => {
+                        close(&got.get(&*t).as_vec(), &expected.get(&*t).as_vec(), &name)
+                    }
+                    ParamMut::Vector(t) => {
+                        close(&got.get(&*t).as_vec(), &expected.get(&*t).as_vec(), &name)
+                    }
+                });
             }
         }
     }

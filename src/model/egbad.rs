@@ -335,10 +335,9 @@ impl Egbad {
     ) -> Option<(f64, Gradients<f32, Dev>)> {
         let scale = 1.0 / x.rows as f32;
         let m = rows.len();
-        let encoded =
-            (self.encoder).forward_data::<OwnedTape<f32, Dev>>(&part_of(dev, x, &rows), None);
+        let encoded = (self.encoder).forward_data::<OwnedTape<f32, Dev>>(&part_of(dev, x, &rows));
         let generated =
-            (self.generator).forward_data::<OwnedTape<f32, Dev>>(&part_of(dev, z, &rows), None);
+            (self.generator).forward_data::<OwnedTape<f32, Dev>>(&part_of(dev, z, &rows));
         let (x, z) = (
             &x.data[rows.start * x.cols..rows.end * x.cols],
             &z.data[rows.start * z.cols..rows.end * z.cols],
