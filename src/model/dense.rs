@@ -619,7 +619,8 @@ pub fn all_finite(model: &mut impl Params) -> bool {
             ParamMut::Matrix(t) => t.copy_into(&mut buffer),
             ParamMut::Vector(t) => t.copy_into(&mut buffer),
         }
-        finite &= buffer.iter().all(|x| x.is_finite());
+        // An `or` over every value, unlike `all` (which stops early), vectorises.
+        finite &= !buffer.iter().fold(false, |bad, x| bad | !x.is_finite());
     });
     finite
 }
@@ -762,6 +763,26 @@ mod tanh_tests {
                     }
                 });
             }
+        }
+    }
+
+    #[test]
+    fn a_network_with_one_value_not_finite_is_not_all_finite() {
+        let dev = Dev::default();
+        let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let mut net = Mlp::new(&dev, &[5, 4, 3], &mut rng);
+        assert!(all_finite(&mut net));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut broken = net.clone();
+            let mut w = values(&broken.layers[1].weight);
+            w[7] = bad;
+            broken.layers[1].weight.copy_from(&w);
+            assert!(!all_finite(&mut broken), "{bad}");
+            let mut b = broken.layers[0].bias.as_vec();
+            b[3] = bad;
+            let mut only_bias = net.clone();
+            only_bias.layers[0].bias.copy_from(&b);
+            assert!(!all_finite(&mut only_bias), "{bad} in a bias");
         }
     }
 
