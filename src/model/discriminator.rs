@@ -9,6 +9,7 @@
 use std::ops::Range;
 
 use dfdx::prelude::*;
+use dfdx::tensor::Gradients;
 
 use super::dense::{
     add_bias_grad, add_input_grad, add_weight_grad, layer_values, times, values, Activation, Dense,
@@ -38,7 +39,9 @@ pub enum Player {
 /// dropout's probability.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Judging {
+    /// The leaky ReLUs' slope below zero.
     pub leak: f32,
+    /// Dropout's probability after each hidden layer (0: none).
     pub dropout: f64,
 }
 
@@ -139,8 +142,9 @@ impl Discriminator {
         codes.extend_from_slice(z);
         let dropout =
             (judging.dropout > 0.0).then(|| [0; 3].map(|_| Dropout::drawn(dev, judging.dropout)));
-        let judged = self.judge_values(inputs, codes, judging.leak, dropout, T::OWNS_TAPE);
-        let out: Mat = dev.tensor_from_vec(judged.logits.clone(), (2 * m, 1));
+        let mut judged = self.judge_values(inputs, codes, judging.leak, dropout, T::OWNS_TAPE);
+        // The backward pass does not read the logits.
+        let out: Mat = dev.tensor_from_vec(std::mem::take(&mut judged.logits), (2 * m, 1));
         if T::OWNS_TAPE {
             let out_id = out.ghost();
             let (encoded_id, generated_id) = (encoded.ghost(), generated.ghost());
@@ -154,16 +158,18 @@ impl Discriminator {
                 let j = &judged;
                 let [wx, wz, wj, wl] = &j.weights;
                 let rows = 2 * m;
+                // D's half: layer `i`'s weight and bias gradients from its input and `g`.
+                let learn =
+                    |grads: &mut Gradients<f32, Dev>, i: usize, input: &[f32], g: &[f32]| {
+                        let outputs = g.len() / rows.max(1);
+                        add_weight_grad(grads.get_or_alloc_mut(&weight_ids[i])?, input, g, outputs);
+                        add_bias_grad(grads.get_or_alloc_mut(&bias_ids[i])?, g);
+                        Ok::<(), <Dev as HasErr>::Err>(())
+                    };
                 // The logit's gradient is read by this operation only (it made the logits).
                 let g: Vec<f32> = std::mem::take(grads.get_or_alloc_mut(&out_id)?);
                 if learns {
-                    add_weight_grad(
-                        grads.get_or_alloc_mut(&weight_ids[3])?,
-                        &j.features.out,
-                        &g,
-                        1,
-                    );
-                    add_bias_grad(grads.get_or_alloc_mut(&bias_ids[3])?, &g);
+                    learn(grads, 3, &j.features.out, &g)?;
                 }
                 let mut g_features = vec![0f32; rows * joint];
                 add_input_grad(&mut g_features, &g, wl, 1);
@@ -199,20 +205,8 @@ impl Discriminator {
                 let g_x = branch(x_rows, top, width, &j.branch_x);
                 let g_z = branch(z_rows, bottom, z_width, &j.branch_z);
                 if learns {
-                    add_weight_grad(
-                        grads.get_or_alloc_mut(&weight_ids[0])?,
-                        &j.inputs,
-                        &g_x,
-                        width,
-                    );
-                    add_bias_grad(grads.get_or_alloc_mut(&bias_ids[0])?, &g_x);
-                    add_weight_grad(
-                        grads.get_or_alloc_mut(&weight_ids[1])?,
-                        &j.codes,
-                        &g_z,
-                        z_width,
-                    );
-                    add_bias_grad(grads.get_or_alloc_mut(&bias_ids[1])?, &g_z);
+                    learn(grads, 0, &j.inputs, &g_x)?;
+                    learn(grads, 1, &j.codes, &g_z)?;
                 } else {
                     add_input_grad(grads.get_or_alloc_mut(&generated_id)?, &g_x, wx, width);
                     add_input_grad(grads.get_or_alloc_mut(&encoded_id)?, &g_z, wz, z_width);
