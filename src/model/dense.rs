@@ -554,16 +554,38 @@ impl Adam {
     }
 
     /// One update of every parameter of `model` from `grads` (a parameter with no gradient
-    /// entry gets a zero gradient).
+    /// entry gets a zero gradient). Returns `false`, having changed nothing (weights, moments
+    /// or step count), when a gradient is not [`safe`](safe_gradient): so a refused step
+    /// needs no copy of the network to roll back to, and an applied one leaves every weight
+    /// and moment finite.
     pub fn update(
         &mut self,
         model: &mut impl Params,
         grads: &mut Gradients<f32, Dev>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let mut safe = true;
+        let mut failure = None;
+        model.visit_params("", &mut |name, param| {
+            let result = match param {
+                ParamMut::Matrix(t) => grads.get_or_alloc_mut(&*t).map(|g| safe_gradient(g)),
+                ParamMut::Vector(t) => grads.get_or_alloc_mut(&*t).map(|g| safe_gradient(g)),
+            };
+            match result {
+                Ok(ok) => safe &= ok,
+                Err(e) => {
+                    failure.get_or_insert(anyhow!("reading the gradient of {name}: {e:?}"));
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !safe {
+            return Ok(false);
+        }
         self.step += 1;
         let (step, config) = (self.step, self.config);
         let (m1, m2) = (&mut self.first_moment, &mut self.second_moment);
-        let mut failure = None;
         model.visit_params("", &mut |name, param| {
             let result = match param {
                 ParamMut::Matrix(t) => update_one(&config, step, t, m1, m2, grads),
@@ -573,8 +595,22 @@ impl Adam {
                 failure.get_or_insert(anyhow!("Adam update of {name}: {e:?}"));
             }
         });
-        failure.map_or(Ok(()), Err)
+        failure.map_or(Ok(true), Err)
     }
+}
+
+/// Gradients at or above this size are refused: below it, a gradient's square (which Adam's
+/// second moment averages) stays far below `f32::MAX`, so finite weights and moments stay
+/// finite (the update's size is bounded by the learning rate times m̂ / (√v̂ + ε)).
+const LARGEST_SAFE_GRADIENT: f32 = 1e18;
+
+/// `true` when every value is finite and below [`LARGEST_SAFE_GRADIENT`] in size.
+fn safe_gradient(values: &[f32]) -> bool {
+    // An `or` over every value, unlike `all` (which stops early), vectorises; NaN fails
+    // the comparison, so it counts as unsafe.
+    !values
+        .iter()
+        .fold(false, |bad, x| bad | !(x.abs() < LARGEST_SAFE_GRADIENT))
 }
 
 fn update_one<S: Shape>(
@@ -602,27 +638,6 @@ pub fn snapshot(model: &mut impl Params) -> Vec<(String, Vec<usize>, Vec<f32>)> 
         out.push((name.trim_start_matches('.').to_string(), dims, values));
     });
     out
-}
-
-/// `true` when every parameter value is finite (used to detect a diverged step).
-pub fn all_finite(model: &mut impl Params) -> bool {
-    // Runs after every step: read the values in place (no names, no index-by-index copy).
-    let mut finite = true;
-    let mut buffer = Vec::new();
-    model.visit_params("", &mut |_, param| {
-        let len = match &param {
-            ParamMut::Matrix(t) => t.shape().0 * t.shape().1,
-            ParamMut::Vector(t) => t.shape().0,
-        };
-        buffer.resize(len, 0f32);
-        match param {
-            ParamMut::Matrix(t) => t.copy_into(&mut buffer),
-            ParamMut::Vector(t) => t.copy_into(&mut buffer),
-        }
-        // An `or` over every value, unlike `all` (which stops early), vectorises.
-        finite &= !buffer.iter().fold(false, |bad, x| bad | !x.is_finite());
-    });
-    finite
 }
 
 /// All parameters in the safetensors format (the caller writes and fingerprints them).
@@ -766,23 +781,51 @@ mod tanh_tests {
         }
     }
 
+    /// A gradient that is not finite, or whose square would overflow, is refused before
+    /// anything changes: the weights stay, and the next accepted update gives exactly what
+    /// it gives on a copy that never saw the refused one (same moments, same step count).
     #[test]
-    fn a_network_with_one_value_not_finite_is_not_all_finite() {
+    fn adam_refuses_an_unsafe_gradient_and_changes_nothing() {
         let dev = Dev::default();
         let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(1);
+        let x: Mat = dev.tensor_from_vec((0..15).map(|i| (i as f32).cos()).collect(), (3, 5));
         let mut net = Mlp::new(&dev, &[5, 4, 3], &mut rng);
-        assert!(all_finite(&mut net));
-        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-            let mut broken = net.clone();
-            let mut w = values(&broken.layers[1].weight);
-            w[7] = bad;
-            broken.layers[1].weight.copy_from(&w);
-            assert!(!all_finite(&mut broken), "{bad}");
-            let mut b = broken.layers[0].bias.as_vec();
-            b[3] = bad;
-            let mut only_bias = net.clone();
-            only_bias.layers[0].bias.copy_from(&b);
-            assert!(!all_finite(&mut only_bias), "{bad} in a bias");
+        let gradients = |net: &Mlp| {
+            net.forward(x.leaky_trace(), None)
+                .square()
+                .sum::<Rank0, _>()
+                .backward()
+        };
+        let mut adam = Adam::new(1e-2);
+        let mut first = gradients(&net);
+        assert!(adam.update(&mut net, &mut first).unwrap());
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 2e18, -3e19] {
+            for in_bias in [false, true] {
+                let (mut refused, mut untouched) = ((net.clone(), adam.clone()), adam.clone());
+                let mut grads = gradients(&net);
+                let layer = &refused.0.layers[1];
+                let g = if in_bias {
+                    grads.get_or_alloc_mut(&layer.bias).unwrap()
+                } else {
+                    grads.get_or_alloc_mut(&layer.weight).unwrap()
+                };
+                g[1] = bad;
+                let before = snapshot(&mut refused.0);
+                assert!(
+                    !refused.1.update(&mut refused.0, &mut grads).unwrap(),
+                    "{bad}"
+                );
+                assert_eq!(snapshot(&mut refused.0), before, "{bad}: weights changed");
+                let mut other = net.clone();
+                let good = gradients(&net);
+                assert!(refused.1.update(&mut refused.0, &mut good.clone()).unwrap());
+                assert!(untouched.update(&mut other, &mut good.clone()).unwrap());
+                assert_eq!(
+                    snapshot(&mut refused.0),
+                    snapshot(&mut other),
+                    "{bad}: the refused update left a trace in Adam"
+                );
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::DagmmConfig;
 use super::dagmm::{Dagmm, Inference};
-use super::dense::{all_finite, Adam, Dev, ParamMut, Params};
+use super::dense::{Adam, Dev, ParamMut, Params};
 use super::egbad::{Egbad, EgbadConfig, EgbadScore, ScoreParts, TailChoice};
 use super::ensemble::FittedDagmm;
 use super::gmm::GmmParams;
@@ -256,8 +256,10 @@ impl Network {
         }
     }
 
-    /// One optimisation step on `batch`. `None` when the loss or the updated weights were
-    /// not finite: the step is dropped and the weights stay as they were.
+    /// One optimisation step on `batch`. `None` when the loss or a gradient was not finite
+    /// (or a gradient too large for Adam, see [`Adam::update`]): the step is dropped and the
+    /// weights stay as they were (EGBAD: E and G's; D's update, which E and G's half
+    /// already played against, stands). No copy of the networks is made to roll back to.
     /// Both detectors split a batch over `threads` ([`StepThreads::splits`]).
     pub fn step(
         &mut self,
@@ -266,7 +268,6 @@ impl Network {
         roles: BatchRoles<'_>,
         threads: &StepThreads,
     ) -> Result<Option<StepReport>> {
-        let previous = self.clone();
         let report = match self {
             Network::Dagmm { model, adam } => {
                 let step = if threads.splits(batch.rows) {
@@ -280,7 +281,9 @@ impl Network {
                 if !loss.total.is_finite() {
                     return Ok(None);
                 }
-                adam.update(model, &mut grads)?;
+                if !adam.update(model, &mut grads)? {
+                    return Ok(None);
+                }
                 StepReport {
                     losses: vec![loss.reconstruction, loss.energy, loss.penalty, loss.total],
                     aux: loss.phi,
@@ -296,7 +299,6 @@ impl Network {
                 let batch = without_marked_anomalies(batch, roles);
                 let optimisers = (discriminator, generator_encoder);
                 let Some(losses) = model.train_step(optimisers, threads, dev, &batch)? else {
-                    *self = previous;
                     return Ok(None);
                 };
                 StepReport {
@@ -311,10 +313,6 @@ impl Network {
                 }
             }
         };
-        if !all_finite(self) {
-            *self = previous;
-            return Ok(None);
-        }
         Ok(Some(report))
     }
 

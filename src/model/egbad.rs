@@ -263,8 +263,9 @@ impl Egbad {
     /// The batch is split over `threads` as [`StepThreads::map_parts_meeting`] decides; a
     /// part computes E(x) and G(z) once for both players' halves (E and G do not change in
     /// between), and the parts meet to sum D's gradients and update D. The step runs on the
-    /// threads' lead ([`StepThreads::lead`]). `None` when a loss was not finite; the caller
-    /// then restores the weights.
+    /// threads' lead ([`StepThreads::lead`]). `None` when a loss or a gradient was not
+    /// finite: nothing changed when it was D's; when it was E and G's, D's update stands
+    /// and theirs is dropped.
     pub fn train_step(
         &mut self,
         optimisers: (&mut Adam, &mut Adam),
@@ -290,11 +291,11 @@ impl Egbad {
                     return Ok(None);
                 }
                 let mut updated = model.discriminator.clone();
-                optimiser
+                let applied = optimiser
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .update(&mut updated, &mut grads)?;
-                Ok(Some((loss, updated)))
+                Ok(applied.then_some((loss, updated)))
             };
             let (joined, parts) = threads.map_parts_meeting(dev, n, join, |rows, dev, seat| {
                 model.part_step(dev, (x, &z), rows, seat)
@@ -312,7 +313,9 @@ impl Egbad {
             if !ge.is_finite() {
                 return Ok(None);
             }
-            generator_encoder.update(&mut self.generator_encoder(), &mut grads)?;
+            if !generator_encoder.update(&mut self.generator_encoder(), &mut grads)? {
+                return Ok(None);
+            }
             Ok(Some(GanLosses {
                 discriminator: loss.value,
                 generator_encoder: ge,

@@ -469,11 +469,11 @@ pub fn sum_gradients(
     others: Vec<Gradients<f32, Dev>>,
 ) -> Result<()> {
     let mut failure = None;
-    for other in others {
+    for mut other in others {
         model.visit_params("", &mut |name, param| {
             let result = match param {
-                ParamMut::Matrix(t) => add_one(&*t, into, &other),
-                ParamMut::Vector(t) => add_one(&*t, into, &other),
+                ParamMut::Matrix(t) => add_one(&*t, into, &mut other),
+                ParamMut::Vector(t) => add_one(&*t, into, &mut other),
             };
             if let Err(e) = result {
                 failure.get_or_insert(anyhow!("summing the gradient of {name}: {e:?}"));
@@ -486,12 +486,12 @@ pub fn sum_gradients(
 fn add_one<S: Shape>(
     param: &Tensor<S, f32, Dev>,
     into: &mut Gradients<f32, Dev>,
-    other: &Gradients<f32, Dev>,
+    other: &mut Gradients<f32, Dev>,
 ) -> Result<(), <Dev as HasErr>::Err> {
-    let mut values = vec![0f32; param.shape().num_elements()];
-    other.get(param).copy_into(&mut values);
+    // Read in place (`get` would copy the buffer into a tensor first).
+    let values = other.get_or_alloc_mut(param)?;
     let sum = into.get_or_alloc_mut(param)?;
-    sum.iter_mut().zip(&values).for_each(|(s, v)| *s += v);
+    sum.iter_mut().zip(values.iter()).for_each(|(s, v)| *s += v);
     Ok(())
 }
 
