@@ -606,11 +606,11 @@ const LARGEST_SAFE_GRADIENT: f32 = 1e18;
 
 /// `true` when every value is finite and below [`LARGEST_SAFE_GRADIENT`] in size.
 fn safe_gradient(values: &[f32]) -> bool {
-    // An `or` over every value, unlike `all` (which stops early), vectorises; NaN fails
+    // An `and` over every value, unlike `all` (which stops early), vectorises; NaN fails
     // the comparison, so it counts as unsafe.
-    !values
+    values
         .iter()
-        .fold(false, |bad, x| bad | !(x.abs() < LARGEST_SAFE_GRADIENT))
+        .fold(true, |safe, x| safe & (x.abs() < LARGEST_SAFE_GRADIENT))
 }
 
 fn update_one<S: Shape>(
