@@ -659,6 +659,8 @@ mod tests {
         assert_eq!(with_row.gmm, without.gmm);
     }
 
+    /// Both detectors: a step whose loss or gradients are not finite changes nothing (no copy
+    /// to roll back to: Adam refuses before it writes).
     #[test]
     fn non_finite_steps_are_dropped_and_weights_stay_untouched() {
         let rows = 64;
@@ -676,14 +678,20 @@ mod tests {
             seed: 0,
             members: 1,
         };
-        let mut trainer = Trainer::new(dagmm(6), config, rows);
-        let before = snapshot(&mut trainer.network);
-        // Every step dropped: the epoch fails rather than hand on a model that learnt nothing.
-        let err = trainer
-            .epoch(&data, |_| true)
-            .expect_err("nothing was learnt");
-        assert!(err.to_string().contains("all 2 training steps"), "{err}");
-        assert_eq!(snapshot(&mut trainer.network), before);
+        for detector in [dagmm(6), DetectorConfig::Egbad(EgbadConfig::default_for(6))] {
+            let kind = detector.kind();
+            let mut trainer = Trainer::new(detector, config.clone(), rows);
+            let before = snapshot(&mut trainer.network);
+            // Every step dropped: the epoch fails rather than hand on a model that learnt nothing.
+            let err = trainer
+                .epoch(&data, |_| true)
+                .expect_err("nothing was learnt");
+            assert!(
+                err.to_string().contains("all 2 training steps"),
+                "{kind}: {err}"
+            );
+            assert_eq!(snapshot(&mut trainer.network), before, "{kind}");
+        }
     }
 
     #[test]
