@@ -336,7 +336,7 @@ pub fn run_protocol(
                     .map(|(name, v)| format!("{name} {v:.4}"))
                     .collect();
                 let kept = match summary.criterion {
-                    Some(c) => format!(" held-out {c:.4} keeping epoch {}", summary.kept_epoch),
+                    Some(c) => format!(" criterion {c:.4} keeping epoch {}", summary.kept_epoch),
                     None => String::new(),
                 };
                 let diverged = summary
