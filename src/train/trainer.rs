@@ -659,8 +659,9 @@ mod tests {
         assert_eq!(with_row.gmm, without.gmm);
     }
 
-    /// Both detectors: a step whose loss or gradients are not finite changes nothing (no copy
-    /// to roll back to: Adam refuses before it writes).
+    /// Both detectors: a step whose loss is not finite changes nothing, with no copy to roll
+    /// back to (the step stops before Adam; Adam's own refusal of unsafe gradients is tested
+    /// in `model::dense`).
     #[test]
     fn non_finite_steps_are_dropped_and_weights_stay_untouched() {
         let rows = 64;
