@@ -242,6 +242,10 @@ pub struct SettingsArgs {
     /// EGBAD: weight α of the reconstruction term in the score (default 0.9).
     #[arg(long)]
     pub alpha: Option<f64>,
+    /// EGBAD: weight of the cycle term mean |x − G(E(x))| in E and G's loss (default 1;
+    /// 0: EGBAD as published, as `--preset kddcup` trains).
+    #[arg(long)]
+    pub cycle: Option<f64>,
     /// EGBAD: the discriminator term of the score, `xent` (cross-entropy) or `fm`
     /// (feature matching).
     #[arg(long, value_enum)]
@@ -285,13 +289,14 @@ impl SettingsArgs {
     fn check_ranges(&self) -> Result<()> {
         /// (flag, value, lowest, highest, whether the lowest is allowed)
         type Range = (&'static str, Option<f64>, f64, f64, bool);
-        let ranges: [Range; 7] = [
+        let ranges: [Range; 8] = [
             ("--dropout", self.dropout, 0.0, 0.99, true),
             ("--lambda-energy", self.lambda_energy, 0.0, 1e3, true),
             ("--lambda-cov", self.lambda_cov, 0.0, 1e3, true),
             ("--cov-eps", self.cov_eps, 0.0, 1.0, true),
             ("--trim", self.trim, 0.0, 0.5, true),
             ("--alpha", self.alpha, 0.0, 1.0, true),
+            ("--cycle", self.cycle, 0.0, 1e3, true),
             ("--lr", self.lr, 0.0, 1.0, false),
         ];
         for (flag, value, lo, hi, lo_allowed) in ranges {
@@ -348,6 +353,7 @@ impl SettingsArgs {
             trim,
             select_length,
             alpha,
+            cycle,
             score,
             epochs,
             min_steps,
@@ -396,6 +402,10 @@ impl SettingsArgs {
                     .alpha
                     .or(self.preset.unwrap_or_default().egbad_alpha())
                     .unwrap_or(c.alpha);
+                c.cycle = self
+                    .cycle
+                    .or(self.preset.unwrap_or_default().egbad_cycle())
+                    .unwrap_or(c.cycle);
                 c.score = self.score.unwrap_or(c.score);
                 // An α the user gives is the score they asked for.
                 c.choose_by_tail &= self.alpha.is_none();

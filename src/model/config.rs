@@ -72,6 +72,15 @@ impl Preset {
             Preset::Auto => None,
         }
     }
+
+    /// EGBAD's cycle-term weight under the preset unless `--cycle` says otherwise (`None`:
+    /// the default rule's). The KDDCUP preset reproduces the paper's EGBAD, which has none.
+    pub fn egbad_cycle(self) -> Option<f64> {
+        match self {
+            Preset::Kddcup => Some(0.0),
+            Preset::Auto => None,
+        }
+    }
 }
 
 /// The default share of unknown rows trimmed (see [`DagmmConfig::trim`]).
@@ -205,6 +214,10 @@ mod tests {
         assert_eq!(Preset::Kddcup.epochs(DetectorKind::Egbad), Some(6));
         assert_eq!(
             (Preset::Kddcup.egbad_alpha(), Preset::Auto.egbad_alpha()),
+            (Some(0.0), None)
+        );
+        assert_eq!(
+            (Preset::Kddcup.egbad_cycle(), Preset::Auto.egbad_cycle()),
             (Some(0.0), None)
         );
         assert_eq!(

@@ -430,9 +430,36 @@ impl Mlp {
     /// make dfdx compute ∂/∂x, a product as large as the first layer's, that nobody reads),
     /// and no layer's output is copied into a dfdx tensor and out again.
     pub fn forward_data<T: Tape<f32, Dev>>(&self, x: &Mat) -> Mat<T> {
+        self.fused_forward(x, T::default(), None)
+    }
+
+    /// [`forward_data`](Self::forward_data) of some `rows` of an input that needs its
+    /// gradient too (EGBAD's G(E(x)) on the rows its cycle term reads): `x`'s tape goes on,
+    /// and the backward pass adds ∂/∂x to those rows of `x`'s gradient.
+    pub fn forward_traced<T: Tape<f32, Dev>>(&self, x: Mat<T>, rows: &[usize]) -> Mat<T> {
+        let (x, tape) = x.split_tape();
+        self.fused_forward(&x, tape, Some(rows.to_vec()))
+    }
+
+    /// The layers as one operation recorded on `tape`, on every row of `x` or, when
+    /// `traced_rows` is given, on those rows, whose gradient the backward pass then also adds
+    /// to what the tape has for `x` (by its id).
+    fn fused_forward<T: Tape<f32, Dev>>(
+        &self,
+        x: &Mat,
+        mut tape: T,
+        traced_rows: Option<Vec<usize>>,
+    ) -> Mat<T> {
         let last = self.layers.len() - 1;
         let weights: Vec<Vec<f32>> = self.layers.iter().map(|l| values(&l.weight)).collect();
-        let mut inputs = vec![values(x)];
+        let width = x.shape().1;
+        let all = values(x);
+        let mut inputs = vec![match &traced_rows {
+            None => all,
+            Some(rows) => (rows.iter())
+                .flat_map(|&r| all[r * width..(r + 1) * width].iter().copied())
+                .collect(),
+        }];
         let mut passes: Vec<LayerValues> = Vec::with_capacity(self.layers.len());
         for (i, (layer, w)) in self.layers.iter().zip(&weights).enumerate() {
             let activation = (i < last).then_some(self.activation);
@@ -452,14 +479,15 @@ impl Mlp {
             passes.push(pass);
         }
         let out = std::mem::take(&mut passes[last].out);
-        let (rows, outputs) = (x.shape().0, self.layers[last].outputs());
+        let rows = traced_rows.as_ref().map_or(x.shape().0, Vec::len);
+        let outputs = self.layers[last].outputs();
         let out: Mat = x.device().tensor_from_vec(out, (rows, outputs));
-        let mut tape = T::default();
         if T::OWNS_TAPE {
             let ids: Vec<_> = (self.layers.iter())
                 .map(|l| (l.weight.ghost(), l.bias.ghost(), l.outputs()))
                 .collect();
             let out_id = out.ghost();
+            let input = traced_rows.map(|rows| (x.ghost(), rows));
             tape.add_backward_op(move |grads| {
                 // The output's gradient is read by this operation only (it made the output).
                 let mut g: Vec<f32> = std::mem::take(grads.get_or_alloc_mut(&out_id)?);
@@ -471,6 +499,13 @@ impl Mlp {
                         let mut below = vec![0f32; inputs[i].len()];
                         add_input_grad(&mut below, &g, &weights[i], *outputs);
                         g = below;
+                    } else if let Some((x_id, rows)) = &input {
+                        let mut below = vec![0f32; inputs[0].len()];
+                        add_input_grad(&mut below, &g, &weights[0], *outputs);
+                        let into_x = grads.get_or_alloc_mut(x_id)?;
+                        for (&r, row) in rows.iter().zip(below.chunks_exact(width)) {
+                            add_into(&mut into_x[r * width..(r + 1) * width], row);
+                        }
                     }
                 }
                 Ok(())
@@ -741,10 +776,11 @@ mod tanh_tests {
         assert!(tanh_f32(f32::NAN).is_nan());
     }
 
-    /// `Mlp::forward_data` (one operation on values) against the same network traced
-    /// layer by layer through dfdx: the output and every weight's and bias's gradient.
+    /// `Mlp::forward_data` and `Mlp::forward_traced` (one operation on values) against the
+    /// same network traced layer by layer through dfdx: the output, every weight's and
+    /// bias's gradient and (traced) the input's.
     #[test]
-    fn a_network_on_data_gives_the_traced_networks_output_and_gradients() {
+    fn a_network_as_one_operation_gives_the_traced_networks_output_and_gradients() {
         let dev = Dev::default();
         let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(4);
         let x: Mat =
@@ -756,9 +792,6 @@ mod tanh_tests {
                 let traced = net.forward(x.leaky_trace(), None);
                 let expected_y = traced.as_vec();
                 let expected = (traced * r.clone()).sum::<Rank0, _>().backward();
-                let from_data: Mat<OwnedTape<f32, Dev>> = net.forward_data(&x);
-                let got_y = from_data.as_vec();
-                let got = (from_data * r.clone()).sum::<Rank0, _>().backward();
                 let close = |a: &[f32], b: &[f32], what: &str| {
                     assert_eq!(a.len(), b.len());
                     for (a, b) in a.iter().zip(b) {
@@ -768,17 +801,57 @@ mod tanh_tests {
                         );
                     }
                 };
-                close(&got_y, &expected_y, "y");
-                net.visit_params("", &mut |name, param| match param {
-                    ParamMut::Matrix(t) => {
-                        close(&got.get(&*t).as_vec(), &expected.get(&*t).as_vec(), &name)
+                let from_data: Mat<OwnedTape<f32, Dev>> = net.forward_data(&x);
+                let from_traced = net.forward_traced(x.leaky_trace(), &[0, 1, 2, 3]);
+                for (way, y) in [("data", from_data), ("traced", from_traced)] {
+                    close(&y.as_vec(), &expected_y, &format!("{way} y"));
+                    let got = (y * r.clone()).sum::<Rank0, _>().backward();
+                    net.visit_params("", &mut |name, param| match param {
+                        ParamMut::Matrix(t) => {
+                            close(&got.get(&*t).as_vec(), &expected.get(&*t).as_vec(), &name)
+                        }
+                        ParamMut::Vector(t) => {
+                            close(&got.get(&*t).as_vec(), &expected.get(&*t).as_vec(), &name)
+                        }
+                    });
+                    if way == "traced" {
+                        close(&got.get(&x).as_vec(), &expected.get(&x).as_vec(), "input");
                     }
-                    ParamMut::Vector(t) => {
-                        close(&got.get(&*t).as_vec(), &expected.get(&*t).as_vec(), &name)
-                    }
-                });
+                }
             }
         }
+    }
+
+    /// `Mlp::forward_traced` on some rows: those rows' outputs, and their input gradient
+    /// added into theirs only (the others' stays as it was).
+    #[test]
+    fn a_network_on_some_rows_gives_those_rows_and_their_gradient() {
+        let dev = Dev::default();
+        let mut rng = <StdRng as rand::SeedableRng>::seed_from_u64(5);
+        let net = Mlp::with_activation(&dev, &[3, 4, 2], Activation::Leaky(0.1), &mut rng);
+        let x: Mat =
+            dev.tensor_from_vec((0..12).map(|i| (i as f32 * 0.71).cos()).collect(), (4, 3));
+        let r: Mat = dev.tensor_from_vec(vec![0.5, -0.25, 1.0, 0.75], (2, 2));
+        let all = net.forward(x.leaky_trace(), None);
+        let all_y = all.as_vec();
+        // Rows 3 and 1 picked by a 4 × 2 weighting that is zero on rows 0 and 2.
+        let mut weights = vec![0f32; 8];
+        weights[6..8].copy_from_slice(&[0.5, -0.25]);
+        weights[2..4].copy_from_slice(&[1.0, 0.75]);
+        let weights: Mat = dev.tensor_from_vec(weights, (4, 2));
+        let expected = (all * weights).sum::<Rank0, _>().backward();
+        let some = net.forward_traced(x.leaky_trace(), &[3, 1]);
+        let some_y = some.as_vec();
+        assert_eq!(some_y.len(), 4);
+        for (got, want) in some_y.iter().zip(all_y[6..8].iter().chain(&all_y[2..4])) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        let got = (some * r).sum::<Rank0, _>().backward();
+        let (got_x, want_x) = (got.get(&x).as_vec(), expected.get(&x).as_vec());
+        for (i, (g, w)) in got_x.iter().zip(&want_x).enumerate() {
+            assert!((g - w).abs() < 1e-6, "x[{i}]: {g} vs {w}");
+        }
+        assert!(got_x[..3].iter().chain(&got_x[6..9]).all(|&g| g == 0.0));
     }
 
     /// A gradient that is not finite, or whose square would overflow, is refused before

@@ -27,6 +27,11 @@ use crate::data::Matrix;
 /// Rows per forward pass when scoring.
 const INFER_CHUNK: usize = 8192;
 
+/// The cycle term is measured on one row in this many of each batch (batches are
+/// shuffled): on every row it cost an eighth of a training step (G's forward and backward
+/// pass once more); README, "EGBAD's cycle term", has both measured.
+const CYCLE_SHARE: usize = 4;
+
 /// Which discrepancy of the discriminator enters the anomaly score.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
 #[serde(rename_all = "lowercase")]
@@ -61,6 +66,13 @@ pub struct EgbadConfig {
     /// [`Egbad::choose_score`]). Off when `--alpha` is given; absent (off) in older checkpoints.
     #[serde(default)]
     pub choose_by_tail: bool,
+    /// Weight of the cycle term, the mean |x − G(E(x))| over a batch's values, in E and G's
+    /// loss (ALICE's explicit cycle consistency, Li et al. 2017). Without it the generator
+    /// never learns to reconstruct the rows and L_D swings with wherever G's samples happen
+    /// to be (README, "EGBAD's cycle term"). 0: EGBAD as published; absent (0) in older
+    /// checkpoints.
+    #[serde(default)]
+    pub cycle: f64,
 }
 
 impl EgbadConfig {
@@ -71,7 +83,8 @@ impl EgbadConfig {
     /// - generator `latent → h → 2h → input` (ReLU, linear output);
     /// - discriminator branches `input → 2h` and `latent → 2h`, joint `4h → 2h`, then one
     ///   logit; leaky ReLU 0.1 and dropout 0.2 after each;
-    /// - α = 0.9 and the cross-entropy score, as the authors' code.
+    /// - α = 0.9 and the cross-entropy score, as the authors' code;
+    /// - the cycle term at weight 1 (not in the paper, see [`EgbadConfig::cycle`]).
     pub fn default_for(input: usize) -> Self {
         let hidden = (input.next_power_of_two() / 2).clamp(16, 64);
         let latent = (hidden / 2).min((input / 2).max(2));
@@ -85,13 +98,14 @@ impl EgbadConfig {
             alpha: 0.9,
             score: EgbadScore::Xent,
             choose_by_tail: true,
+            cycle: 1.0,
         }
     }
 
     /// One line naming the architecture, for status lines and logs.
     pub fn describe(&self) -> String {
         format!(
-            "EGBAD {}-{}-{} D {} α={} {}",
+            "EGBAD {}-{}-{} D {} α={} {} cycle={}",
             self.input,
             self.hidden,
             self.latent,
@@ -100,7 +114,8 @@ impl EgbadConfig {
             match self.score {
                 EgbadScore::Xent => "xent",
                 EgbadScore::Fm => "fm",
-            }
+            },
+            self.cycle
         )
     }
 
@@ -117,6 +132,12 @@ impl EgbadConfig {
         }
         if !(0.0..=1.0).contains(&self.alpha) {
             return Err(format!("α must be in [0, 1], got {}", self.alpha));
+        }
+        if !(self.cycle.is_finite() && self.cycle >= 0.0) {
+            return Err(format!(
+                "the cycle term's weight must be a finite number ≥ 0, got {}",
+                self.cycle
+            ));
         }
         if !(0.0..1.0).contains(&self.leak) {
             return Err(format!(
@@ -180,7 +201,7 @@ pub struct Egbad {
 pub struct GanLosses {
     /// Discriminator loss: cross-entropy on real pairs (x, E(x)) plus on generated (G(z), z).
     pub discriminator: f64,
-    /// Generator + encoder loss: each fooling D on its side.
+    /// Generator + encoder loss: each fooling D on its side, plus the cycle term.
     pub generator_encoder: f64,
     /// Share of real pairs D calls real.
     pub real_accuracy: f64,
@@ -258,7 +279,8 @@ impl Egbad {
     /// One round of the game on `x`: D's update on real pairs (x, E(x)) and generated ones
     /// (G(z), z), `z` drawn from N(0, I) on `dev` (row for row with `x`); then E and G's
     /// update, each rewarded when the updated D takes its side for the other (G(z) called
-    /// real, E(x) called generated). Each player's gradients reach its own networks only.
+    /// real, E(x) called generated), and both by G(E(x)) rebuilding x when
+    /// [`EgbadConfig::cycle`] is set. Each player's gradients reach its own networks only.
     ///
     /// The batch is split over `threads` as [`StepThreads::map_parts_meeting`] decides; a
     /// part computes E(x) and G(z) once for both players' halves (E and G do not change in
@@ -336,7 +358,8 @@ impl Egbad {
         rows: Range<usize>,
         seat: &Seat<'_, (DiscriminatorLoss, Gradients<f32, Dev>), DiscriminatorHalf>,
     ) -> Option<(f64, Gradients<f32, Dev>)> {
-        let scale = 1.0 / x.rows as f32;
+        let batch_rows = x.rows;
+        let scale = 1.0 / batch_rows as f32;
         let m = rows.len();
         let encoded = (self.encoder).forward_data::<OwnedTape<f32, Dev>>(&part_of(dev, x, &rows));
         let generated =
@@ -369,18 +392,63 @@ impl Egbad {
         };
 
         // E and G's half, through the updated D.
-        let logits = updated.play(
+        let loss = self.generator_encoder_loss(
+            updated,
+            dev,
+            (x, encoded),
+            (generated, z),
+            (rows.start, batch_rows),
+        );
+        Some((loss.array() as f64, loss.backward()))
+    }
+
+    /// E and G's loss against the discriminator `judge`, each term summed over the pairs and
+    /// divided by the batch's rows: each fooling D on its side (G(z) called real, E(x) called generated),
+    /// plus the cycle term, [`EgbadConfig::cycle`] × the mean |x − G(E(x))| per value over
+    /// one row in [`CYCLE_SHARE`] of the batch (`first_row` is the batch row the pairs start at). G(E(x))
+    /// runs on a tape of its own, which the sum merges with the game's, so E's gradient
+    /// gets both terms.
+    fn generator_encoder_loss<T: Tape<f32, Dev> + Merge<T> + Default>(
+        &self,
+        judge: &Discriminator,
+        dev: &Dev,
+        (x, encoded): (&[f32], Mat<T>),
+        (generated, z): (Mat<T>, &[f32]),
+        (first_row, batch_rows): (usize, usize),
+    ) -> Tensor<Rank0, f32, Dev, T> {
+        let scale = 1.0 / batch_rows as f32;
+        let m = encoded.shape().0;
+        // The batch's rows whose index is a multiple of the share: the same rows however
+        // the batch is split.
+        let cycled: Vec<usize> = (0..m)
+            .filter(|r| (first_row + r) % CYCLE_SHARE == 0)
+            .collect();
+        let rebuilt = (self.config.cycle > 0.0 && !cycled.is_empty())
+            .then(|| (self.generator).forward_traced(encoded.with_empty_tape(), &cycled));
+        let logits = judge.play(
             dev,
             (x, encoded),
             (generated, z),
             self.judging(),
             Player::GeneratorEncoder,
         );
-        let loss = logits
+        let game = logits
             .bce_with_logits(targets(dev, m, false))
             .sum::<Rank0, _>()
             * scale;
-        Some((loss.array() as f64, loss.backward()))
+        match rebuilt {
+            Some(rebuilt) => {
+                let width = x.len() / m;
+                let target = (cycled.iter())
+                    .flat_map(|&r| x[r * width..(r + 1) * width].iter().copied())
+                    .collect();
+                let target: Mat = dev.tensor_from_vec(target, *rebuilt.shape());
+                let values = batch_rows.div_ceil(CYCLE_SHARE) * rebuilt.shape().1;
+                let per_value = self.config.cycle as f32 / values as f32;
+                game + (rebuilt - target).abs().sum::<Rank0, _>() * per_value
+            }
+            None => game,
+        }
     }
 
     /// The score parts of every row of `x` (evaluation mode: no dropout, no tape), chunks
@@ -559,6 +627,108 @@ mod tests {
                 .map(|i| ((i * 7919) % 101) as f32 / 101.0)
                 .collect(),
         }
+    }
+
+    /// E and G's loss with the cycle term against central finite differences in every
+    /// weight of E and G: E's gradient must carry both the game's share and the cycle's
+    /// (G(E(x)) runs on a tape of its own, merged in the sum).
+    #[test]
+    fn generator_encoder_gradients_match_finite_differences_with_the_cycle_term() {
+        let dev = Dev::seed_from_u64(0);
+        let config = EgbadConfig {
+            dropout: 0.0,
+            cycle: 3.0,
+            ..EgbadConfig::default_for(5)
+        };
+        let model = Egbad::new(&dev, config, 2);
+        // Eight pairs from row 2 of a 12-row batch: the cycle term reads pairs 2 and 6.
+        let x = rows_of(8, 5);
+        let z = standard_normal(&dev, 8, model.config.latent);
+        let (xt, zt) = (part_of(&dev, &x, &(0..8)), part_of(&dev, &z, &(0..8)));
+        let loss = |m: &Egbad| -> f64 {
+            let encoded = m.encoder.forward_data::<NoneTape>(&xt);
+            let generated = m.generator.forward_data::<NoneTape>(&zt);
+            let d = &m.discriminator;
+            let loss = m.generator_encoder_loss(
+                d,
+                &dev,
+                (&x.data, encoded),
+                (generated, &z.data),
+                (2, 12),
+            );
+            loss.array() as f64
+        };
+        let encoded = model.encoder.forward_data::<OwnedTape<f32, Dev>>(&xt);
+        let generated = model.generator.forward_data::<OwnedTape<f32, Dev>>(&zt);
+        let d = &model.discriminator;
+        let grads = model
+            .generator_encoder_loss(d, &dev, (&x.data, encoded), (generated, &z.data), (2, 12))
+            .backward();
+        let h = 1e-2f32;
+        let count = model.encoder.layers.len() + model.generator.layers.len();
+        for which in 0..count {
+            fn layer(m: &mut Egbad, which: usize) -> &mut Dense {
+                (m.encoder.layers.iter_mut())
+                    .chain(m.generator.layers.iter_mut())
+                    .nth(which)
+                    .expect("a layer of E or G")
+            }
+            let analytic = grads.get(&layer(&mut model.clone(), which).weight).as_vec();
+            for (i, expected) in analytic.iter().enumerate() {
+                let nudged = |by: f32| {
+                    let mut m = model.clone();
+                    let nudged = layer(&mut m, which);
+                    let mut w = values(&nudged.weight);
+                    w[i] += by;
+                    nudged.weight.copy_from(&w);
+                    loss(&m)
+                };
+                let numeric = (nudged(h) - nudged(-h)) / (2.0 * h as f64);
+                assert!(
+                    (numeric - *expected as f64).abs() < 2e-3 * (1.0 + numeric.abs()),
+                    "layer {which} w[{i}]: {numeric} vs {expected}"
+                );
+            }
+        }
+    }
+
+    /// What the cycle term is for: with it, G(E(x)) learns to rebuild the rows; without it
+    /// (EGBAD as published) it need not. Rows on a plane in 6 dimensions, the same seed
+    /// and steps for both.
+    #[test]
+    fn the_cycle_term_teaches_the_generator_to_rebuild_the_rows() {
+        let plane = |i: usize| {
+            let (a, b) = ((i as f32 * 0.61).sin(), (i as f32 * 0.23).cos());
+            [a, b, a + b, a - b, 0.5 * a, -b]
+        };
+        let x = Matrix {
+            rows: 256,
+            cols: 6,
+            data: (0..256).flat_map(plane).collect(),
+        };
+        let rebuilt_error = |cycle: f64| {
+            let dev = Dev::seed_from_u64(3);
+            let config = EgbadConfig {
+                cycle,
+                ..EgbadConfig::default_for(6)
+            };
+            let mut model = Egbad::new(&dev, config, 3);
+            let (mut d, mut ge) = (Adam::new(1e-3), Adam::new(1e-3));
+            let threads = StepThreads::new(1, 0).unwrap();
+            for step in 0..300 {
+                let rows: Vec<usize> = (0..64).map(|r| (step * 64 + r) % 256).collect();
+                model
+                    .train_step((&mut d, &mut ge), &threads, &dev, &x.gather(&rows))
+                    .unwrap();
+            }
+            let parts = model.score_parts(&dev, &x);
+            parts.reconstruction.iter().sum::<f64>() / 256.0
+        };
+        let (published, with_cycle) = (rebuilt_error(0.0), rebuilt_error(1.0));
+        assert!(
+            with_cycle < 0.5 * published,
+            "mean ‖x − G(E(x))‖₁: {with_cycle} with the cycle term, {published} without"
+        );
     }
 
     #[test]
