@@ -6,6 +6,10 @@
 //! cross-entropy of D calling (x, E(x)) real, or the L1 distance between D's joint-layer
 //! features of (x, E(x)) and (G(E(x)), E(x)) ("feature matching"). The architecture
 //! follows the authors' tabular (KDDCUP) network; see [`EgbadConfig::default_for`].
+//!
+//! One deviation from the paper by default: E and G's loss also has a cycle term,
+//! mean |x − G(E(x))| (ALICE's explicit cycle consistency), so that G learns to rebuild the
+//! rows and the game stays anchored to the data ([`EgbadConfig::cycle`]).
 
 use std::ops::Range;
 use std::sync::{Mutex, PoisonError};
