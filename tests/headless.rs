@@ -134,6 +134,8 @@ fn egbad_trains_end_to_end_and_its_checkpoint_is_refused_as_dagmm() {
     let members = meta["members"].as_array().unwrap();
     assert_eq!(members.len(), 2);
     assert!(members.iter().all(|m| m["detector"] == "egbad"));
+    // The default trains with the cycle term (README, "EGBAD's cycle term").
+    assert!(members.iter().all(|m| m["model"]["cycle"] == 1.0));
     // The reloaded ensemble gives the scores training wrote.
     let written = scores(&std::fs::read_to_string(out.join("scores.csv")).unwrap());
     let scored_path = dir.path().join("rescored.csv");
@@ -158,7 +160,7 @@ fn egbad_trains_end_to_end_and_its_checkpoint_is_refused_as_dagmm() {
 }
 
 #[test]
-fn egbads_kddcup_preset_scores_by_the_discriminator_and_trains_six_epochs() {
+fn egbads_kddcup_preset_is_the_papers_egbad_scored_by_the_discriminator_for_six_epochs() {
     let dir = tempfile::tempdir().unwrap();
     let data = small_sample(dir.path(), 300);
     let out = dir.path().join("preset");
@@ -180,14 +182,20 @@ fn egbads_kddcup_preset_scores_by_the_discriminator_and_trains_six_epochs() {
         serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
     let member = &meta["members"][0];
     assert_eq!(member["model"]["alpha"], 0.0, "{member}");
+    assert_eq!(member["model"]["cycle"], 0.0, "the paper's EGBAD: {member}");
     assert_eq!(member["epochs_done"], 6);
-    // An explicit --alpha still wins over the preset.
+    // An explicit --alpha or --cycle still wins over the preset.
     let out = dir.path().join("explicit");
-    let flags = [&flags[..], &["--alpha", "0.5", "--epochs", "1"]].concat();
+    let flags = [
+        &flags[..],
+        &["--alpha", "0.5", "--cycle", "0.25", "--epochs", "1"],
+    ]
+    .concat();
     assert!(common::train(&data, &out, &flags).status.success());
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
     assert_eq!(meta["members"][0]["model"]["alpha"], 0.5);
+    assert_eq!(meta["members"][0]["model"]["cycle"], 0.25);
 }
 
 #[test]

@@ -583,6 +583,7 @@ fn keymap_theme_and_settings_are_checked_before_the_terminal_is_touched() {
         ("--dropout", "1"),
         ("--cov-eps", "-1"),
         ("--alpha", "2"),
+        ("--cycle", "-1"),
     ] {
         let setting = format!("{flag}={value}");
         let out = train(
