@@ -367,7 +367,7 @@ fn egbad_panes_show_its_losses_the_score_distribution_and_its_score_parts() {
     chosen.update(Msg::Train(TrainEvent::ScoreChosen {
         detector: DetectorKind::Egbad,
         member: 1,
-        note: "scored by L_D alone: its right tail is longer than the combined score's (skewness 6.89 against -0.41)".into(),
+        note: "scored by L_D alone: its right tail is long and longer than the combined score's (skewness 6.89 against -0.41)".into(),
     }));
     assert_eq!(chosen.progress().by_discriminator, vec![1]);
     let status = screen(&chosen, 160, 48);

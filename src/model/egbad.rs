@@ -168,7 +168,7 @@ impl std::fmt::Display for TailChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "scored by L_D alone: its right tail is longer than the combined score's (skewness {:.2} against {:.2})",
+            "scored by L_D alone: its right tail is long and longer than the combined score's (skewness {:.2} against {:.2})",
             self.discriminator, self.combined
         )
     }
@@ -190,6 +190,14 @@ pub fn skewness(v: &[f64]) -> Option<f64> {
     let skew = m3 / m2.powf(1.5);
     (m2 > 0.0 && skew.is_finite()).then_some(skew)
 }
+
+/// How skewed L_D must be before a member may switch to it: skewness above 1 is the usual
+/// mark of a highly skewed distribution (Bulmer's rule of thumb). Below it neither score has
+/// a long tail (a member fitted on clean rows, as the paper's protocol fits, has none), and
+/// which of two near-symmetric scores is the more skewed is noise: on a file whose anomalies
+/// lie outside every training row's range, L_D ranks them lowest (D calls rows G never
+/// produces real) and switching on skewness 0.06 against 0.05 turned a run upside down.
+pub const LONG_TAIL_SKEWNESS: f64 = 1.0;
 
 /// An EGBAD: its configuration and three networks.
 #[derive(Debug, Clone)]
@@ -525,8 +533,9 @@ impl Egbad {
 
     /// Chooses, without labels, the score this member uses over the rows `parts` were
     /// measured on (those `keep` allows; all when `None`), when [`EgbadConfig::choose_by_tail`]
-    /// is set: α = 0 (L_D alone) when L_D has the longer right tail than the combined score.
-    /// Returns the choice when it changed α.
+    /// is set: α = 0 (L_D alone) when L_D has a long right tail (skewness above
+    /// [`LONG_TAIL_SKEWNESS`]), longer than the combined score's. Returns the choice when it
+    /// changed α.
     pub fn choose_score(
         &mut self,
         parts: &ScoreParts,
@@ -537,7 +546,7 @@ impl Egbad {
         }
         let combined = skewness(&kept_rows(&self.combine(parts), 1, keep))?;
         let discriminator = skewness(&kept_rows(&parts.discriminator, 1, keep))?;
-        (discriminator > combined).then(|| {
+        (discriminator > combined && discriminator > LONG_TAIL_SKEWNESS).then(|| {
             self.config.alpha = 0.0;
             TailChoice {
                 combined,
@@ -885,6 +894,20 @@ mod tests {
         let mut marked = model.clone();
         assert_eq!(marked.choose_score(&marked_tail, Some(&keep)), None);
         // Off (an α the user gave): never chosen.
+        // Neither part has a long tail (a member fitted on clean rows): L_D's slightly
+        // larger skewness is noise, and the combined score stays.
+        let flat = ScoreParts {
+            reconstruction: (0..n).map(|i| (i % 10) as f64).collect(),
+            discriminator: (0..n)
+                .map(|i| if i >= 90 { 0.7 } else { (i % 5) as f64 * 0.1 })
+                .collect(),
+        };
+        let flat_skew = skewness(&flat.discriminator).unwrap();
+        assert!(
+            flat_skew > skewness(&model.combine(&flat)).unwrap() && flat_skew < LONG_TAIL_SKEWNESS,
+            "L_D's skewness {flat_skew}"
+        );
+        assert_eq!(model.clone().choose_score(&flat, None), None);
         let mut asked = Egbad::new(
             &dev,
             EgbadConfig {
