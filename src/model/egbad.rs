@@ -196,7 +196,7 @@ pub fn skewness(v: &[f64]) -> Option<f64> {
 /// a long tail (a member fitted on clean rows, as the paper's protocol fits, has none), and
 /// which of two near-symmetric scores is the more skewed is noise: on a file whose anomalies
 /// lie outside every training row's range, L_D ranks them lowest (D calls rows G never
-/// produces real) and switching on skewness 0.06 against 0.05 turned a run upside down.
+/// produces real) and switching on skewness 0.08 against 0.05 turned a run upside down.
 pub const LONG_TAIL_SKEWNESS: f64 = 1.0;
 
 /// An EGBAD: its configuration and three networks.
@@ -893,7 +893,6 @@ mod tests {
         assert!(model.clone().choose_score(&marked_tail, None).is_some());
         let mut marked = model.clone();
         assert_eq!(marked.choose_score(&marked_tail, Some(&keep)), None);
-        // Off (an α the user gave): never chosen.
         // Neither part has a long tail (a member fitted on clean rows): L_D's slightly
         // larger skewness is noise, and the combined score stays.
         let flat = ScoreParts {
@@ -908,6 +907,7 @@ mod tests {
             "L_D's skewness {flat_skew}"
         );
         assert_eq!(model.clone().choose_score(&flat, None), None);
+        // Off (an α the user gave): never chosen.
         let mut asked = Egbad::new(
             &dev,
             EgbadConfig {
