@@ -509,7 +509,8 @@ fn hostile_file_shows_escapes_and_drives_nothing() {
     tmux.keys(&["-l", "x\u{202e}y"]);
     seen += &tmux.wait_for("the search prompt", 10, |s| s.contains("x\\u202ey"));
     tmux.keys(&["Escape"]);
-    // Read together with the next key, an Escape would be that key's Alt modifier.
+    // Wait before the next key: an Escape read together with it can be taken as its Alt
+    // modifier.
     tmux.wait_for("the prompt to close", 10, |s| !s.contains("x\\u202ey"));
     for screen in seen.split("\n\n") {
         assert_aligned(screen, 120);
@@ -670,8 +671,9 @@ fn a_long_paste_reaches_the_search_prompt_whole() {
     tmux.wait_for("the whole paste as keys", 20, |s| {
         s.contains("[10,000 chars]") && s.contains("PASTE_END!")
     });
-    // Wait for the prompt to close before `q`: an Escape and a `q` read together are
-    // Alt-q, which is not the quit key (this raced on a loaded machine).
+    // Wait for the prompt to close before `q`: an Escape and a `q` read together can be
+    // taken as Alt-q, which is not the quit key (on a loaded machine the `q` landed in the
+    // prompt).
     tmux.keys(&["Escape"]);
     tmux.wait_for("the prompt to close", 10, |s| !s.contains("Search (row #N"));
     tmux.quit_confirmed();
