@@ -55,6 +55,18 @@ pub fn average_path_length(n: usize) -> f64 {
 impl IsolationForest {
     /// Grows `trees` trees on the rows of `x`; the same seed gives the same forest.
     pub fn fit(x: &Matrix, trees: usize, seed: u64) -> Self {
+        Self::grow_forest(x, trees, seed, None)
+    }
+
+    /// As [`IsolationForest::fit`], but a split draws among the features that vary in its
+    /// node in proportion to `weights` (one per column) rather than uniformly: the feedback
+    /// layer's forest draws mostly-constant columns seldom (`train::feedback`).
+    pub fn fit_weighted(x: &Matrix, trees: usize, seed: u64, weights: &[f64]) -> Self {
+        assert_eq!(weights.len(), x.cols, "one weight per column");
+        Self::grow_forest(x, trees, seed, Some(weights))
+    }
+
+    fn grow_forest(x: &Matrix, trees: usize, seed: u64, weights: Option<&[f64]>) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let sample_size = x.rows.min(256);
         let max_depth = (sample_size.max(2) as f64).log2().ceil() as usize;
@@ -62,7 +74,7 @@ impl IsolationForest {
             .map(|_| {
                 let mut rows = sample(&mut rng, x.rows, sample_size).into_vec();
                 let mut nodes = Vec::new();
-                grow(x, &mut rows, 0, max_depth, &mut nodes, &mut rng);
+                grow(x, &mut rows, 0, max_depth, &mut nodes, &mut rng, weights);
                 nodes
             })
             .collect();
@@ -138,6 +150,7 @@ impl IsolationForest {
 }
 
 /// Grows the subtree over `rows` at `depth`, appending its nodes; returns its index.
+/// `weights`, if given, are the features' odds of being drawn for a split.
 fn grow(
     x: &Matrix,
     rows: &mut [usize],
@@ -145,6 +158,7 @@ fn grow(
     max_depth: usize,
     nodes: &mut Vec<Node>,
     rng: &mut StdRng,
+    weights: Option<&[f64]>,
 ) -> usize {
     let id = nodes.len();
     nodes.push(Node::Leaf { size: rows.len() });
@@ -166,7 +180,7 @@ fn grow(
     if ranges.is_empty() {
         return id;
     }
-    let (feature, lo, hi) = ranges[rng.gen_range(0..ranges.len())];
+    let (feature, lo, hi) = ranges[draw_feature(&ranges, weights, rng)];
     let threshold = lo + rng.gen::<f32>() * (hi - lo);
     // Keep both sides non-empty even where f32 rounding lands on the maximum.
     let threshold = if threshold >= hi { lo } else { threshold };
@@ -178,8 +192,8 @@ fn grow(
         }
     }
     let (left_rows, right_rows) = rows.split_at_mut(split);
-    let left = grow(x, left_rows, depth + 1, max_depth, nodes, rng);
-    let right = grow(x, right_rows, depth + 1, max_depth, nodes, rng);
+    let left = grow(x, left_rows, depth + 1, max_depth, nodes, rng, weights);
+    let right = grow(x, right_rows, depth + 1, max_depth, nodes, rng, weights);
     nodes[id] = Node::Split {
         feature,
         threshold,
@@ -187,6 +201,28 @@ fn grow(
         right,
     };
     id
+}
+
+/// The index into `ranges` (the node's varying features) of the feature a split uses:
+/// uniform without `weights` or where the candidates' weights are all zero, else in
+/// proportion to them.
+fn draw_feature(ranges: &[(usize, f32, f32)], weights: Option<&[f64]>, rng: &mut StdRng) -> usize {
+    let total: f64 = weights.map_or(0.0, |w| ranges.iter().map(|r| w[r.0]).sum());
+    let Some(weights) = weights.filter(|_| total > 0.0) else {
+        return rng.gen_range(0..ranges.len());
+    };
+    let mut left = rng.gen::<f64>() * total;
+    for (i, &(feature, ..)) in ranges.iter().enumerate() {
+        left -= weights[feature];
+        if left < 0.0 {
+            return i;
+        }
+    }
+    // Rounding left a sliver: the last candidate with any weight.
+    ranges
+        .iter()
+        .rposition(|r| weights[r.0] > 0.0)
+        .unwrap_or(ranges.len() - 1)
 }
 
 /// Depth of the leaf `row` falls into, plus `c(leaf size)` for the rows it still held.
@@ -262,6 +298,39 @@ mod tests {
         assert!((0.35..0.5).contains(&inlier_mean), "{inlier_mean}");
         assert_eq!(IsolationForest::fit(&x, 100, 1).scores(&x), scores);
         assert_ne!(IsolationForest::fit(&x, 100, 2).scores(&x), scores);
+    }
+
+    #[test]
+    fn feature_weights_steer_which_features_split() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let data: Vec<f32> = (0..600).map(|_| rng.gen()).collect();
+        let x = Matrix {
+            rows: 200,
+            cols: 3,
+            data,
+        };
+        let split_features = |forest: &IsolationForest| {
+            let mut counts = [0usize; 3];
+            for node in forest.trees.iter().flatten() {
+                if let Node::Split { feature, .. } = node {
+                    counts[*feature] += 1;
+                }
+            }
+            counts
+        };
+        let never_the_last = IsolationForest::fit_weighted(&x, 20, 0, &[1.0, 1.0, 0.0]);
+        let counts = split_features(&never_the_last);
+        assert_eq!(counts[2], 0, "{counts:?}");
+        assert!(counts[0] > 0 && counts[1] > 0, "{counts:?}");
+        let mostly_the_first = IsolationForest::fit_weighted(&x, 20, 0, &[8.0, 1.0, 1.0]);
+        let counts = split_features(&mostly_the_first);
+        assert!(counts[0] > 3 * (counts[1] + counts[2]), "{counts:?}");
+        // All-zero weights fall back to the uniform draw instead of panicking.
+        let uniform = IsolationForest::fit_weighted(&x, 20, 0, &[0.0; 3]);
+        assert_eq!(
+            uniform.scores(&x),
+            IsolationForest::fit(&x, 20, 0).scores(&x)
+        );
     }
 
     #[test]
