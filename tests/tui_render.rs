@@ -591,6 +591,21 @@ fn prompts_and_questions_in_the_footer() {
 }
 
 #[test]
+fn esc_and_a_key_read_together_close_the_prompt_and_act() {
+    let mut app = trained_app(4);
+    app.apply(Action::Search);
+    app.update(Msg::Paste("tcp".into()));
+    // What a terminal reports when Esc and q arrive in one read.
+    app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('q'),
+        KeyModifiers::ALT,
+    )));
+    let footer = render(&app, 80, 24).backend().to_string();
+    assert!(footer.contains("Quit? training is running"), "{footer}");
+    assert!(!footer.contains("tcpq"), "{footer}");
+}
+
+#[test]
 fn tiny_terminal_says_so() {
     let app = trained_app(2);
     let terminal = render(&app, 40, 10);

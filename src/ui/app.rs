@@ -589,6 +589,10 @@ impl App {
                 self.mode = Mode::Normal;
                 return Vec::new();
             }
+            PromptOutcome::Escaped(key) => {
+                self.mode = Mode::Normal;
+                return self.key(key);
+            }
             PromptOutcome::Submitted(text) => text,
         };
         self.mode = Mode::Normal;
