@@ -2,7 +2,8 @@
 //! every mark, in the manner of Active Anomaly Discovery (Das et al.) and Deep Isolation
 //! Forest's idea of a forest over the detector's representation.
 //!
-//! An isolation forest is grown once on the rows; each row runs down one path per tree.
+//! An isolation forest is grown once on the rows (its splits draw columns by their spread:
+//! `spread_weights`); each row runs down one path per tree.
 //! A row's score is its detector score (standardised: median 0, the top-τ quantile 1, and
 //! compressed by `asinh` above it, so that a bounded weight can still reorder rows whose
 //! raw scores are far out in the tail) plus
