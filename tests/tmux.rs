@@ -510,7 +510,7 @@ fn hostile_file_shows_escapes_and_drives_nothing() {
     seen += &tmux.wait_for("the search prompt", 10, |s| s.contains("x\\u202ey"));
     tmux.keys(&["Escape"]);
     // Wait before the next key, so that the test drives the plain sequence (an Escape read
-    // together with the next key arrives as an Alt-key, which the prompt also takes as
+    // together with the next key arrives as an Alt-key, which the workbench also takes as
     // Escape then the key: `esc_and_a_key_read_together_close_the_prompt_and_act`).
     tmux.wait_for("the prompt to close", 10, |s| !s.contains("x\\u202ey"));
     for screen in seen.split("\n\n") {
@@ -673,12 +673,12 @@ fn a_long_paste_reaches_the_search_prompt_whole() {
         s.contains("[10,000 chars]") && s.contains("PASTE_END!")
     });
     // Wait for the prompt to close before `q`. On a loaded machine an Escape and a `q` read
-    // together once landed the `q` in the prompt (read as Alt-q); the prompt now takes an
-    // Alt-key as Escape then the key, and the wait keeps this test on the plain sequence.
+    // together once landed the `q` in the prompt (read as Alt-q); the workbench now takes
+    // an Alt-key as Escape then the key, and the wait keeps this test on the plain sequence.
     tmux.keys(&["Escape"]);
     tmux.wait_for("the prompt to close", 10, |s| !s.contains("Search (row #N"));
     // Escape and `q` in one write, as a script types them: the terminal reports Alt-q,
-    // which the prompt takes as Escape then `q` (the quit question), not as a typed `q`.
+    // which the workbench takes as Escape then `q` (the quit question), not as a typed `q`.
     tmux.keys(&["/"]);
     tmux.wait_for("the search prompt", 10, |s| s.contains("Search (row #N"));
     tmux.keys(&["-l", "ab\u{1b}q"]);

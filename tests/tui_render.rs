@@ -603,6 +603,33 @@ fn esc_and_a_key_read_together_close_the_prompt_and_act() {
     let footer = render(&app, 80, 24).backend().to_string();
     assert!(footer.contains("Quit? training is running"), "{footer}");
     assert!(!footer.contains("tcpq"), "{footer}");
+    // Other modifiers survive: in the prompt, Esc then ctrl-c asks to quit (a ctrl-c typed
+    // in the prompt would only cancel it).
+    app.update(Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)));
+    app.apply(Action::Search);
+    app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('c'),
+        KeyModifiers::ALT | KeyModifiers::CONTROL,
+    )));
+    let footer = render(&app, 80, 24).backend().to_string();
+    assert!(footer.contains("Quit? training is running"), "{footer}");
+}
+
+#[test]
+fn esc_and_a_key_read_together_leave_the_inspect_view_then_act() {
+    let mut app = trained_app(2);
+    let top = app.table.visible[0];
+    app.apply(Action::Inspect);
+    assert_eq!(format!("{:?}", app.mode), "Inspect");
+    // Esc (back to the table), then j (the next row); read as a plain j it would scroll
+    // the inspect view instead.
+    app.update(Msg::Key(KeyEvent::new(
+        KeyCode::Char('j'),
+        KeyModifiers::ALT,
+    )));
+    assert_eq!(format!("{:?}", app.mode), "Normal");
+    assert_eq!(app.table.selected, Some(app.table.visible[1]));
+    assert_ne!(app.table.selected, Some(top));
 }
 
 #[test]

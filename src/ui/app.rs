@@ -421,6 +421,15 @@ impl App {
     }
 
     fn key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        // A terminal reports Esc and the next key read together (a script, a slow link) as
+        // an Alt-key. No binding uses Alt, so it is Esc then the key, in every mode: a
+        // prompt closes before the key acts, the inspect view goes back, a question is
+        // dismissed. (Read as the plain key, `Esc q` typed `q` into the search line.)
+        if let (KeyCode::Char(_), true) = (key.code, key.modifiers.contains(KeyModifiers::ALT)) {
+            let mut effects = self.key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+            effects.extend(self.key(KeyEvent::new(key.code, key.modifiers - KeyModifiers::ALT)));
+            return effects;
+        }
         match self.mode.clone() {
             Mode::Prompt(prompt) => self.prompt_key(prompt, key),
             Mode::Confirm(question) => self.confirm_key(question, key),
@@ -588,10 +597,6 @@ impl App {
             PromptOutcome::Cancelled => {
                 self.mode = Mode::Normal;
                 return Vec::new();
-            }
-            PromptOutcome::Escaped(key) => {
-                self.mode = Mode::Normal;
-                return self.key(key);
             }
             PromptOutcome::Submitted(text) => text,
         };

@@ -28,11 +28,6 @@ pub enum PromptOutcome {
     Cancelled,
     /// Enter: the trimmed line (possibly empty).
     Submitted(String),
-    /// Esc and the next key read together, which a terminal reports as Alt-key: the prompt
-    /// closes as for Esc and the key (Alt removed) is for the view below. The prompt has no
-    /// Alt chords, and a script driving the workbench types Esc then a key faster than a
-    /// person (a quit after a search used to land `q` in the prompt).
-    Escaped(KeyEvent),
 }
 
 impl Prompt {
@@ -46,19 +41,13 @@ impl Prompt {
     }
 
     /// Edits the line with `key`: characters insert at the cursor, Backspace/Delete remove
-    /// around it, ctrl-u deletes to the start, arrows/Home/End move; an Alt-character is
-    /// Esc followed by that character.
+    /// around it, ctrl-u deletes to the start, arrows/Home/End move.
     pub fn handle(&mut self, key: KeyEvent) -> PromptOutcome {
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let mut chars: Vec<char> = self.input.chars().collect();
         self.cursor = self.cursor.min(chars.len());
-        let alt = key.modifiers.contains(KeyModifiers::ALT);
         match key.code {
             KeyCode::Esc => return PromptOutcome::Cancelled,
-            KeyCode::Char(_) if alt => {
-                let plain = KeyEvent::new(key.code, key.modifiers - KeyModifiers::ALT);
-                return PromptOutcome::Escaped(plain);
-            }
             KeyCode::Char('c') if ctrl => return PromptOutcome::Cancelled,
             KeyCode::Enter => return PromptOutcome::Submitted(self.input.trim().to_string()),
             KeyCode::Char('u') if ctrl => {
@@ -174,30 +163,6 @@ mod tests {
         // Other control chords insert nothing.
         p.handle(ctrl('x'));
         assert_eq!(p.input, "  tcp ");
-    }
-
-    #[test]
-    fn an_alt_key_is_esc_then_the_key() {
-        let mut prompt = Prompt::new(PromptKind::Search, String::new());
-        typed(&mut prompt, "ab");
-        let alt_q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::ALT);
-        assert_eq!(
-            prompt.handle(alt_q),
-            PromptOutcome::Escaped(key(KeyCode::Char('q')))
-        );
-        assert_eq!(prompt.input, "ab", "the q is not typed");
-        // Other modifiers survive (Esc then G is G; Esc then ctrl-c is ctrl-c).
-        let alt_shift_g =
-            KeyEvent::new(KeyCode::Char('G'), KeyModifiers::ALT | KeyModifiers::SHIFT);
-        assert_eq!(
-            prompt.handle(alt_shift_g),
-            PromptOutcome::Escaped(KeyEvent::new(KeyCode::Char('G'), KeyModifiers::SHIFT))
-        );
-        let alt_ctrl_c = KeyEvent::new(
-            KeyCode::Char('c'),
-            KeyModifiers::ALT | KeyModifiers::CONTROL,
-        );
-        assert_eq!(prompt.handle(alt_ctrl_c), PromptOutcome::Escaped(ctrl('c')));
     }
 
     #[test]
